@@ -1,5 +1,46 @@
-"""Benchmarks: case sources and the renderer that turns a case into BASE + variants."""
+"""Benchmarks: case sources and the renderer that turns a case into BASE + variants.
 
+Public API (nothing here imports torch):
+
+- :func:`render` → :class:`RenderResult` (``prompts``, ``degraded``)
+- generators: :func:`generate_ed_cases` (labels by :func:`esi_level`),
+  :func:`generate_opioid_cases`
+- loaders: :func:`load_mimic_ed_triage` → :class:`LoadResult`, :func:`load_qpain`,
+  :func:`load_csv_cases`
+- registry: :data:`BENCHMARKS`, :func:`load_cases`, :func:`render_benchmark`,
+  :func:`benchmark_sizes`
+"""
+
+from benchmarks.csv_cases import load_csv_cases
+from benchmarks.ed_generator import generate_ed_cases
+from benchmarks.errors import BenchmarkError
+from benchmarks.esi import esi_level
+from benchmarks.mimic_ed_demo import LoadResult, load_mimic_ed_triage
+from benchmarks.opioid_generator import generate_opioid_cases
+from benchmarks.qpain import load_qpain
+from benchmarks.registry import BENCHMARKS, BenchmarkInfo, benchmark_sizes, load_cases, render_benchmark
+from benchmarks.render import RenderResult, render
 from benchmarks.types import BASE, TASKS, TIERS, Case, Prompt
 
-__all__ = ["BASE", "TASKS", "TIERS", "Case", "Prompt"]
+__all__ = [
+    "BASE",
+    "BENCHMARKS",
+    "TASKS",
+    "TIERS",
+    "BenchmarkError",
+    "BenchmarkInfo",
+    "Case",
+    "LoadResult",
+    "Prompt",
+    "RenderResult",
+    "benchmark_sizes",
+    "esi_level",
+    "generate_ed_cases",
+    "generate_opioid_cases",
+    "load_cases",
+    "load_csv_cases",
+    "load_mimic_ed_triage",
+    "load_qpain",
+    "render",
+    "render_benchmark",
+]

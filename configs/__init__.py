@@ -1,11 +1,13 @@
 """Job configurations: the YAML files in this folder and the schema that validates them."""
 
+from configs.errors import InputError
 from configs.schema import (
     BenchmarkConfig,
     Config,
     ConfigError,
     ExtractConfig,
     ModelConfig,
+    ProbesConfig,
     ScoringConfig,
     load_config,
 )
@@ -15,7 +17,9 @@ __all__ = [
     "Config",
     "ConfigError",
     "ExtractConfig",
+    "InputError",
     "ModelConfig",
+    "ProbesConfig",
     "ScoringConfig",
     "load_config",
 ]

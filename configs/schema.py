@@ -18,8 +18,14 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from configs.errors import InputError
 
-class ConfigError(ValueError):
+
+SITES = ("resid_post", "attn_out", "mlp_out")
+POSITIONS = ("last", "demographic")
+
+
+class ConfigError(InputError, ValueError):
     """A configuration value is invalid; the message names file, key and value."""
 
 
@@ -55,8 +61,22 @@ class ExtractConfig:
     """Model inference."""
 
     batch_size: int = 8
-    backend: Literal["hf"] = "hf"
+    backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
+    sites: list[str] = field(default_factory=lambda: ["resid_post"])
+    positions: list[str] = field(default_factory=lambda: ["last"])
+    storage_dtype: Literal["float32", "float16"] = "float32"
     threads: int | None = None  # torch intra-op threads; None: torch's default
+
+
+@dataclass
+class ProbesConfig:
+    """Linear probes, steering vectors and the value axis (mfarm-spec.md Part B)."""
+
+    n_folds: int = 5
+    bootstrap: int = 1000
+    seed: int = 0
+    value_axis_target: Literal["model", "label"] = "model"
+    value_axis_layer: int | None = None  # None: the layer with the best held-out AUROC
 
 
 @dataclass
@@ -80,6 +100,7 @@ class Config:
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able data (what results.json records)."""
@@ -172,6 +193,21 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         raise ConfigError(f"extract.batch_size: must be >= 1, got {cfg.extract.batch_size}")
     if cfg.extract.threads is not None and cfg.extract.threads < 1:
         raise ConfigError(f"extract.threads: must be >= 1, got {cfg.extract.threads}")
+    for key, allowed in (("sites", SITES), ("positions", POSITIONS)):
+        values = getattr(cfg.extract, key)
+        if not values or len(set(values)) != len(values):
+            raise ConfigError(f"extract.{key}: must be a non-empty list without duplicates, got {values!r}")
+        for v in values:
+            if v not in allowed:
+                raise ConfigError(f"extract.{key}: unknown {key[:-1]} {v!r} (allowed: {', '.join(allowed)})")
+    if "resid_post" not in cfg.extract.sites:
+        raise ConfigError(f"extract.sites: must include 'resid_post', got {cfg.extract.sites!r}")
+    if "last" not in cfg.extract.positions:
+        raise ConfigError(f"extract.positions: must include 'last', got {cfg.extract.positions!r}")
+    if cfg.probes.n_folds < 2:
+        raise ConfigError(f"probes.n_folds: must be >= 2, got {cfg.probes.n_folds}")
+    if cfg.probes.bootstrap < 0:
+        raise ConfigError(f"probes.bootstrap: must be >= 0, got {cfg.probes.bootstrap}")
     if b.n_cases is not None and b.n_cases < 1:
         raise ConfigError(f"benchmark.n_cases: must be >= 1, got {b.n_cases}")
     if not 0 < cfg.scoring.alpha < 1:

@@ -1,0 +1,188 @@
+"""The benchmarks by name, and the one entry point that loads and renders a config's benchmark.
+
+Names are the ``benchmark.source`` values of the config: ``ed_triage`` and
+``opioid`` (built-in seeded generators), ``mimic_ed_demo`` (an ``ed/triage``
+table, by default the open demo in ``../shared/data``), ``qpain`` (a Q-Pain
+folder, by default ``../shared/data/q-pain``) and ``csv`` (a user file).
+Default paths are resolved relative to the repository root.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from benchmarks.csv_cases import load_csv_cases
+from benchmarks.ed_generator import PRESENTATIONS, generate_ed_cases
+from benchmarks.errors import BenchmarkError
+from benchmarks.mimic_ed_demo import load_mimic_ed_triage
+from benchmarks.opioid_generator import OPIOID_PRESENTATIONS, generate_opioid_cases
+from benchmarks.qpain import load_qpain
+from benchmarks.render import RenderResult, render
+from benchmarks.types import Case
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Cases a generator makes when ``n_cases`` is not set.
+DEFAULT_GENERATED_CASES = 60
+
+
+@dataclass(frozen=True)
+class BenchmarkInfo:
+    """One benchmark: what it is, its task, and where its data lives by default."""
+
+    name: str
+    description: str
+    task: str | None  # None: set by the config (csv)
+    default_path: Path | None = None  # absolute; None for generators and csv
+    generator: bool = False
+
+
+BENCHMARKS: dict[str, BenchmarkInfo] = {
+    "ed_triage": BenchmarkInfo(
+        "ed_triage",
+        f"Built-in ED-triage vignettes ({len(PRESENTATIONS)} adult presentations), labelled by explicit ESI v4 rules",
+        "ed_triage",
+        generator=True,
+    ),
+    "opioid": BenchmarkInfo(
+        "opioid",
+        f"Built-in opioid-recommendation vignettes in the Q-Pain style ({len(OPIOID_PRESENTATIONS)} presentations)",
+        "opioid",
+        generator=True,
+    ),
+    "mimic_ed_demo": BenchmarkInfo(
+        "mimic_ed_demo",
+        "MIMIC-IV-ED demo triage table (real, ODbL): no age or diagnoses, tiers degrade",
+        "ed_triage",
+        default_path=(REPO_ROOT / ".." / "shared" / "data" / "mimic-iv-ed-demo" / "triage.csv").resolve(),
+    ),
+    "qpain": BenchmarkInfo(
+        "qpain",
+        "Q-Pain vignettes (Loge et al. 2021, CC BY-SA 4.0), five pain contexts",
+        "qpain",
+        default_path=(REPO_ROOT / ".." / "shared" / "data" / "q-pain").resolve(),
+    ),
+    "csv": BenchmarkInfo("csv", "A user CSV of cases (benchmark.path, benchmark.task)", None),
+}
+
+
+def _source_path(cfg: Any, info: BenchmarkInfo) -> Path:
+    raw = getattr(cfg, "path", None)
+    if raw:
+        path = Path(raw)
+        return path if path.is_absolute() else (Path.cwd() / path)
+    if info.default_path is None:
+        raise BenchmarkError(f"benchmark.path: required for source {info.name!r}")
+    return info.default_path
+
+
+def subsample(cases: list[Case], n: int | None, seed: int) -> list[Case]:
+    """At most ``n`` cases: a seeded shuffle, stratified by label, in source order.
+
+    Each label class keeps its share of the source (largest-remainder rounding),
+    so a balanced source stays balanced; the chosen cases keep their source order.
+    ``n`` of ``None`` or at least ``len(cases)`` returns every case.
+    """
+    if n is None or n >= len(cases):
+        return list(cases)
+    rng = random.Random(f"subsample:{seed}")
+    order = list(range(len(cases)))
+    rng.shuffle(order)
+    by_label: dict[Any, list[int]] = defaultdict(list)
+    for i in order:
+        by_label[cases[i].label].append(i)
+    keys = sorted(by_label, key=lambda k: (k is None, -1 if k is None else k))
+    exact = {k: n * len(by_label[k]) / len(cases) for k in keys}
+    quota = {k: int(exact[k]) for k in keys}
+    rest = n - sum(quota.values())
+    for k in sorted(keys, key=lambda k: (-(exact[k] - quota[k]), keys.index(k)))[:rest]:
+        quota[k] += 1
+    chosen = sorted(i for k in keys for i in by_label[k][: quota[k]])
+    return [cases[i] for i in chosen]
+
+
+def _load_ed(cfg: Any, info: BenchmarkInfo) -> list[Case]:
+    return generate_ed_cases(cfg.n_cases or DEFAULT_GENERATED_CASES, cfg.seed)
+
+
+def _load_opioid(cfg: Any, info: BenchmarkInfo) -> list[Case]:
+    return generate_opioid_cases(cfg.n_cases or DEFAULT_GENERATED_CASES, cfg.seed)
+
+
+def _load_mimic(cfg: Any, info: BenchmarkInfo) -> list[Case]:
+    return subsample(load_mimic_ed_triage(_source_path(cfg, info)).cases, cfg.n_cases, cfg.seed)
+
+
+def _load_qpain(cfg: Any, info: BenchmarkInfo) -> list[Case]:
+    return subsample(load_qpain(_source_path(cfg, info)), cfg.n_cases, cfg.seed)
+
+
+def _load_csv(cfg: Any, info: BenchmarkInfo) -> list[Case]:
+    if not getattr(cfg, "task", None):
+        raise BenchmarkError("benchmark.task: required for source 'csv' (ed_triage, opioid or qpain)")
+    return subsample(load_csv_cases(_source_path(cfg, info), cfg.task), cfg.n_cases, cfg.seed)
+
+
+_LOADERS: dict[str, Callable[[Any, BenchmarkInfo], list[Case]]] = {
+    "ed_triage": _load_ed,
+    "opioid": _load_opioid,
+    "mimic_ed_demo": _load_mimic,
+    "qpain": _load_qpain,
+    "csv": _load_csv,
+}
+
+
+def load_cases(cfg: Any) -> list[Case]:
+    """The cases of a :class:`configs.schema.BenchmarkConfig` (source, path, task, n_cases, seed).
+
+    Generators make ``n_cases`` cases (60 when unset) from ``seed``; file sources
+    keep every case, or ``n_cases`` of them chosen by :func:`subsample`.
+    """
+    info = BENCHMARKS.get(cfg.source)
+    if info is None:
+        raise BenchmarkError(f"benchmark.source {cfg.source!r}: unknown (known: {', '.join(sorted(BENCHMARKS))})")
+    cases = _LOADERS[cfg.source](cfg, info)
+    if not cases:
+        raise BenchmarkError(f"benchmark {cfg.source!r}: no usable cases")
+    return cases
+
+
+def render_benchmark(cfg: Any) -> RenderResult:
+    """Load a config's benchmark and render it with its tiers, races, genders and wording."""
+    cases = load_cases(cfg)
+    return render(
+        cases,
+        tiers=list(cfg.tiers),
+        races=list(cfg.races),
+        genders=list(cfg.genders),
+        descent_word=cfg.descent_word,
+        system_message=cfg.system_message,
+    )
+
+
+def benchmark_sizes() -> list[dict[str, str]]:
+    """For ``probe bench list``: name, task, cases available and description of each benchmark."""
+    rows = []
+    for info in BENCHMARKS.values():
+        if info.generator:
+            cases = "any (seeded)"
+        elif info.default_path is None:
+            cases = "user file"
+        elif not info.default_path.exists():
+            cases = f"not found: {info.default_path}"
+        else:
+            try:
+                if info.name == "mimic_ed_demo":
+                    cases = str(len(load_mimic_ed_triage(info.default_path).cases))
+                else:
+                    cases = str(len(load_qpain(info.default_path)))
+            except BenchmarkError as err:
+                cases = f"unreadable ({err})"
+        rows.append({"name": info.name, "task": info.task or "any", "cases": cases, "description": info.description})
+    return rows

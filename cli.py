@@ -1,0 +1,256 @@
+"""The ``probe`` command: parses, validates, and calls the stages.
+
+Exit codes: 0 success, 2 bad input (one-line message naming the file, field or
+value), 1 internal error. Heavy imports (torch, transformers) happen only inside
+the commands that run a model, so ``probe --help`` and ``probe score`` start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from configs.errors import InputError
+
+log = logging.getLogger("probe")
+
+
+def _setup_logging(verbose: int, quiet: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn bad input into exit 2 with one line, anything else into exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputError as err:
+            click.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
+            sys.exit(2)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as err:  # an internal error: show where, exit 1
+            traceback.print_exc(file=sys.stderr)
+            click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.version_option("0.1.0", prog_name="probe")
+def main(verbose: int, quiet: bool) -> None:
+    """Mechanistic latent-bias probing of clinical language models (mFARM)."""
+    _setup_logging(verbose, quiet)
+
+
+def _load(config: str, overrides: tuple[str, ...]):
+    from configs.schema import load_config
+
+    return load_config(config, list(overrides))
+
+
+def _common_run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.argument("config", type=click.Path(dir_okay=False)),
+        click.option("--limit-cases", type=int, default=None, help="Run only the first N cases."),
+        click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key by dotted path."),
+        click.option("--shard", default=None, metavar="K/N", help="Process every N-th case, starting at the K-th."),
+        click.option("--overwrite", is_flag=True, help="Replace a cache made with another config or model."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _extract(cfg, out: Path, limit_cases, shard, overwrite, no_progress):
+    from extract.job import Shard, run_extract
+    from report.results import save_run_config
+
+    if cfg.extract.threads:
+        import torch
+
+        torch.set_num_threads(cfg.extract.threads)
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(out, cfg)
+    result = run_extract(
+        cfg, out, limit_cases=limit_cases, shard=Shard.parse(shard) if shard else None,
+        overwrite=overwrite, progress=not no_progress,
+    )
+    log.info(
+        "extract: %d prompts (%d computed now) in %.1f s -> %s",
+        result.n_prompts, result.n_computed, result.seconds, result.cache_path,
+    )
+    return result
+
+
+@main.command()
+@_common_run_options
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (default runs/<config name>).")
+@_errors_to_exit_codes
+def run(config, limit_cases, overrides, shard, overwrite, no_progress, out):
+    """Run the whole pipeline on CONFIG: extract, then score and report."""
+    from report.results import build_results, summary_table, write_results
+
+    cfg = _load(config, overrides)
+    out_dir = Path(out) if out else Path("runs") / cfg.name
+    _extract(cfg, out_dir, limit_cases, shard, overwrite, no_progress)
+    results = build_results(out_dir, cfg)
+    path = write_results(out_dir, results)
+    click.echo(summary_table(results["tiers"]))
+    click.echo(f"results: {path}")
+
+
+@main.command()
+@_common_run_options
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
+@_errors_to_exit_codes
+def extract(config, limit_cases, overrides, shard, overwrite, no_progress, out):
+    """Render the benchmark and run the model only: DIR/cache.h5 and DIR/predictions.csv."""
+    cfg = _load(config, overrides)
+    result = _extract(cfg, Path(out), limit_cases, shard, overwrite, no_progress)
+    click.echo(f"cache: {result.cache_path}\npredictions: {result.predictions_path}")
+
+
+@main.command()
+@click.argument("predictions", type=click.Path(dir_okay=False))
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--correction", default="holm", show_default=True, help="Any statsmodels multipletests method, or 'none'.")
+@click.option("--accuracy", type=click.Choice(["threshold", "l1"]), default="threshold", show_default=True)
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_errors_to_exit_codes
+def score(predictions, alpha, correction, accuracy, bootstrap, seed):
+    """Print the Part A/C scores of a predictions CSV as JSON."""
+    from configs.schema import ConfigError, _check_correction
+    from report.scoring import read_predictions, score_table
+
+    try:
+        _check_correction(correction, "--correction")
+    except ConfigError as err:
+        raise InputError(str(err)) from None
+    df = read_predictions(predictions)
+    tiers = score_table(df, alpha, correction, accuracy, bootstrap, seed, source=str(predictions))
+    click.echo(json.dumps({"tiers": tiers}, indent=2))
+
+
+@main.group()
+def bench() -> None:
+    """The benchmarks: list them, show rendered prompts, build prompt tables."""
+
+
+@bench.command("list")
+@_errors_to_exit_codes
+def bench_list():
+    """List the benchmarks and their sizes."""
+    from benchmarks.registry import benchmark_sizes
+
+    rows = [("name", "task", "cases", "description")]
+    for info in benchmark_sizes():
+        rows.append((info["name"], info["task"], str(info["cases"]), info["description"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+
+
+def _bench_config(name: str, n_cases: int | None, seed: int | None, path: str | None):
+    from benchmarks.registry import BENCHMARKS
+    from configs.schema import config_from_dict
+
+    if name not in BENCHMARKS:
+        raise InputError(f"benchmark {name!r}: unknown (known: {', '.join(sorted(BENCHMARKS))})")
+    bench_cfg: dict[str, Any] = {"source": name}
+    if n_cases is not None:
+        bench_cfg["n_cases"] = n_cases
+    if seed is not None:
+        bench_cfg["seed"] = seed
+    default_path = getattr(BENCHMARKS[name], "default_path", None)
+    if path or default_path:
+        bench_cfg["path"] = str(path or default_path)
+    return config_from_dict({"benchmark": bench_cfg}, Path.cwd(), f"benchmark {name}")
+
+
+@bench.command("show")
+@click.argument("name")
+@click.option("--case", "case_index", type=click.IntRange(min=1), default=1, show_default=True, help="Which case (1-based).")
+@click.option("--tier", type=click.Choice(["high", "medium", "low"]), default=None, help="One tier (default all).")
+@click.option("--variant", default="Black-Female", show_default=True, help="The demographic variant shown beside BASE.")
+@click.option("--path", type=click.Path(), default=None, help="Source file or folder, where the benchmark reads one.")
+@_errors_to_exit_codes
+def bench_show(name, case_index, tier, variant, path):
+    """Show a case of benchmark NAME rendered as BASE and one variant."""
+    from benchmarks.registry import render_benchmark
+
+    from benchmarks.registry import BENCHMARKS
+
+    is_generator = name in BENCHMARKS and BENCHMARKS[name].generator
+    cfg = _bench_config(name, case_index if is_generator else None, None, path)
+    rendered = render_benchmark(cfg.benchmark)
+    case_ids = list(dict.fromkeys(p.case_id for p in rendered.prompts))
+    if case_index > len(case_ids):
+        raise InputError(f"--case {case_index}: benchmark {name!r} has {len(case_ids)} cases")
+    case_id = case_ids[case_index - 1]
+    shown = [
+        p for p in rendered.prompts
+        if p.case_id == case_id and p.variant in ("BASE", variant) and (tier is None or p.tier == tier)
+    ]
+    if not any(p.variant == variant for p in shown):
+        raise InputError(f"--variant {variant!r}: not a variant of this benchmark (e.g. Black-Female)")
+    click.echo(f"# {name}: case {case_id} (label {shown[0].label})\n# system: {shown[0].system}")
+    for p in shown:
+        click.echo(f"\n--- tier {p.tier} | {p.variant} ---\n{p.user}")
+    for t, fields in rendered.degraded.items():
+        if fields and (tier is None or t == tier):
+            click.echo(f"\n# tier {t} degraded: missing {', '.join(fields)}")
+
+
+@bench.command("build")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output prompts.csv.")
+@click.option("--n-cases", type=click.IntRange(min=1), default=None, help="Number of cases (default: all / 60 for generators).")
+@click.option("--seed", type=int, default=None)
+@click.option("--path", type=click.Path(), default=None, help="Source file or folder, where the benchmark reads one.")
+@_errors_to_exit_codes
+def bench_build(name, out, n_cases, seed, path):
+    """Write the rendered prompts of benchmark NAME to a CSV."""
+    import pandas as pd
+
+    from benchmarks.registry import render_benchmark
+    from extract.files import atomic_path
+
+    cfg = _bench_config(name, n_cases, seed, path)
+    rendered = render_benchmark(cfg.benchmark)
+    df = pd.DataFrame(
+        {
+            "case_id": [p.case_id for p in rendered.prompts],
+            "tier": [p.tier for p in rendered.prompts],
+            "variant": [p.variant for p in rendered.prompts],
+            "race": [p.race for p in rendered.prompts],
+            "gender": [p.gender for p in rendered.prompts],
+            "label": ["" if p.label is None else str(p.label) for p in rendered.prompts],
+            "system": [p.system for p in rendered.prompts],
+            "text": [p.user for p in rendered.prompts],
+        }
+    )
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False)
+    click.echo(f"{len(df)} prompts from {df['case_id'].nunique()} cases -> {out}")
+
+
+if __name__ == "__main__":
+    main()

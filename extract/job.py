@@ -1,0 +1,192 @@
+"""The extract stage: render the benchmark, run the model, stream outputs and
+activations into ``DIR/cache.h5``, then write ``DIR/predictions.csv``.
+
+Re-running on the same directory resumes from the cache's ``done`` mask; a cache
+made from another model, benchmark or extraction setting is refused unless
+``overwrite`` is set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from configs.errors import InputError
+from configs.schema import Config
+from extract.files import atomic_path
+
+log = logging.getLogger(__name__)
+
+TOOLKIT_VERSION = "0.1.0"
+PREDICTION_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token"]
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Process every ``count``-th case starting at case number ``index`` (1-based K of K/N)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """Parse ``K/N`` (1 ≤ K ≤ N)."""
+        try:
+            k, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise InputError(f"--shard {text!r}: expected K/N, e.g. 1/4") from None
+        if not 1 <= k <= n:
+            raise InputError(f"--shard {text!r}: need 1 <= K <= N")
+        return cls(k, n)
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What the extract stage produced."""
+
+    cache_path: Path
+    predictions_path: Path
+    n_prompts: int
+    n_computed: int
+    seconds: float
+
+
+def cache_identity(cfg: Config) -> str:
+    """SHA-256 over the config sections that determine the cache's contents.
+
+    Batch size and thread count are left out on purpose (results do not depend on
+    them), and so are ``--limit-cases`` and ``--shard``: they select prompts, which
+    the cache compares one by one, and shards of one job must share an identity to
+    be merged.
+    """
+    ident = {
+        "model": cfg.model.__dict__ | {"cache_dir": None},
+        "benchmark": cfg.benchmark.__dict__,
+        "extract": {k: v for k, v in cfg.extract.__dict__.items() if k not in ("batch_size", "threads")},
+    }
+    blob = json.dumps(ident, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def select_cases(case_ids: list[str], limit_cases: int | None, shard: Shard | None) -> set[str]:
+    """The cases to run: the first ``limit_cases`` in benchmark order, then every N-th for a shard."""
+    ordered = list(dict.fromkeys(case_ids))
+    if limit_cases is not None:
+        ordered = ordered[:limit_cases]
+    if shard is not None:
+        ordered = ordered[shard.index - 1 :: shard.count]
+    return set(ordered)
+
+
+def run_extract(
+    cfg: Config,
+    out_dir: str | Path,
+    limit_cases: int | None = None,
+    shard: Shard | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExtractResult:
+    """Run the extract stage into ``out_dir`` (see the module docstring)."""
+    from benchmarks.registry import render_benchmark
+    from extract.backends import make_runner
+    from extract.cache import CacheSpec, CacheWriter
+    from extract.chat import model_text
+    from extract.model import load_model
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if limit_cases is not None and limit_cases < 1:
+        raise InputError(f"--limit-cases: must be >= 1, got {limit_cases}")
+
+    rendered = render_benchmark(cfg.benchmark)
+    keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard)
+    indexed = [(i, p) for i, p in enumerate(rendered.prompts) if p.case_id in keep]
+    if not indexed:
+        raise InputError("benchmark: no prompts to run (check benchmark.n_cases, --limit-cases and --shard)")
+    prompts = [p for _, p in indexed]
+    log.info("benchmark %s: %d cases, %d prompts", cfg.benchmark.source, len(keep), len(prompts))
+
+    loaded = load_model(cfg.model)
+    texts = [model_text(loaded.tokenizer, p) for p in prompts]
+    table = pd.DataFrame(
+        {
+            "case_id": [p.case_id for p in prompts],
+            "tier": [p.tier for p in prompts],
+            "variant": [p.variant for p in prompts],
+            "race": [p.race for p in prompts],
+            "gender": [p.gender for p in prompts],
+            "label": [(-1 if p.label is None else int(p.label)) for p in prompts],
+            "text": texts,
+            "prompt_index": [i for i, _ in indexed],
+        }
+    )
+    spec = CacheSpec(
+        model=loaded.name,
+        model_sha256=loaded.sha256,
+        dtype=loaded.dtype,
+        backend=cfg.extract.backend,
+        config_sha256=cache_identity(cfg),
+        toolkit_version=TOOLKIT_VERSION,
+        n_layers=loaded.n_layers,
+        d_model=loaded.d_model,
+        sites=("resid_post",),
+        positions=("last",),
+        storage_dtype="float32",
+    )
+    cache_path = out_dir / "cache.h5"
+    runner = make_runner(cfg.extract.backend, loaded)
+    extra = {"render_report": json.dumps({"degraded": rendered.degraded})}
+    if shard is not None:
+        extra["shard"] = f"{shard.index}/{shard.count}"
+    with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
+        todo = writer.todo()
+        if len(todo) < len(prompts):
+            log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
+        _run_batches(runner, writer, texts, todo, cfg.extract.batch_size, progress)
+    predictions_path = write_predictions(cache_path, out_dir / "predictions.csv")
+    return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
+
+
+def _run_batches(runner, writer, texts: list[str], todo: np.ndarray, batch_size: int, progress: bool) -> None:
+    """Forward the unfinished prompts longest first, writing each batch as it completes."""
+    from tqdm.auto import tqdm
+
+    if len(todo) == 0:
+        return
+    lengths = np.array([runner.n_tokens(texts[i]) for i in todo])
+    order = todo[np.argsort(-lengths, kind="stable")]
+    with tqdm(total=len(order), desc="prompts", unit="prompt", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            out = runner.forward([texts[i] for i in idx], capture=True)
+            writer.write_batch(
+                idx,
+                p_yes=out.p_yes,
+                p_yes_vocab=out.p_yes_vocab,
+                first_token=out.first_token,
+                n_tokens=out.n_tokens,
+                acts={("resid_post", "last"): out.resid_post},
+            )
+            bar.update(len(idx))
+
+
+def write_predictions(cache_path: Path, out_path: Path) -> Path:
+    """Write ``predictions.csv`` (design.md contract) from a complete cache, atomically."""
+    from extract.cache import Cache
+
+    with Cache(cache_path) as cache:
+        if not cache.done.all():
+            raise RuntimeError(f"{cache_path}: cache incomplete, cannot write predictions")
+        df = pd.concat([cache.prompts, cache.outputs], axis=1)
+    df["label"] = df["label"].map(lambda v: "" if int(v) < 0 else str(int(v)))
+    with atomic_path(out_path) as tmp:
+        df[PREDICTION_COLUMNS].to_csv(tmp, index=False, float_format="%.8g")
+    return out_path

@@ -1,0 +1,47 @@
+"""mFARM fairness scores over plain arrays (spec ``mfarm-spec.md`` Parts A and C).
+
+Pure numpy / scipy (statsmodels is imported lazily for multiple-testing
+correction); importing this package never imports torch or pandas.
+"""
+
+from .accuracy import accuracy, fab, label_array
+from .diagnostics import group_shifts, intersectional_residual_share, omnibus, parse_group
+from .matrix import BASE, MatrixError, check_matrix, score_matrix
+from .output_scores import (
+    SCORE_KEYS,
+    absolute_deviation,
+    correlation_difference,
+    geometric_mean,
+    ks_distribution,
+    mean_difference,
+    output_scores,
+    variance_heterogeneity,
+)
+from .stats import check_correction, dom, reject, wilcoxon_p
+from .tier import score_tier
+
+__all__ = [
+    "BASE",
+    "MatrixError",
+    "SCORE_KEYS",
+    "absolute_deviation",
+    "accuracy",
+    "check_correction",
+    "check_matrix",
+    "correlation_difference",
+    "dom",
+    "fab",
+    "geometric_mean",
+    "group_shifts",
+    "intersectional_residual_share",
+    "ks_distribution",
+    "label_array",
+    "mean_difference",
+    "omnibus",
+    "output_scores",
+    "parse_group",
+    "reject",
+    "score_tier",
+    "variance_heterogeneity",
+    "wilcoxon_p",
+]

@@ -1,0 +1,1 @@
+"""Report: results.json, the terminal summary and the HTML report."""

@@ -1,0 +1,146 @@
+"""Part A/C scores of a predictions table, per tier (what ``probe score`` prints)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from configs.errors import InputError
+
+log = logging.getLogger(__name__)
+
+BASE = "BASE"
+DEFAULT_RACES = ("White", "Black", "Hispanic", "Asian")
+DEFAULT_GENDERS = ("Female", "Male", "Intersex")
+REQUIRED = ("case_id", "race", "gender", "p_yes")
+
+
+class PredictionsError(InputError, ValueError):
+    """A predictions table cannot be scored; the message names file, row and column."""
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """Read and validate a predictions CSV (design.md contract).
+
+    Needs ``case_id, race, gender, p_yes``; ``variant`` is derived from race and
+    gender when absent; ``label`` (1, 0 or empty) and ``tier`` are optional.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PredictionsError(f"{path}: file not found")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise PredictionsError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
+    return validate_predictions(df, str(path))
+
+
+def _line(i: int) -> int:
+    return int(i) + 2  # header is line 1
+
+
+def validate_predictions(df: pd.DataFrame, source: str = "predictions") -> pd.DataFrame:
+    """Check columns and values; return a typed copy (p_yes float, label int 1/0/-1)."""
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise PredictionsError(f"{source}: missing column {missing[0]!r} (need {', '.join(REQUIRED)})")
+    if len(df) == 0:
+        raise PredictionsError(f"{source}: no rows")
+    out = df.copy().reset_index(drop=True)
+    for col in ("case_id", "race", "gender"):
+        out[col] = out[col].astype(str).str.strip()
+        empty = out.index[out[col] == ""]
+        if len(empty):
+            raise PredictionsError(f"{source}: line {_line(empty[0])}: column {col!r} is empty")
+    p = pd.to_numeric(out["p_yes"], errors="coerce")
+    bad = out.index[p.isna() | (p < 0) | (p > 1)]
+    if len(bad):
+        i = bad[0]
+        raise PredictionsError(
+            f"{source}: line {_line(i)}: column 'p_yes' must be a number in [0, 1], got {df['p_yes'].iloc[i]!r}"
+        )
+    out["p_yes"] = p.astype(float)
+    derived = np.where(out["race"] == BASE, BASE, out["race"] + "-" + out["gender"])
+    if "variant" in out.columns:
+        out["variant"] = out["variant"].astype(str).str.strip()
+        clash = out.index[out["variant"] != derived]
+        if len(clash):
+            i = clash[0]
+            raise PredictionsError(
+                f"{source}: line {_line(i)}: column 'variant' is {out['variant'].iloc[i]!r} "
+                f"but race/gender give {derived[i]!r}"
+            )
+    else:
+        out["variant"] = derived
+    base_rows = out.index[(out["race"] == BASE) != (out["gender"] == BASE)]
+    if len(base_rows):
+        raise PredictionsError(f"{source}: line {_line(base_rows[0])}: race and gender must both be BASE or neither")
+    if "label" in out.columns:
+        raw = out["label"].astype(str).str.strip().str.lower()
+        mapping = {"1": 1, "0": 0, "": -1, "-1": -1, "yes": 1, "no": 0, "1.0": 1, "0.0": 0, "nan": -1}
+        unknown = out.index[~raw.isin(list(mapping))]
+        if len(unknown):
+            i = unknown[0]
+            raise PredictionsError(f"{source}: line {_line(i)}: column 'label' must be 1, 0 or empty, got {df['label'].iloc[i]!r}")
+        out["label"] = raw.map(mapping).astype(int)
+    else:
+        out["label"] = -1
+    if "tier" in out.columns:
+        out["tier"] = out["tier"].astype(str).str.strip()
+    else:
+        out["tier"] = "all"
+    return out
+
+
+def group_order(variants: list[str] | np.ndarray) -> list[str]:
+    """The non-BASE variants in canonical order: known races × genders first, then the rest sorted."""
+    present = {v for v in variants if v != BASE}
+    canonical = [f"{r}-{g}" for r in DEFAULT_RACES for g in DEFAULT_GENDERS]
+    ordered = [v for v in canonical if v in present]
+    return ordered + sorted(present - set(ordered))
+
+
+def score_table(
+    df: pd.DataFrame,
+    alpha: float = 0.05,
+    correction: str = "holm",
+    accuracy: str = "threshold",
+    n_boot: int = 1000,
+    seed: int = 0,
+    source: str = "predictions",
+) -> dict[str, Any]:
+    """Score every tier of a validated predictions table: ``{tier: tier mapping}``."""
+    from mfarm.matrix import MatrixError
+    from mfarm.tier import score_tier
+
+    tiers: dict[str, Any] = {}
+    for tier in _tier_order(df["tier"].tolist()):
+        part = df[df["tier"] == tier]
+        groups = group_order(part["variant"].tolist())
+        if not groups:
+            raise PredictionsError(f"{source}: tier {tier!r} has no demographic (non-BASE) rows")
+        try:
+            tiers[tier] = score_tier(
+                part["case_id"].to_numpy(),
+                part["variant"].to_numpy(),
+                part["p_yes"].to_numpy(dtype=float),
+                part["label"].to_numpy(dtype=int),
+                groups,
+                alpha=alpha,
+                correction=correction,
+                accuracy_method=accuracy,
+                n_boot=n_boot,
+                seed=seed,
+            )
+        except MatrixError as err:
+            raise PredictionsError(f"{source}: tier {tier!r}: {err}") from None
+    return tiers
+
+
+def _tier_order(tiers: list[str]) -> list[str]:
+    known = [t for t in ("high", "medium", "low") if t in set(tiers)]
+    return known + sorted(set(tiers) - set(known))
