@@ -128,6 +128,44 @@ def extract(config, limit_cases, overrides, shard, overwrite, no_progress, out):
 
 
 @main.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Merged run directory.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing merged cache.")
+@_errors_to_exit_codes
+def merge(dirs, out, overwrite):
+    """Combine the run directories of shards (--shard K/N) into one run directory."""
+    from extract.cache import merge_caches
+    from extract.job import write_predictions
+    from report.results import build_results, load_run_config, save_run_config, write_results
+
+    if len(dirs) < 2:
+        raise InputError("merge: give at least two shard run directories")
+    out_dir = Path(out)
+    caches = []
+    for d in dirs:
+        path = Path(d) / "cache.h5"
+        if not path.is_file():
+            raise InputError(f"{path}: not found (is {d} a run directory?)")
+        caches.append(path)
+    cfg = load_run_config(Path(dirs[0]))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged = merge_caches(caches, out_dir / "cache.h5", overwrite=overwrite)
+    save_run_config(out_dir, cfg)
+    write_predictions(merged, out_dir / "predictions.csv")
+    results = build_results(out_dir, cfg)
+    write_results(out_dir, results)
+    click.echo(summary_table_text(results))
+    click.echo(f"merged {len(dirs)} shards -> {out_dir}")
+
+
+def summary_table_text(results) -> str:
+    """The terminal score table of a results mapping."""
+    from report.results import summary_table
+
+    return summary_table(results["tiers"])
+
+
+@main.command()
 @click.argument("predictions", type=click.Path(dir_okay=False))
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
 @click.option("--correction", default="holm", show_default=True, help="Any statsmodels multipletests method, or 'none'.")

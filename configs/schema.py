@@ -239,19 +239,24 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         if not path.exists():
             raise ConfigError(f"benchmark.path: file not found: {b.path!r} (resolved to {path})")
         b.path = str(path)
+    name = cfg.model.name
+    if name.startswith((".", "/", "~")) or "\\" in name:
+        folder = Path(name).expanduser()
+        if not folder.is_absolute():
+            folder = (Path.cwd() / folder).resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"model.name: model directory not found: {name!r}")
     if b.source == "csv" and b.task is None:
         raise ConfigError("benchmark.task: required for source 'csv' (ed_triage, opioid or qpain)")
 
 
 def _check_correction(method: str, where: str) -> None:
-    if method == "none":
-        return
-    from statsmodels.stats.multitest import multipletests
+    from mfarm.stats import check_correction
 
     try:
-        multipletests([0.01, 0.5], alpha=0.05, method=method)
+        check_correction(method)
     except ValueError:
-        raise ConfigError(f"{where}: unknown correction method {method!r}") from None
+        raise ConfigError(f"{where}: unknown correction method {method!r} (use none, holm, bonferroni, fdr_bh, ...)") from None
 
 
 def set_dotted(data: dict[str, Any], assignment: str) -> None:

@@ -1,35 +1,46 @@
-"""The plain Hugging Face forward runner: P(Yes) and, on request, the residual stream.
+"""The plain Hugging Face forward runner, and what every runner shares.
 
 ``HFRunner(loaded).forward(texts)`` runs one left-padded batch of model texts (see
 ``extract.chat.model_text``) and returns a :class:`BatchOutput`. Logits are computed
-at the last position only. With ``capture=True`` it also returns ``resid_post``: the
-output of every decoder block at the last prompt token, shape
-``(n_layers, B, d_model)`` float32. Entry ``l`` equals Hugging Face's
-``output_hidden_states[l + 1]`` at that token for ``l < n_layers - 1``; the last entry
-is the last block's output *before* the final norm (HF's last hidden state is after
-it).
+at the last position only. With ``capture=True`` it also returns activations at the
+requested sites and positions (``extract.sites``): ``acts[(site, position)]`` is a
+float32 array ``(n_layers, B, d_model)``; ``resid_post`` is a shortcut for
+``acts[("resid_post", "last")]``. Entry ``l`` of ``resid_post`` equals Hugging
+Face's ``output_hidden_states[l + 1]`` at that token for ``l < n_layers - 1``; the
+last entry is the last block's output *before* the final norm (HF's last hidden
+state is after it). P(Yes) and the activations come from the same forward pass.
+
+Every runner (:class:`HFRunner`; ``extract.tl_runner.TLRunner``;
+``extract.nnsight_runner.NNsightRunner``) derives from :class:`BaseRunner` and so
+shares the tokenisation (``ENCODE_KWARGS``, left padding, mask-derived position
+ids), the Yes/No vocabulary, the validation of sites/positions and the output
+assembly: their model inputs are identical, only the way activations are read
+differs.
 
 Batch invariance: in transformers 5.x a plain ``forward`` does not derive position
 ids from the attention mask (it uses ``arange``), so under left padding every row
 would be shifted by its pad count. Rotary models are nearly insensitive to that
-(relative positions), but absolute-position models are not, so the runner always
-passes ``position_ids = clamp(cumsum(mask) - 1, 0)``. A prompt's P(Yes) alone and in
+(relative positions), but absolute-position models are not, so the runners always
+pass ``position_ids = clamp(cumsum(mask) - 1, 0)``. A prompt's P(Yes) alone and in
 a padded batch then agree to float32 round-off (~1e-6).
 
 ``score_prompts(runner, texts, batch_size)`` scores a whole list: identical texts are
 computed once, prompts run longest first (little padding), results come back in the
 input order.
 
-Hooks: ``forward(capture=True)`` registers one forward hook per decoder block for
-that call and removes exactly those afterwards (also on error); hooks registered by
-anyone else are left alone.
+Hooks: ``HFRunner.forward(capture=True)`` registers forward hooks on the decoder
+blocks (and their attention / MLP modules for ``attn_out`` / ``mlp_out``) for that
+call and removes exactly those afterwards (also on error); hooks registered by
+anyone else are left alone. The modules are looked up at each call, so the runner
+also works on a model another backend has wrapped (a TransformerLens bridge
+replaces the blocks in place).
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,6 +49,7 @@ import torch
 from extract.chat import ENCODE_KWARGS
 from extract.model import LoadedModel, decoder_layers
 from extract.scoring import p_yes_from_logits, yes_no_ids
+from extract.sites import CapturePlan, first_tensor, normalize_positions, normalize_sites, submodule_name
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +64,26 @@ class BatchOutput:
     first_token_id: np.ndarray  # int64 (B,)
     n_tokens: np.ndarray  # int64 (B,), without padding
     resid_post: np.ndarray | None = None  # float32 (n_layers, B, d_model) at the last token
+    acts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (site, position) -> (n_layers, B, d)
 
 
-class HFRunner:
-    """Runs a :class:`LoadedModel` with plain Hugging Face forward passes."""
+class BaseRunner:
+    """Tokenisation, validation and output assembly shared by every backend.
 
-    backend = "hf"
+    Subclasses set ``backend`` and implement ``_run(batch, plan) -> logits (B, V)``
+    at the last position, calling ``plan.record(site, layer, hidden)`` for every
+    captured activation when ``plan`` is not ``None``.
+    """
+
+    backend = "base"
 
     def __init__(self, loaded: LoadedModel):
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.device = torch.device(loaded.device)
-        self.layers = decoder_layers(self.model)
-        self.n_layers = len(self.layers)
-        self.d_model = loaded.d_model
+        self.n_layers = int(loaded.n_layers)
+        self.d_model = int(loaded.d_model)
         yes, no = yes_no_ids(self.tokenizer)
         vocab = self._logit_width()
         kept_yes = [i for i in yes if i < vocab]
@@ -74,15 +91,19 @@ class HFRunner:
         if (kept_yes, kept_no) != (yes, no):
             log.warning("yes/no ids beyond the model's %d logits are ignored", vocab)
         self.yes_ids, self.no_ids = kept_yes, kept_no
-        params = inspect.signature(self.model.forward).parameters
+        # the class's forward: an instance may carry a wrapper (nnsight patches ``forward``)
+        params = inspect.signature(type(self.model).forward).parameters
         self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
         self._pass_positions = "position_ids" in params
 
     def _logit_width(self) -> int:
+        cfg = self.model.config
+        text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         out = self.model.get_output_embeddings()
-        if out is not None and getattr(out, "out_features", None):
-            return int(out.out_features)
-        return int(self.model.config.get_text_config().vocab_size)
+        width = getattr(getattr(out, "weight", None), "shape", None)
+        if width is not None and len(width) == 2:
+            return int(width[0])
+        return int(text_cfg.vocab_size)
 
     # ------------------------------------------------------------- tokenization
 
@@ -108,57 +129,93 @@ class HFRunner:
             batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0).to(self.device)
         return batch
 
+    def _model_kwargs(self, batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+        """The model's keyword arguments: the batch, no KV cache, logits at the last position."""
+        kwargs: dict[str, Any] = dict(batch, use_cache=False)
+        if self._keep_kw is not None:
+            kwargs[self._keep_kw] = 1
+        return kwargs
+
     # ------------------------------------------------------------- forward
 
-    def forward(self, texts: Sequence[str], capture: bool = False) -> BatchOutput:
-        """Run one batch; ``capture=True`` adds ``resid_post`` at the last token."""
+    def forward(
+        self,
+        texts: Sequence[str],
+        capture: bool = False,
+        sites: Sequence[str] = ("resid_post",),
+        positions: Sequence[str] = ("last",),
+        demographic_positions: Sequence[Sequence[int]] | None = None,
+    ) -> BatchOutput:
+        """Run one batch: P(Yes), and with ``capture=True`` the activations.
+
+        ``sites`` ⊆ ``extract.sites.SITES``, ``positions`` ⊆ ``extract.sites.POSITIONS``;
+        ``"demographic"`` needs ``demographic_positions``: one non-empty list of token
+        indices (into the unpadded tokens) per text. ``ValueError`` on a bad request,
+        raised before the model runs.
+        """
         texts = list(texts)
         if not texts:
             raise ValueError("forward needs at least one text")
+        if capture:
+            normalize_sites(sites)
+            normalize_positions(positions)
         batch = self.encode(texts)
-        captured: dict[int, torch.Tensor] = {}
-        handles = []
-        try:
-            if capture:
-                for i, layer in enumerate(self.layers):
-                    handles.append(layer.register_forward_hook(self._make_hook(i, captured)))
-            kwargs: dict[str, Any] = dict(batch, use_cache=False)
-            if self._keep_kw is not None:
-                kwargs[self._keep_kw] = 1
-            with torch.inference_mode():
-                out = self.model(**kwargs)
-        finally:
-            for h in handles:
-                h.remove()
-        logits = out.logits[:, -1, :]
+        plan = None
+        if capture:
+            plan = CapturePlan.build(sites, positions, demographic_positions, batch["attention_mask"], self.n_layers)
+        with torch.inference_mode():
+            logits = self._run(batch, plan)
         p_yes, p_vocab, first = p_yes_from_logits(logits, self.yes_ids, self.no_ids)
         first_ids = first.cpu().numpy().astype(np.int64)
-        resid = None
-        if capture:
-            missing = [i for i in range(self.n_layers) if i not in captured]
-            if missing:
-                raise RuntimeError(f"decoder layers {missing} produced no output during the forward pass")
-            resid = torch.stack([captured[i] for i in range(self.n_layers)]).numpy()
+        acts = plan.acts() if plan is not None else {}
         return BatchOutput(
             p_yes=p_yes.cpu().numpy().astype(np.float64),
             p_yes_vocab=p_vocab.cpu().numpy().astype(np.float64),
             first_token=[self.tokenizer.decode([int(t)]) for t in first_ids],
             first_token_id=first_ids,
             n_tokens=batch["attention_mask"].sum(-1).cpu().numpy().astype(np.int64),
-            resid_post=resid,
+            resid_post=acts.get(("resid_post", "last")),
+            acts=acts,
         )
 
-    @staticmethod
-    def _make_hook(index: int, store: dict[int, torch.Tensor]):
-        def hook(module, inputs, output):
-            hidden = output[0] if isinstance(output, (tuple, list)) else output
-            store[index] = hidden[:, -1, :].detach().to(device="cpu", dtype=torch.float32).clone()
+    def _run(self, batch: dict[str, torch.Tensor], plan: CapturePlan | None) -> torch.Tensor:
+        raise NotImplementedError
 
-        return hook
+
+class HFRunner(BaseRunner):
+    """Runs a :class:`LoadedModel` with plain Hugging Face forward passes and torch hooks."""
+
+    backend = "hf"
+
+    def __init__(self, loaded: LoadedModel):
+        super().__init__(loaded)
+        self.layers = decoder_layers(self.model)
+
+    def _run(self, batch: dict[str, torch.Tensor], plan: CapturePlan | None) -> torch.Tensor:
+        handles = []
+        try:
+            if plan is not None:
+                layers = decoder_layers(self.model)  # looked up now: a bridge may have replaced them
+                for i, layer in enumerate(layers):
+                    for site in plan.sites:
+                        module = layer if site == "resid_post" else getattr(layer, submodule_name(layer, site))
+                        handles.append(module.register_forward_hook(_hook(plan, site, i)))
+            out = self.model(**self._model_kwargs(batch))
+        finally:
+            for h in handles:
+                h.remove()
+        return out.logits[:, -1, :]
+
+
+def _hook(plan: CapturePlan, site: str, layer: int):
+    def hook(module, inputs, output):
+        plan.record(site, layer, first_tensor(output))
+
+    return hook
 
 
 def score_prompts(
-    runner: HFRunner,
+    runner: BaseRunner,
     texts: Sequence[str],
     batch_size: int = 8,
     progress: bool = True,
@@ -168,8 +225,8 @@ def score_prompts(
 
     Keys: ``p_yes``, ``p_yes_vocab`` (float64), ``first_token`` (object array of str),
     ``first_token_id``, ``n_tokens`` (int64), and with ``capture=True`` ``resid_post``
-    ``(n_layers, N, d_model)`` float32. Identical texts run once; batches are formed
-    longest first; a tqdm bar shows progress unless ``progress=False``.
+    ``(n_layers, N, d_model)`` float32 (at the last token). Identical texts run once;
+    batches are formed longest first; a tqdm bar shows progress unless ``progress=False``.
     """
     from tqdm.auto import tqdm
 

@@ -97,7 +97,7 @@ def run_extract(
     from benchmarks.registry import render_benchmark
     from extract.backends import make_runner
     from extract.cache import CacheSpec, CacheWriter
-    from extract.chat import model_text
+    from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
     from extract.model import load_model
 
     start = time.perf_counter()
@@ -116,6 +116,13 @@ def run_extract(
 
     loaded = load_model(cfg.model)
     texts = [model_text(loaded.tokenizer, p) for p in prompts]
+    positions = tuple(cfg.extract.positions)
+    demographic = None
+    if "demographic" in positions:
+        demographic = [
+            char_spans_to_token_positions(loaded.tokenizer, t, find_user_offset(loaded.tokenizer, p, t), p.demographic_spans)
+            for p, t in zip(prompts, texts)
+        ]
     table = pd.DataFrame(
         {
             "case_id": [p.case_id for p in prompts],
@@ -137,9 +144,9 @@ def run_extract(
         toolkit_version=TOOLKIT_VERSION,
         n_layers=loaded.n_layers,
         d_model=loaded.d_model,
-        sites=("resid_post",),
-        positions=("last",),
-        storage_dtype="float32",
+        sites=tuple(cfg.extract.sites),
+        positions=positions,
+        storage_dtype=cfg.extract.storage_dtype,
     )
     cache_path = out_dir / "cache.h5"
     runner = make_runner(cfg.extract.backend, loaded)
@@ -150,13 +157,17 @@ def run_extract(
         todo = writer.todo()
         if len(todo) < len(prompts):
             log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
-        _run_batches(runner, writer, texts, todo, cfg.extract.batch_size, progress)
+        _run_batches(runner, writer, texts, todo, cfg.extract.batch_size, spec, demographic, progress)
     predictions_path = write_predictions(cache_path, out_dir / "predictions.csv")
     return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
 
 
-def _run_batches(runner, writer, texts: list[str], todo: np.ndarray, batch_size: int, progress: bool) -> None:
-    """Forward the unfinished prompts longest first, writing each batch as it completes."""
+def _run_batches(runner, writer, texts, todo, batch_size, spec, demographic, progress) -> None:
+    """Forward the unfinished prompts longest first, writing each batch as it completes.
+
+    ``demographic`` holds, per prompt, the token positions of its race and gender
+    words (``None`` unless the ``demographic`` position is cached).
+    """
     from tqdm.auto import tqdm
 
     if len(todo) == 0:
@@ -166,14 +177,20 @@ def _run_batches(runner, writer, texts: list[str], todo: np.ndarray, batch_size:
     with tqdm(total=len(order), desc="prompts", unit="prompt", disable=not progress) as bar:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            out = runner.forward([texts[i] for i in idx], capture=True)
+            out = runner.forward(
+                [texts[i] for i in idx],
+                capture=True,
+                sites=spec.sites,
+                positions=spec.positions,
+                demographic_positions=None if demographic is None else [demographic[i] for i in idx],
+            )
             writer.write_batch(
                 idx,
                 p_yes=out.p_yes,
                 p_yes_vocab=out.p_yes_vocab,
                 first_token=out.first_token,
                 n_tokens=out.n_tokens,
-                acts={("resid_post", "last"): out.resid_post},
+                acts=out.acts,
             )
             bar.update(len(idx))
 

@@ -94,6 +94,7 @@ def fit_softmax_problems(
     history: int = 10,
     curvature: float = 0.02,
     nonmonotone: int = 5,
+    bias_curvature: float = 0.02,
 ) -> SoftmaxFit:
     """Fit every (layer, problem) pair; see the module docstring for the objective.
 
@@ -149,7 +150,7 @@ def fit_softmax_problems(
     linv = torch.linalg.solve_triangular(chol, eye, upper=False)
     Minv = torch.bmm(linv.transpose(1, 2), linv)
     del M, chol, linv, eye
-    bias_h0 = (1.0 / (kappa * n_train)).to(dtype)[:, None]  # (J, 1)
+    bias_h0 = (1.0 / (bias_curvature * n_train)).to(dtype)[:, None]  # (J, 1)
     n_train_dt = n_train.to(dtype)
 
     # Arrays of the active layers (compacted as layers finish).
@@ -267,14 +268,16 @@ def fit_softmax_problems(
                 g_new = torch.where(okb, gt, g_new)
                 f_new = torch.where(ok, ft, f_new)
                 accepted |= ok
+            if n_eval == 1:
+                n_fail = int((~accepted).sum())
             if bool(accepted.all()):
                 break
             denom = 2.0 * (ft - f - gp * t)  # quadratic interpolation, kept in [0.1 t, 0.5 t]
             t_q = torch.where(denom > 0, -gp * t * t / denom.clamp_min(1e-300), 0.5 * t)
             t = torch.where(accepted, t, torch.minimum(torch.maximum(t_q, 0.1 * t), 0.5 * t))
         logger.debug(
-            "softmax probes: iteration %d, %d layers active, %d problems running, %d evaluations",
-            it, len(idx), int((~done).sum()), n_eval,
+            "softmax probes: iteration %d, %d layers active, %d problems running, %d evaluations, %d backtracked",
+            it, len(idx), int((~done).sum()), n_eval, n_fail,
         )
         stalled = ~accepted
         if bool(stalled.any()):

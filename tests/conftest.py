@@ -1,0 +1,62 @@
+"""Shared fixtures: a tiny random Llama saved as a local model directory, and
+configs that run the whole pipeline on it in seconds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama (4 layers, d_model 64) saved with safetensors + tokenizer."""
+    from extract.tiny import tiny_llama
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    loaded = tiny_llama(seed=0)
+    loaded.model.save_pretrained(folder, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_config(path: Path, model_dir: Path, **sections) -> Path:
+    """Write a small ED-triage job on the tiny model; ``sections`` override keys."""
+    data = {
+        "name": "tiny",
+        "seed": 0,
+        "model": {"name": str(model_dir)},
+        "benchmark": {"source": "ed_triage", "n_cases": 4, "seed": 7, "tiers": ["high", "low"]},
+        "extract": {"batch_size": 4},
+        "scoring": {"bootstrap": 50},
+        "probes": {"bootstrap": 50, "n_folds": 2},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict):
+            data.setdefault(key, {}).update(value)
+        else:
+            data[key] = value
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tiny_model_dir) -> Path:
+    """Path to a config of a 4-case, 2-tier ED-triage job on the tiny model."""
+    return write_config(tmp_path / "tiny.yaml", tiny_model_dir)
+
+
+def run_probe(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the ``probe`` CLI in a subprocess (as a user would)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", *args],
+        cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )
