@@ -102,8 +102,9 @@ def _extract(cfg, out: Path, limit_cases, shard, overwrite, no_progress):
 @main.command()
 @_common_run_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (default runs/<config name>).")
+@click.option("--no-fit", is_flag=True, help="Skip the probes / value axis / F_LV stage.")
 @_errors_to_exit_codes
-def run(config, limit_cases, overrides, shard, overwrite, no_progress, out):
+def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_fit):
     """Run the whole pipeline on CONFIG: extract, then score and report."""
     from report.results import build_results, summary_table, write_results
 
@@ -112,6 +113,10 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out):
     _extract(cfg, out_dir, limit_cases, shard, overwrite, no_progress)
     results = build_results(out_dir, cfg)
     path = write_results(out_dir, results)
+    if not no_fit:
+        from probes.stage import run_fit
+
+        results = run_fit(out_dir, cfg)
     click.echo(summary_table(results["tiers"]))
     click.echo(f"results: {path}")
 
@@ -125,6 +130,20 @@ def extract(config, limit_cases, overrides, shard, overwrite, no_progress, out):
     cfg = _load(config, overrides)
     result = _extract(cfg, Path(out), limit_cases, shard, overwrite, no_progress)
     click.echo(f"cache: {result.cache_path}\npredictions: {result.predictions_path}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@_errors_to_exit_codes
+def fit(run_dir):
+    """Fit probes, steering vectors and the value axis on RUN_DIR/cache.h5; adds F_LV and mFARM (full)."""
+    from probes.stage import run_fit
+
+    if not Path(run_dir).is_dir():
+        raise InputError(f"{run_dir}: no such run directory")
+    results = run_fit(Path(run_dir))
+    click.echo(summary_table_text(results))
+    click.echo(f"probes: {Path(run_dir) / 'probes.h5'}\nresults: {Path(run_dir) / 'results.json'}")
 
 
 @main.command()
@@ -257,37 +276,62 @@ def bench_show(name, case_index, tier, variant, path):
             click.echo(f"\n# tier {t} degraded: missing {', '.join(fields)}")
 
 
+MIMIC_BUILDS = {"mimic-ed": "ed_triage", "mimic-opioid": "opioid"}
+
+
 @bench.command("build")
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), required=True, help="Output prompts.csv.")
 @click.option("--n-cases", type=click.IntRange(min=1), default=None, help="Number of cases (default: all / 60 for generators).")
-@click.option("--seed", type=int, default=None)
+@click.option("--seed", type=int, default=None, help="Generator / sampling seed (MIMIC: the builders' seed).")
 @click.option("--path", type=click.Path(), default=None, help="Source file or folder, where the benchmark reads one.")
+@click.option("--mimic-dir", type=click.Path(file_okay=False), default=None, help="MIMIC-IV root (hosp/, icu/, ed/, note/) for mimic-ed / mimic-opioid.")
+@click.option("--split", type=click.Choice(["train", "validation", "test", "all"]), default="all", show_default=True, help="MIMIC split to write.")
 @_errors_to_exit_codes
-def bench_build(name, out, n_cases, seed, path):
-    """Write the rendered prompts of benchmark NAME to a CSV."""
+def bench_build(name, out, n_cases, seed, path, mimic_dir, split):
+    """Write the rendered prompts of benchmark NAME to a CSV.
+
+    NAME is a benchmark of 'probe bench list', or mimic-ed / mimic-opioid to rebuild
+    the published mFARM benchmarks from a credentialed MIMIC-IV copy.
+    """
     import pandas as pd
 
-    from benchmarks.registry import render_benchmark
     from extract.files import atomic_path
 
-    cfg = _bench_config(name, n_cases, seed, path)
-    rendered = render_benchmark(cfg.benchmark)
-    df = pd.DataFrame(
-        {
-            "case_id": [p.case_id for p in rendered.prompts],
-            "tier": [p.tier for p in rendered.prompts],
-            "variant": [p.variant for p in rendered.prompts],
-            "race": [p.race for p in rendered.prompts],
-            "gender": [p.gender for p in rendered.prompts],
-            "label": ["" if p.label is None else str(p.label) for p in rendered.prompts],
-            "system": [p.system for p in rendered.prompts],
-            "text": [p.user for p in rendered.prompts],
-        }
-    )
+    if name in MIMIC_BUILDS:
+        df = _build_mimic_table(name, mimic_dir, split, seed)
+    else:
+        from benchmarks.registry import render_benchmark
+
+        cfg = _bench_config(name, n_cases, seed, path)
+        rendered = render_benchmark(cfg.benchmark)
+        df = pd.DataFrame(
+            {
+                "case_id": [p.case_id for p in rendered.prompts],
+                "tier": [p.tier for p in rendered.prompts],
+                "variant": [p.variant for p in rendered.prompts],
+                "race": [p.race for p in rendered.prompts],
+                "gender": [p.gender for p in rendered.prompts],
+                "label": ["" if p.label is None else str(p.label) for p in rendered.prompts],
+                "system": [p.system for p in rendered.prompts],
+                "text": [p.user for p in rendered.prompts],
+            }
+        )
     with atomic_path(out) as tmp:
         df.to_csv(tmp, index=False)
     click.echo(f"{len(df)} prompts from {df['case_id'].nunique()} cases -> {out}")
+
+
+def _build_mimic_table(name: str, mimic_dir: str | None, split: str, seed: int | None):
+    from benchmarks.mimic import build_prompts_table
+    from configs.schema import MimicOptions
+
+    if mimic_dir is None:
+        raise InputError(f"bench build {name}: --mimic-dir is required (the MIMIC-IV root folder)")
+    if not Path(mimic_dir).is_dir():
+        raise InputError(f"--mimic-dir {mimic_dir!r}: folder not found")
+    options = MimicOptions() if seed is None else MimicOptions(seed=seed)
+    return build_prompts_table(MIMIC_BUILDS[name], mimic_dir, split=split, options=options)
 
 
 if __name__ == "__main__":

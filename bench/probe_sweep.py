@@ -13,6 +13,10 @@ It prints each method's seconds, the speed ratio, and the largest per-layer
 
     python bench/probe_sweep.py            # 30 layers × 125 cases (1,500 probed prompts) × 576
     python bench/probe_sweep.py --quick    # 8 layers × 40 cases × 128
+    python bench/probe_sweep.py --acts real.npz   # activations saved from a model run
+
+``--acts`` takes an ``.npz`` with ``h`` (n_layers, N, d), ``case_ids``,
+``variants`` and ``race`` (per prompt; BASE prompts are dropped).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--acts", type=Path, default=None, help="probe saved activations instead (.npz)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -89,17 +94,28 @@ def main(argv=None) -> int:
     R = 1 if args.no_selectivity else 2
 
     t0 = time.perf_counter()
-    data = make_synthetic_activations(
-        n_cases=n_cases, n_layers=L, d=d, race_from_layer=race_layer,
-        race_strength=args.race_strength, seed=args.seed,
-    )
-    demo = ~data.is_base
-    h = np.ascontiguousarray(data.h[:, demo])
-    labels = data.race[demo]
-    groups = data.case_ids[demo]
+    if args.acts is not None:
+        saved = np.load(args.acts)
+        demo = saved["variants"].astype(str) != "BASE"
+        h = np.ascontiguousarray(saved["h"][:, demo], dtype=np.float32)
+        labels = saved["race"].astype(str)[demo]
+        groups = saved["case_ids"].astype(str)[demo]
+        L, d = h.shape[0], h.shape[2]
+        n_cases = len(np.unique(groups))
+        race_layer = -1
+        logger.info("data: %s, %d layers × %d prompts × %d dims", args.acts, L, h.shape[1], d)
+    else:
+        data = make_synthetic_activations(
+            n_cases=n_cases, n_layers=L, d=d, race_from_layer=race_layer,
+            race_strength=args.race_strength, seed=args.seed,
+        )
+        demo = ~data.is_base
+        h = np.ascontiguousarray(data.h[:, demo])
+        labels = data.race[demo]
+        groups = data.case_ids[demo]
+        logger.info("data: %d layers × %d prompts × %d dims (race from layer %d), built in %.1fs",
+                    L, h.shape[1], d, race_layer, time.perf_counter() - t0)
     classes, y = np.unique(labels, return_inverse=True)
-    logger.info("data: %d layers × %d prompts × %d dims (race from layer %d), built in %.1fs",
-                L, h.shape[1], d, race_layer, time.perf_counter() - t0)
 
     import torch
 

@@ -7,6 +7,8 @@ Public API (nothing here imports torch):
   :func:`generate_opioid_cases`
 - loaders: :func:`load_mimic_ed_triage` → :class:`LoadResult`, :func:`load_qpain`,
   :func:`load_csv_cases`
+- MIMIC-IV builders: :func:`build_mimic_ed`, :func:`build_mimic_opioid`,
+  :func:`build_mimic` → :class:`BuildResult`; :func:`build_prompts_table`
 - registry: :data:`BENCHMARKS`, :func:`load_cases`, :func:`render_benchmark`,
   :func:`benchmark_sizes`
 """
@@ -16,6 +18,10 @@ from benchmarks.ed_generator import generate_ed_cases
 from benchmarks.errors import BenchmarkError
 from benchmarks.esi import esi_level
 from benchmarks.mimic_ed_demo import LoadResult, load_mimic_ed_triage
+from benchmarks.mimic import build_mimic, build_prompts_table
+from benchmarks.mimic_common import BuildResult
+from benchmarks.mimic_ed import build_mimic_ed
+from benchmarks.mimic_opioid import build_mimic_opioid
 from benchmarks.opioid_generator import generate_opioid_cases
 from benchmarks.qpain import load_qpain
 from benchmarks.registry import BENCHMARKS, BenchmarkInfo, benchmark_sizes, load_cases, render_benchmark
@@ -29,11 +35,16 @@ __all__ = [
     "TIERS",
     "BenchmarkError",
     "BenchmarkInfo",
+    "BuildResult",
     "Case",
     "LoadResult",
     "Prompt",
     "RenderResult",
     "benchmark_sizes",
+    "build_mimic",
+    "build_mimic_ed",
+    "build_mimic_opioid",
+    "build_prompts_table",
     "esi_level",
     "generate_ed_cases",
     "generate_opioid_cases",

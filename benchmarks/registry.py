@@ -138,12 +138,32 @@ _LOADERS: dict[str, Callable[[Any, BenchmarkInfo], list[Case]]] = {
 }
 
 
+def _load_mimic_iv(cfg: Any) -> list[Case]:
+    """Source ``mimic``: the builder of ``cfg.task`` on ``cfg.data_dir``, the cases of ``cfg.split``."""
+    from benchmarks.mimic import build_mimic
+    from benchmarks.mimic_common import select_split
+
+    if not getattr(cfg, "data_dir", None):
+        raise BenchmarkError("benchmark.data_dir: required for source 'mimic' (the MIMIC-IV root folder)")
+    if cfg.task not in ("ed_triage", "opioid"):
+        raise BenchmarkError(f"benchmark.task: source 'mimic' needs task ed_triage or opioid, got {cfg.task!r}")
+    result = build_mimic(cfg.task, cfg.data_dir, cfg.mimic)
+    return subsample(select_split(result.cases, cfg.split), cfg.n_cases, cfg.seed)
+
+
 def load_cases(cfg: Any) -> list[Case]:
     """The cases of a :class:`configs.schema.BenchmarkConfig` (source, path, task, n_cases, seed).
 
     Generators make ``n_cases`` cases (60 when unset) from ``seed``; file sources
-    keep every case, or ``n_cases`` of them chosen by :func:`subsample`.
+    keep every case, or ``n_cases`` of them chosen by :func:`subsample`. Source
+    ``mimic`` builds the benchmark of ``task`` from ``data_dir`` with the ``mimic``
+    options and keeps the cases of ``split`` (then ``n_cases`` of them, if set).
     """
+    if cfg.source == "mimic":
+        cases = _load_mimic_iv(cfg)
+        if not cases:
+            raise BenchmarkError(f"benchmark 'mimic' ({cfg.task}, split {cfg.split}): no usable cases")
+        return cases
     info = BENCHMARKS.get(cfg.source)
     if info is None:
         raise BenchmarkError(f"benchmark.source {cfg.source!r}: unknown (known: {', '.join(sorted(BENCHMARKS))})")

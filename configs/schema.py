@@ -41,12 +41,27 @@ class ModelConfig:
 
 
 @dataclass
+class MimicOptions:
+    """The numeric choices of the MIMIC-IV benchmark builders (mimic-benchmarks.md)."""
+
+    seed: int = 42
+    balance_race: bool = True
+    balance_labels: bool = True  # opioid: equal YES and NO
+    split_fractions: list[float] = field(default_factory=lambda: [0.8, 0.05, 0.15])
+    max_diagnoses: int = 4  # ED: diagnoses with seq_num < 5
+    max_icd_codes: int = 15  # opioid: keep admissions with fewer ICD codes than this
+
+
+@dataclass
 class BenchmarkConfig:
     """Which cases to render, and how."""
 
-    source: Literal["ed_triage", "opioid", "mimic_ed_demo", "qpain", "csv"] = "ed_triage"
-    task: Literal["ed_triage", "opioid", "qpain"] | None = None  # for source csv
+    source: Literal["ed_triage", "opioid", "mimic_ed_demo", "qpain", "csv", "mimic"] = "ed_triage"
+    task: Literal["ed_triage", "opioid", "qpain"] | None = None  # for sources csv and mimic
     path: str | None = None  # file or folder, for mimic_ed_demo, qpain and csv
+    data_dir: str | None = None  # for source mimic: the MIMIC-IV root (hosp/, icu/, ed/, note/)
+    split: Literal["train", "validation", "test", "all"] = "test"  # for source mimic
+    mimic: MimicOptions = field(default_factory=MimicOptions)
     n_cases: int | None = None  # None: every case the source has
     seed: int = 42
     tiers: list[str] = field(default_factory=lambda: ["high", "medium", "low"])
@@ -246,6 +261,20 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
             folder = (Path.cwd() / folder).resolve()
         if not folder.is_dir():
             raise ConfigError(f"model.name: model directory not found: {name!r}")
+    if b.source == "mimic":
+        if b.task not in ("ed_triage", "opioid"):
+            raise ConfigError(f"benchmark.task: source 'mimic' needs task ed_triage or opioid, got {b.task!r}")
+        if b.data_dir is None:
+            raise ConfigError("benchmark.data_dir: required for source 'mimic' (the MIMIC-IV root folder)")
+        data_dir = Path(b.data_dir).expanduser()
+        if not data_dir.is_absolute():
+            data_dir = (base_dir / data_dir).resolve()
+        if not data_dir.is_dir():
+            raise ConfigError(f"benchmark.data_dir: folder not found: {b.data_dir!r}")
+        b.data_dir = str(data_dir)
+        fr = b.mimic.split_fractions
+        if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+            raise ConfigError(f"benchmark.mimic.split_fractions: need three non-negative fractions summing to 1, got {fr!r}")
     if b.source == "csv" and b.task is None:
         raise ConfigError("benchmark.task: required for source 'csv' (ed_triage, opioid or qpain)")
 

@@ -22,15 +22,18 @@ G = (softmax − onehot) on training rows and 0 elsewhere.
 
 The optimiser is L-BFGS, vectorised over problems (each keeps its own history,
 step length, scaling γ and stopping flag), with a fixed preconditioner as the
-initial inverse Hessian: H₀ = γ · blockdiag((κ X̃ᵀX̃ + λ I)⁻¹, 1/(κ n)), where
+initial inverse Hessian: H₀ = γ · blockdiag((κ X̃ᵀX̃ + λ I)⁻¹, 1/(κ_b n)), where
 X̃ᵀX̃ is the layer's Gram matrix of globally standardised activations rescaled to
-the mean training-fold size, κ a curvature constant, and γ = sᵀy / yᵀH₀y from the
-latest pair. Preconditioning undoes the strong correlations between
-residual-stream features and cuts the iteration count about tenfold. Steps
-come from a non-monotone Armijo backtracking search (the objective is strictly
-convex, so every curvature pair has sᵀy > 0). A problem stops when
-‖∇F‖_∞ / n_train ≤ ``tol`` — scikit-learn's ``gtol`` on its loss, which is F/n —
-and a layer leaves the batch once all its problems have stopped.
+the mean training-fold size, κ, κ_b curvature constants, and γ = sᵀy / yᵀH₀y
+from the latest pair. Preconditioning undoes the correlations between
+residual-stream features; on strongly anisotropic activations it cuts the
+iteration count about tenfold. Steps come from a non-monotone Armijo
+backtracking search; as the logits are linear in θ, a trial step costs only
+elementwise work (Z + t·Zp), so one iteration is two passes over ``X[ℓ]``
+(direction logits, gradient) plus one product with (κ X̃ᵀX̃ + λ I)⁻¹. The
+objective is strictly convex, so every curvature pair has sᵀy > 0. A problem
+stops when ‖∇F‖_∞ / n_train ≤ ``tol`` — scikit-learn's ``gtol`` on its loss,
+which is F/n — and finished layers leave the batch.
 """
 
 from __future__ import annotations
@@ -161,34 +164,43 @@ def fit_softmax_problems(
         "inv_s": (1.0 / scale).to(dtype)[:, :, None],
     }
 
-    def loss_grad(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Objective (La, J) in float64 and gradient (La, J, C, d+1) of the active layers."""
+    def logits(theta: torch.Tensor) -> torch.Tensor:
+        """Z = X A + c for the active layers, laid out (La, C, J, N); linear in θ."""
         La = theta.shape[0]
-        W = theta[..., :d]
-        m, inv_s, Xa = act["m"], act["inv_s"], act["X"]
-        A = W * inv_s  # (La, J, C, d)
-        c = theta[..., d] - (A * m).sum(-1)  # (La, J, C)
-        A_cj = A.transpose(1, 2).reshape(La, C * J, d)
-        Z = torch.bmm(A_cj, Xa.transpose(1, 2)).view(La, C, J, N)
-        Z += c.transpose(1, 2)[..., None]
+        A = theta[..., :d] * act["inv_s"]  # (La, J, C, d)
+        c = theta[..., d] - (A * act["m"]).sum(-1)  # (La, J, C)
+        Z = torch.bmm(A.transpose(1, 2).reshape(La, C * J, d), act["X"].transpose(1, 2))
+        return Z.view(La, C, J, N).add_(c.transpose(1, 2)[..., None])
+
+    def data_loss(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Σ_train −log softmax(Z)_y per problem (La, J) in float64, and exp(Z − max), Σexp."""
+        La = Z.shape[0]
         zmax = Z.amax(1, keepdim=True)
         E = (Z - zmax).exp_()
         se = E.sum(1, keepdim=True)
         lse = (zmax + se.log()).squeeze(1)  # (La, J, N)
         zy = Z.gather(1, y_idx.expand(La, 1, J, N)).squeeze(1)
-        f = ((lse - zy) * wmask).double().sum(-1)
-        f += 0.5 * lam * (W * W).view(La, J, C * d).sum(-1).double()
+        return ((lse - zy) * wmask).double().sum(-1), E, se
+
+    def gradient(theta: torch.Tensor, E: torch.Tensor, se: torch.Tensor) -> torch.Tensor:
+        """∂F/∂θ (La, J, C, d+1) from the softmax terms of :func:`data_loss`."""
+        La = theta.shape[0]
+        W, m, inv_s = theta[..., :d], act["m"], act["inv_s"]
         G = E.div_(se).sub_(onehot).mul_(wmask)  # (La, C, J, N)
         gc = G.sum(-1).transpose(1, 2)  # (La, J, C)
-        gA = torch.bmm(G.view(La, C * J, N), Xa).view(La, C, J, d).transpose(1, 2)
+        gA = torch.bmm(G.view(La, C * J, N), act["X"]).view(La, C, J, d).transpose(1, 2)
         g = torch.empty_like(theta)
         g[..., :d] = (gA - gc[..., None] * m) * inv_s + lam * W
         g[..., d] = gc
-        return f, g
+        return g
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         La = a.shape[0]
         return (a * b).view(La, J, -1).sum(-1).double()
+
+    def wdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # over the weights only
+        La = a.shape[0]
+        return (a[..., :d] * b[..., :d]).reshape(La, J, -1).sum(-1).double()
 
     def h0(q: torch.Tensor) -> torch.Tensor:
         La = q.shape[0]
@@ -200,16 +212,31 @@ def fit_softmax_problems(
     def bc(v: torch.Tensor) -> torch.Tensor:  # (La, J) -> (La, J, 1, 1) in dtype
         return v.to(dtype)[..., None, None]
 
+    def bz(v: torch.Tensor) -> torch.Tensor:  # (La, J) -> (La, 1, J, 1), to scale logits
+        return v.to(dtype)[:, None, :, None]
+
+    def objective_terms(theta, Z):
+        """F (La, J) in float64 and the softmax terms for :func:`gradient`."""
+        data, E, se = data_loss(Z)
+        return data + 0.5 * lam * wdot(theta, theta), E, se
+
     theta_out = torch.zeros(L, J, C, d + 1, dtype=dtype)
-    n_iter = np.zeros(L, dtype=np.int64)
+    n_iter = np.full(L, -1, dtype=np.int64)
     conv_out = np.zeros((L, J), dtype=bool)
 
+    # L-BFGS state per problem. Besides the pairs (s_i, y_i) it keeps u_i = H0 y_i
+    # and H0 g, so that H0 is applied once per iteration: the two-loop recursion
+    # needs H0 q = H0 g − Σ α_i u_i, and u_k = H0 g_new − H0 g_old.
     idx = torch.arange(L)
     theta = torch.zeros(L, J, C, d + 1, dtype=dtype)
-    f, g = loss_grad(theta)
+    Z = logits(theta)
+    f, E, se = objective_terms(theta, Z)
+    g = gradient(theta, E, se)
+    hg = h0(g)
     done = torch.zeros(L, J, dtype=torch.bool)
     S: list[torch.Tensor] = []
     Y: list[torch.Tensor] = []
+    U: list[torch.Tensor] = []
     R: list[torch.Tensor] = []
     gamma = torch.ones(L, J, dtype=torch.float64)
     F_hist = [f]
@@ -220,81 +247,88 @@ def fit_softmax_problems(
         conv = gmax <= tol
         done |= conv
         finished = done.all(1)
-        if bool(finished.any()) or it >= max_iter:
+        newly = finished.numpy() & (n_iter[idx.numpy()] < 0)
+        n_iter[idx.numpy()[newly]] = it
+        # Drop finished layers from the batch once they are a quarter of it (each
+        # drop copies the active activations, so not after every single layer).
+        n_fin = int(finished.sum())
+        if (n_fin and 4 * n_fin >= len(idx)) or n_fin == len(idx) or it >= max_iter:
             out = finished if it < max_iter else torch.ones_like(finished)
-            sel = idx[out]
+            sel = idx[out].numpy()
             theta_out[sel] = theta[out]
-            n_iter[sel.numpy()] = it
-            conv_out[sel.numpy()] = conv[out].numpy()
+            n_iter[sel] = np.where(n_iter[sel] < 0, it, n_iter[sel])
+            conv_out[sel] = conv[out].numpy()
             keep = ~out
             if not bool(keep.any()):
                 break
-            idx, theta, f, g, done, gamma = (v[keep] for v in (idx, theta, f, g, done, gamma))
+            idx, theta, Z, f, g, hg, done, gamma = (
+                v[keep] for v in (idx, theta, Z, f, g, hg, done, gamma)
+            )
             act = {key: val[keep] for key, val in act.items()}
-            S, Y, R = [s[keep] for s in S], [y[keep] for y in Y], [r[keep] for r in R]
+            S, Y, U, R = ([v[keep] for v in hist] for hist in (S, Y, U, R))
             F_hist = [v[keep] for v in F_hist]
         it += 1
         # Two-loop recursion with H0 = γ · preconditioner, all problems at once.
         q = g.clone()
         alphas = []
-        for s, y, rho in zip(reversed(S), reversed(Y), reversed(R)):
+        p = hg.clone()
+        for s, y, u, rho in zip(reversed(S), reversed(Y), reversed(U), reversed(R)):
             a = rho * dot(s, q)
             q -= bc(a) * y
+            p -= bc(a) * u
             alphas.append(a)
-        p = h0(q).mul_(bc(gamma))
+        p.mul_(bc(gamma))
         for s, y, rho, a in zip(S, Y, R, reversed(alphas)):
             p += s * bc(a - rho * dot(y, p))
         p.neg_().mul_(bc((~done).to(torch.float64)))
         gp = dot(g, p)
         bad = (gp >= 0) & ~done  # not a descent direction (rounding): restart from -H0 g
         if bool(bad.any()):
-            p = torch.where(bc(bad.to(torch.float64)) > 0, -h0(g), p)
+            p = torch.where(bc(bad.to(torch.float64)) > 0, -hg, p)
             gp = dot(g, p)
-        # Backtracking on the non-monotone Armijo condition, per problem: the
-        # reference is the largest objective of the last ``nonmonotone`` iterates
-        # (Grippo, Lampariello & Lucidi 1986), which spares most re-evaluations;
-        # a relative slack of 1e-7 |f| absorbs float32 rounding near the optimum.
-        t = torch.ones_like(f)
+        # Line search. Logits are linear in θ, so Z(θ + t p) = Z + t Zp and the
+        # penalty is a quadratic in t: each trial step costs elementwise work only.
+        # Backtracking on the non-monotone Armijo condition (reference: the largest
+        # objective of the last ``nonmonotone`` iterates; Grippo, Lampariello &
+        # Lucidi 1986), with a relative slack of 1e-7 |f| for float32 rounding.
+        Zp = logits(p)
+        ww, wp, pp = wdot(theta, theta), wdot(theta, p), wdot(p, p)
         f_ref = torch.stack(F_hist).amax(0)
+        t = torch.ones_like(f)
+        t_acc = torch.zeros_like(f)
         accepted = done.clone()
-        theta_new, f_new, g_new = theta, f, g
         for n_eval in range(1, 31):
-            trial = theta + bc(t) * p
-            ft, gt = loss_grad(trial)
+            ft = data_loss(Z + bz(t) * Zp)[0] + 0.5 * lam * (ww + 2.0 * t * wp + t * t * pp)
             ok = (ft <= f_ref + c1 * t * gp + 1e-7 * f.abs()) & ~accepted
-            if bool(ok.any()):
-                okb = bc(ok.to(torch.float64)) > 0
-                theta_new = torch.where(okb, trial, theta_new)
-                g_new = torch.where(okb, gt, g_new)
-                f_new = torch.where(ok, ft, f_new)
-                accepted |= ok
-            if n_eval == 1:
-                n_fail = int((~accepted).sum())
+            t_acc = torch.where(ok, t, t_acc)
+            accepted |= ok
             if bool(accepted.all()):
                 break
             denom = 2.0 * (ft - f - gp * t)  # quadratic interpolation, kept in [0.1 t, 0.5 t]
             t_q = torch.where(denom > 0, -gp * t * t / denom.clamp_min(1e-300), 0.5 * t)
             t = torch.where(accepted, t, torch.minimum(torch.maximum(t_q, 0.1 * t), 0.5 * t))
-        logger.debug(
-            "softmax probes: iteration %d, %d layers active, %d problems running, %d evaluations, %d backtracked",
-            it, len(idx), int((~done).sum()), n_eval, n_fail,
-        )
         stalled = ~accepted
         if bool(stalled.any()):
-            logger.debug("softmax probes: line search stalled for %d problems", int(stalled.sum()))
             done |= stalled
-        s_k = theta_new - theta
-        y_k = g_new - g
-        sy = dot(s_k, y_k)
-        yHy = dot(y_k, h0(y_k))
+        logger.debug(
+            "softmax probes: iteration %d, %d layers active, %d problems running, %d trial steps, %d stalled",
+            it, len(idx), int((~done).sum()), n_eval, int(stalled.sum()),
+        )
+        s_k = p.mul_(bc(t_acc))
+        theta = theta + s_k
+        Z = Z.add_(Zp.mul_(bz(t_acc)))
+        f, E, se = objective_terms(theta, Z)
+        g_new = gradient(theta, E, se)
+        hg_new = h0(g_new)
+        y_k, u_k = g_new - g, hg_new - hg
+        g, hg = g_new, hg_new
+        sy, yHy = dot(s_k, y_k), dot(y_k, u_k)
         valid = (sy > 0) & (yHy > 0)
-        R.append(torch.where(valid, 1.0 / sy.clamp_min(1e-300), torch.zeros_like(sy)))
         gamma = torch.where(valid, sy / yHy.clamp_min(1e-300), gamma)
-        S.append(s_k)
-        Y.append(y_k)
-        if len(S) > history:
-            S.pop(0), Y.pop(0), R.pop(0)
-        theta, f, g = theta_new, f_new, g_new
+        for hist, v in ((S, s_k), (Y, y_k), (U, u_k), (R, torch.where(valid, 1.0 / sy.clamp_min(1e-300), 0.0))):
+            hist.append(v)
+            if len(hist) > history:
+                hist.pop(0)
         F_hist.append(f)
         if len(F_hist) > nonmonotone:
             F_hist.pop(0)

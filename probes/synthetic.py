@@ -9,11 +9,13 @@ activations ``h`` of shape ``(n_layers, N, d)`` built as
               + 1[ℓ ≥ ℓ_gender] · a_gender · g_gender(i)   (gender, non-BASE prompts)
               + w_ℓ · z_case(i) · u                        (decision value)
 
-with u, r_·, g_· orthonormal (QR of a Gaussian matrix), the case loadings ``A``
-orthogonal to all of them (8 case factors of norm 3/√j), anisotropic prompt
-noise ε (per-dimension scales from 0.5 to 2 plus a rank-4 part of norm 0.7,
-half of it shared across layers), a few
-"massive" dimensions in μ_ℓ, and P(Yes) = sigmoid(2.5 z_case + 0.3 η_prompt).
+with u, r_·, g_· orthonormal (QR of a Gaussian matrix); case loadings ``A``
+orthogonal to all of them (``n_factors`` case factors of norm ``case_scale``/√j;
+a large ``case_scale`` makes the features strongly correlated, as in real
+residual streams, where prompts differ far more between cases than between the
+variants of one case); anisotropic prompt noise ε (per-dimension scales from
+0.5 to 2 plus a rank-4 part of norm 0.7, half of it shared across layers); a
+few "massive" dimensions in μ_ℓ; and P(Yes) = sigmoid(2.5 z_case + 0.3 η_prompt).
 The decision weight w_ℓ is a Gaussian bump of width 1 centred on ``decision_layer``.
 """
 
@@ -61,6 +63,7 @@ def make_synthetic_activations(
     decision_strength: float = 4.0,
     noise: float = 1.0,
     n_factors: int = 8,
+    case_scale: float = 3.0,
     races: tuple[str, ...] = RACES,
     genders: tuple[str, ...] = GENDERS,
     seed: int = 0,
@@ -93,7 +96,7 @@ def make_synthetic_activations(
 
     loadings = rng.standard_normal((d, n_factors))
     loadings -= q @ (q.T @ loadings)
-    loadings *= 3.0 / np.sqrt(np.arange(1, n_factors + 1)) / np.linalg.norm(loadings, axis=0)
+    loadings *= case_scale / np.sqrt(np.arange(1, n_factors + 1)) / np.linalg.norm(loadings, axis=0)
     case_part = (rng.standard_normal((n_cases, n_factors)) @ loadings.T)[case_idx]
 
     z = rng.standard_normal(n_cases)

@@ -10,7 +10,7 @@ from typing import Any
 from configs.errors import InputError
 from configs.schema import Config, config_from_dict
 from extract.files import atomic_write_text
-from report.scoring import read_predictions, score_table
+from report.scoring import read_predictions, score_table, validate_predictions
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,16 @@ def _cache_attrs(run_dir: Path) -> dict[str, Any]:
 def build_results(run_dir: str | Path, cfg: Config) -> dict[str, Any]:
     """The Part A/C results of a run directory (design.md ``results.json`` contract)."""
     run_dir = Path(run_dir)
-    attrs = _cache_attrs(run_dir)
     df = read_predictions(run_dir / "predictions.csv")
+    return build_results_from_table(run_dir, cfg, df, _cache_attrs(run_dir))  # validated twice: cheap
+
+
+def build_results_from_table(run_dir: Path, cfg: Config, table: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """Part A/C results from a predictions-like table (columns of predictions.csv)."""
     s = cfg.scoring
-    tiers = score_table(df, s.alpha, s.correction, s.accuracy, s.bootstrap, s.seed, str(run_dir / "predictions.csv"))
+    source = str(Path(run_dir) / "predictions.csv")
+    df = validate_predictions(table, source)
+    tiers = score_table(df, s.alpha, s.correction, s.accuracy, s.bootstrap, s.seed, source)
     render_report = json.loads(attrs.get("render_report", "{}") or "{}")
     return {
         "toolkit_version": TOOLKIT_VERSION,
@@ -88,16 +94,19 @@ def write_results(run_dir: str | Path, results: dict[str, Any]) -> Path:
 
 def summary_table(tiers: dict[str, Any]) -> str:
     """A short fixed-width table of the per-tier scores for the terminal."""
-    head = ["tier", "cases", "acc", "F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "mFARM", "FAB"]
+    head = ["tier", "cases", "acc", "F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "F_LV", "mFARM", "full", "FAB", "FAB_full"]
     rows = [head]
+
+    def num(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     for tier, t in tiers.items():
         m = t["mfarm"]
-        acc = t.get("accuracy")
-        fab = t.get("fab")
         rows.append(
-            [tier, str(t["n_cases"]), "-" if acc is None else f"{acc:.3f}"]
-            + [f"{m[k]:.3f}" for k in SCORE_KEYS]
-            + [f"{m['score']:.3f}", "-" if fab is None else f"{fab:.3f}"]
+            [tier, str(t["n_cases"]), num(t.get("accuracy"))]
+            + [num(m[k]) for k in SCORE_KEYS]
+            + [num(t.get("latent", {}).get("value_axis_fairness")), num(m["score"]), num(t.get("mfarm_full"))]
+            + [num(t.get("fab")), num(t.get("fab_full"))]
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
