@@ -292,6 +292,7 @@ def test_real_demo_triage(tmp_path):
 
 
 def test_cli_bench_build_mimic_ed(ed_dir, tmp_path):
+    ed_dir = ed_dir[0]
     """`probe bench build mimic-ed --mimic-dir DIR --split all` writes the documented columns."""
     import pandas as pd
 
