@@ -38,6 +38,8 @@ class ModelConfig:
     trust_remote_code: bool = False
     revision: str | None = None
     cache_dir: str | None = None  # where converted copies of the embedded model live
+    quantization: Literal["none", "int8", "bnb-8bit", "bnb-4bit"] = "none"
+    adapter: str | None = None  # a PEFT LoRA directory applied to the model
 
 
 @dataclass
@@ -106,6 +108,25 @@ class ScoringConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """Causal explanations (mfarm-spec.md B3): steering dose-response and LEACE mediation."""
+
+    layers: list[int] | None = None  # None: every fourth layer plus the value-axis layer
+    alphas: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0])
+    max_cases: int | None = 30  # cases used for interventions (each re-runs the model); None: all
+    seed: int = 0
+
+
+@dataclass
+class SweepConfig:
+    """A grid of runs: every model x precision x adapter combination."""
+
+    models: list[str] = field(default_factory=list)  # default: [model.name]
+    precisions: list[str] = field(default_factory=lambda: ["float32"])
+    adapters: list[str | None] = field(default_factory=lambda: [None])  # PEFT LoRA directories; null = none
+
+
+@dataclass
 class Config:
     """A whole job."""
 
@@ -116,6 +137,8 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    sweep: SweepConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able data (what results.json records)."""
@@ -219,6 +242,19 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         raise ConfigError(f"extract.sites: must include 'resid_post', got {cfg.extract.sites!r}")
     if "last" not in cfg.extract.positions:
         raise ConfigError(f"extract.positions: must include 'last', got {cfg.extract.positions!r}")
+    if cfg.sweep is not None:
+        allowed = ("float32", "bfloat16", "int8", "bnb-8bit", "bnb-4bit", "gguf")
+        if not cfg.sweep.precisions:
+            raise ConfigError("sweep.precisions: must not be empty")
+        for p in cfg.sweep.precisions:
+            if p not in allowed and not p.startswith("gguf:"):
+                raise ConfigError(f"sweep.precisions: unknown precision {p!r} (allowed: {', '.join(allowed)}, gguf:<file>)")
+        if not cfg.sweep.adapters:
+            raise ConfigError("sweep.adapters: must not be empty (use [null] for no adapter)")
+    if cfg.explain.max_cases is not None and cfg.explain.max_cases < 2:
+        raise ConfigError(f"explain.max_cases: must be >= 2, got {cfg.explain.max_cases}")
+    if not cfg.explain.alphas:
+        raise ConfigError("explain.alphas: must not be empty")
     if cfg.probes.n_folds < 2:
         raise ConfigError(f"probes.n_folds: must be >= 2, got {cfg.probes.n_folds}")
     if cfg.probes.bootstrap < 0:
