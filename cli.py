@@ -146,6 +146,43 @@ def fit(run_dir):
     click.echo(f"probes: {Path(run_dir) / 'probes.h5'}\nresults: {Path(run_dir) / 'results.json'}")
 
 
+def _number_list(text: str | None, kind: type, option: str) -> list | None:
+    if text is None:
+        return None
+    try:
+        return [kind(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise InputError(f"{option} {text!r}: expected a comma-separated list of {kind.__name__}s") from None
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--layers", default=None, metavar="L1,L2,...", help="Layers for mediation (default: every 4th + the value-axis layer).")
+@click.option("--alphas", default=None, metavar="A1,A2,...", help="Steering strengths in units of sigma_l.")
+@_errors_to_exit_codes
+def explain(run_dir, layers, alphas):
+    """Steering dose-response and LEACE mediation on a fitted RUN_DIR; writes explain.json."""
+    from probes.explain import run_explain
+
+    if not Path(run_dir).is_dir():
+        raise InputError(f"{run_dir}: no such run directory")
+    out = run_explain(Path(run_dir), _number_list(layers, int, "--layers"), _number_list(alphas, float, "--alphas"))
+    for tier, entry in out["tiers"].items():
+        for m in entry["mediation"]:
+            click.echo(
+                f"{tier} layer {m['layer']:>2}: D {m['disparity_before']:.4f} -> {m['disparity_after']:.4f} "
+                f"(mediated {_fmt(m['mediated_fraction'])}, random control {_fmt(m['random_control_fraction'])})"
+            )
+        va = entry["dose_response"].get("value_axis")
+        if va:
+            click.echo(f"{tier} value axis (layer {va['layer']}): logit slope {_fmt(va['logit_slope'])}, Spearman {_fmt(va['spearman'])}")
+    click.echo(f"explain: {Path(run_dir) / 'explain.json'}")
+
+
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 @main.command()
 @click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Merged run directory.")

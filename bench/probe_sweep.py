@@ -81,6 +81,7 @@ def main(argv=None) -> int:
                          "0: each library's default")
     ap.add_argument("--skip-sklearn", action="store_true")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--tol", type=float, default=None, help="probe_sweep tol (default: its own)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--acts", type=Path, default=None, help="probe saved activations instead (.npz)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -121,8 +122,9 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     threads = args.threads or None
+    extra = {} if args.tol is None else {"tol": args.tol}
     sweep = probe_sweep(h, labels, groups, n_folds=args.folds, seed=args.seed,
-                        selectivity=R == 2, dtype=args.dtype, threads=threads)
+                        selectivity=R == 2, dtype=args.dtype, threads=threads, **extra)
     t_torch = time.perf_counter() - t0
     n_threads = threads or torch.get_num_threads()
     logger.info("probe_sweep (torch, %d threads): %.2fs", n_threads, t_torch)

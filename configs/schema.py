@@ -111,6 +111,7 @@ class ScoringConfig:
 class ExplainConfig:
     """Causal explanations (mfarm-spec.md B3): steering dose-response and LEACE mediation."""
 
+    tiers: list[str] | None = None  # None: the first benchmark tier
     layers: list[int] | None = None  # None: every fourth layer plus the value-axis layer
     alphas: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0])
     max_cases: int | None = 30  # cases used for interventions (each re-runs the model); None: all

@@ -23,9 +23,10 @@ Positions:
   returns them); :meth:`CapturePlan.build` shifts them by each row's left padding.
 
 A :class:`CapturePlan` reduces an activation ``(B, T, d_model)`` to one ``(B, d_model)``
-float32 CPU tensor per position *inside* the hook, so the full activation is never
-kept. :meth:`CapturePlan.acts` stacks the layers into ``(n_layers, B, d_model)``
-float32 numpy arrays keyed ``(site, position)``.
+float32 tensor per position *inside* the hook (on the model's device), so the full
+activation is never kept. :meth:`CapturePlan.acts` stacks the layers into
+``(n_layers, B, d_model)`` float32 numpy arrays keyed ``(site, position)`` (one
+device-to-host copy each).
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ class CapturePlan:
                     summed = torch.zeros(hidden.shape[0], hidden.shape[-1], dtype=torch.float32, device=hidden.device)
                     summed.index_add_(0, rows, picked)
                     vec = summed / counts
-                out[pos] = vec.detach().to("cpu").clone()
+                out[pos] = vec.detach().clone()  # (B, d) only: the full activation is not kept
             self._store[(site, layer)] = out
 
     def acts(self) -> dict[tuple[str, str], np.ndarray]:
@@ -162,7 +163,8 @@ class CapturePlan:
         result = {}
         for site in self.sites:
             for pos in self.positions:
-                result[(site, pos)] = torch.stack([self._store[(site, l)][pos] for l in range(self.n_layers)]).numpy()
+                stacked = torch.stack([self._store[(site, l)][pos] for l in range(self.n_layers)])
+                result[(site, pos)] = stacked.to("cpu").numpy()  # one device transfer per (site, position)
         return result
 
 

@@ -9,21 +9,30 @@ position (P(Yes)) and the activations, each reduced to its positions inside the
 hook (``extract.sites.CapturePlan``), so no full cache is materialised.
 
 Booting: ``transformer_lens.model_bridge.sources.build_bridge_from_module(model,
-architecture, hf_config=model.config, tokenizer=None)``, the public "bridge around a
-pre-loaded module" builder that ``TransformerBridge.boot_transformers(...,
-hf_model=...)`` is a convenience over. It is used instead of ``boot_transformers``
-because the latter (a) rebuilds the tokenizer with ``AutoTokenizer.from_pretrained(
-tokenizer.name_or_path, add_bos_token=True)`` (a disk/hub lookup, and a ``KeyError``
-for in-memory tokenizers), and (b) switches the shared model to eager attention.
-The builder makes no network or disk access, does not touch the tokenizer (we
-tokenize ourselves and pass ``input_ids``), keeps the model's attention
-implementation, and does not process weights (no LayerNorm folding or centering:
-``enable_compatibility_mode`` is never called), so activations are the raw model's.
+architecture, hf_config=model.config, tokenizer=None)``, TransformerLens's public
+builder for a bridge around a pre-loaded module (exported from
+``transformer_lens.model_bridge.sources``; the architecture comes from
+``determine_architecture_from_hf_config``). It takes the same steps as
+``TransformerBridge.boot_transformers(name, hf_model=model, tokenizer=tok)``
+(config translation, architecture adapter, ``prepare_model``, ``TransformersDriver``),
+without the two side effects that make ``boot_transformers`` unsuitable here:
+it re-creates the tokenizer with ``AutoTokenizer.from_pretrained(tokenizer.name_or_path,
+add_bos_token=True)`` (a disk or hub lookup; a ``KeyError`` for a tokenizer built in
+memory, such as ``extract.tiny``'s), and it switches the *shared* model to eager
+attention. The builder makes no network or disk access, leaves the tokenizer alone
+(we tokenize ourselves and pass ``input_ids``), leaves the config's attention
+implementation alone, and processes no weights (no LayerNorm
+folding or centering: ``enable_compatibility_mode`` is never called), so the
+activations are the raw model's. (The bridge's own attention components recompute
+attention step by step to fire their hooks, so a TransformerLens forward differs
+from the Hugging Face one by float round-off, ~1e-6.)
 
 The bridge replaces the model's submodules *in place* (``model.model.layers[i]``
-becomes a ``BlockBridge`` around the original block). The Hugging Face forward
-still gives the same results, so an :class:`~extract.hf_runner.HFRunner` on the same
-``LoadedModel`` keeps working. The bridge is built once per model and reused.
+becomes a ``BlockBridge`` around the original block, ``self_attn`` an attention
+bridge, ...). The Hugging Face forward of that model then runs through the bridge
+components: same results (to ~1e-6), at the bridge's speed, so an
+:class:`~extract.hf_runner.HFRunner` on the same ``LoadedModel`` keeps working. The
+bridge is built once per model and reused.
 
 Hook points (TransformerLens 4.3 canonical names; aliases in brackets):
 
@@ -34,7 +43,9 @@ Hook points (TransformerLens 4.3 canonical names; aliases in brackets):
 Hooks: ``run_with_hooks`` adds our hook functions at ``context_level + 1`` and on
 exit removes exactly those handles (TL 4.3 ``_remove_temporary_hook``); we never
 call ``reset_hooks`` / ``remove_all_hook_fns``, which would remove everyone's hooks
-(TransformerLens #1636).
+(TransformerLens #1636). At its first forward the bridge wires its own idempotent
+capture pre-hooks on each block's norms (``BlockBridge._maybe_wire_capture_hooks``);
+those belong to the bridge and stay.
 
 Left padding (TransformerLens #1609: the bridge ignored the attention mask when
 deriving position ids): TL 4.3 derives ``position_ids`` from the mask itself, and

@@ -1,0 +1,107 @@
+"""Interventions on the residual stream at one decoder block's output.
+
+Each is a context manager that registers one PyTorch forward hook on the
+Hugging Face decoder layer ℓ (``extract.model.decoder_layers(model)[ℓ]``) and
+removes exactly that hook on exit, whatever else is hooked. The hook rewrites
+the block's output h (every position of every row) as
+
+- steering:  h ← h + α·σ_ℓ·u          (u a unit direction, σ_ℓ a scale)
+- erasure:   h ← eraser(h)            (e.g. a fitted LEACE eraser)
+
+The same hook serves every backend: nnsight and the TransformerLens bridge run
+the same Hugging Face modules, so a hook on the decoder layer fires under all three.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+
+def _decoder_layer(model: torch.nn.Module, layer: int) -> torch.nn.Module:
+    from extract.model import decoder_layers
+
+    layers = decoder_layers(model)
+    if not 0 <= layer < len(layers):
+        raise ValueError(f"layer {layer} out of range: the model has {len(layers)} decoder layers")
+    return layers[layer]
+
+
+@contextlib.contextmanager
+def edit_block_output(model: torch.nn.Module, layer: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Replace the output h of decoder block ``layer`` by ``fn(h)`` inside the block."""
+
+    def hook(module, inputs, output):
+        if isinstance(output, (tuple, list)):
+            return (fn(output[0]),) + tuple(output[1:])
+        return fn(output)
+
+    handle = _decoder_layer(model, layer).register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def steer(model: torch.nn.Module, layer: int, direction: np.ndarray, scale: float):
+    """Add ``scale · direction/‖direction‖`` to every position of block ``layer``'s output."""
+    u = torch.as_tensor(np.asarray(direction, dtype=np.float32))
+    norm = float(torch.linalg.vector_norm(u))
+    if norm == 0:
+        raise ValueError("steering direction is zero")
+    u = u / norm
+
+    def add(h: torch.Tensor) -> torch.Tensor:
+        return h + (scale * u).to(device=h.device, dtype=h.dtype)
+
+    return edit_block_output(model, layer, add)
+
+
+def erase(model: torch.nn.Module, layer: int, eraser: Callable[[torch.Tensor], torch.Tensor]):
+    """Apply ``eraser`` (float32) to every position of block ``layer``'s output."""
+
+    def apply(h: torch.Tensor) -> torch.Tensor:
+        return eraser(h.float()).to(h.dtype)
+
+    return edit_block_output(model, layer, apply)
+
+
+@contextlib.contextmanager
+def capture_positions(model: torch.nn.Module, layers: list[int], store: dict[int, torch.Tensor]) -> Iterator[None]:
+    """Record the full output ``(B, T, d)`` of each block in ``layers`` into ``store``."""
+    handles = []
+
+    def make(layer: int):
+        def hook(module, inputs, output):
+            h = output[0] if isinstance(output, (tuple, list)) else output
+            store[layer] = h.detach().float().cpu()
+
+        return hook
+
+    try:
+        for layer in layers:
+            handles.append(_decoder_layer(model, layer).register_forward_hook(make(layer)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class RandomSubspaceEraser:
+    """Erase ``rank`` random orthonormal directions around a mean: x ← x − (x − μ)QQᵀ.
+
+    The control for LEACE: same number of directions, chosen without the concept.
+    """
+
+    def __init__(self, d: int, rank: int, mean: torch.Tensor, seed: int = 0):
+        gen = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(d, max(rank, 1), generator=gen))
+        self.q = q[:, :rank]
+        self.mean = mean.float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        delta = x - self.mean.to(x.device)
+        return x - (delta @ self.q.to(x.device)) @ self.q.T.to(x.device)

@@ -1,0 +1,360 @@
+"""The HTML report and its plain-language summary (no browser; see test_report_browser.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from configs.errors import InputError
+from report import html as report_html
+from report.html import SECTIONS, render_report, write_report
+from report.summary import summarize, summary_items
+from report.svg import Series, bar_chart, interval_chart, line_chart, nice_ticks
+from report_fixtures import GROUPS, synthetic_explain, synthetic_results, without_latent, write_run
+
+DASH = "\u2013"
+
+
+def _text(html: str) -> str:
+    """Visible text, roughly: tags removed, entities kept."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+# --------------------------------------------------------------------------- structure and numbers
+
+
+def test_every_section_with_its_heading_and_how_to_read(tmp_path):
+    page = write_report(write_run(tmp_path / "run"))
+    assert page == tmp_path / "run" / "report.html"
+    html = page.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    for sid, title in SECTIONS.items():
+        assert re.search(rf'<section id="{sid}"><h2>{re.escape(title)}</h2>', html), sid
+    assert html.count("How to read this.") >= len(SECTIONS)
+    assert not [p for p in page.parent.iterdir() if p.name.startswith(".")], "temporary file left behind"
+
+
+def test_score_table_holds_tier_names_and_formatted_numbers():
+    results = synthetic_results()
+    html = render_report(results, synthetic_explain())
+    scores = html[html.index('<section id="scores">'): html.index('<section id="shifts">')]
+    high, low = results["tiers"]["high"], results["tiers"]["low"]
+    row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', scores).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    expected = [
+        "120", "0.781", "0.812", "0.938", "0.884", "1.000", "0.917", "0.701",
+        f"{high['mfarm']['score']:.3f}", f"{high['mfarm_full']:.3f}", f"{high['fab']:.3f}", f"{high['fab_full']:.3f}",
+    ]
+    assert cells == expected
+    row = re.search(r'<tr><th scope="row">low</th>(.*?)</tr>', scores).group(1)
+    assert re.findall(r"<td[^>]*>(.*?)</td>", row)[:3] == ["120", "0.654", "1.000"]
+    assert f"{low['fab']:.3f}" in row
+    for header in ("F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "F_LV", "mFARM (paper)", "mFARM (full)", "FAB (paper)", "FAB (full)"):
+        assert header in scores
+    # omnibus diagnostics
+    assert "41.20" in scores and "0.002" in scores and "0.123" in scores
+
+
+def test_group_shift_section_marks_the_significant_groups():
+    html = render_report(synthetic_results(), None)
+    shifts = html[html.index('<section id="shifts">'): html.index('<section id="latent">')]
+    for g in GROUPS:
+        assert g in shifts
+    assert '<span class="sig">-0.052 [-0.081, -0.020]*</span>' in shifts
+    assert '<span class="sig">+0.031 [+0.011, +0.052]*</span>' in shifts
+    assert shifts.count('*</span>') == 2  # the low tier's omnibus test is not significant
+    assert "15%" in shifts  # flip rate
+    assert "<svg" in shifts and "<title" in shifts
+
+
+def test_latent_and_explain_sections_have_their_figures():
+    html = render_report(synthetic_results(), synthetic_explain())
+    latent = html[html.index('<section id="latent">'): html.index('<section id="explain">')]
+    for text in ("Decoding race", "Decoding gender", "Decoding race×gender", "Value axis", "cos(δ_g, value axis)", "chance 0.25"):
+        assert text in latent, text
+    assert latent.count("<svg") == 2 * 5
+    explain = html[html.index('<section id="explain">'): html.index('<section id="provenance">')]
+    assert "Dose–response" in explain and "Mediation by erasure" in explain
+    assert "45.0%" in explain and "3.0%" in explain  # mediated vs random control, layer 3
+    assert "Black-Female" in explain and "value axis" in explain
+    assert "Not explained: low" in explain
+
+
+def test_provenance_lists_model_hashes_seeds_and_degraded_tiers():
+    results = synthetic_results()
+    html = render_report(results, None)
+    prov = html[html.index('<section id="provenance">'):]
+    for value in ("tiny-test-model", "cd" * 32, "ab" * 32, "float32", "0.1.0", "ed_triage"):
+        assert value in prov, value
+    assert re.search(r"<dt>Backend</dt><dd><code>hf</code>", prov)
+    assert re.search(r"benchmark <code>42</code>", prov)
+    assert '<span class="sig">low: vitals</span>' in prov
+    assert "high: none" in prov
+
+
+def test_svgs_are_accessible_and_ids_unique():
+    html = render_report(synthetic_results(), synthetic_explain())
+    svgs = re.findall(r"<svg [^>]*>", html)
+    assert len(svgs) >= 10
+    for tag in svgs:
+        assert 'role="img"' in tag and "aria-labelledby=" in tag and "viewBox=" in tag
+    assert html.count("<title id=") == len(svgs) and html.count("<desc id=") == len(svgs)
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "duplicate element ids"
+
+
+# --------------------------------------------------------------------------- self-contained and escaped
+
+
+def test_no_network_resources_and_no_scripts():
+    results = synthetic_results()
+    results["model"]["name"] = "https://huggingface.co/some/model"  # a URL as text is fine, not as a resource
+    html = render_report(results, synthetic_explain())
+    assert not re.search(r"""(?:src|href|xlink:href|action)\s*=\s*["']?\s*(?:https?:)?//""", html, re.I)
+    assert not re.search(r"url\(\s*['\"]?\s*(?:https?:)?//", html, re.I)
+    assert "@import" not in html and "<link" not in html.lower()
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert "default-src 'none'" in html  # the CSP forbids fetching anything
+    clean = render_report(synthetic_results(), synthetic_explain())
+    assert "http://" not in clean and "https://" not in clean
+
+
+def test_odd_strings_are_escaped():
+    results = synthetic_results()
+    evil = '<script>alert("x")</script> & "quotes" \'single\''
+    results["config"]["name"] = evil
+    results["config"]["benchmark"]["path"] = "</pre><img src=x onerror=alert(1)>"
+    results["model"]["name"] = "<b>model</b>"
+    results["tiers"]["we<ird>&tier"] = results["tiers"].pop("low")
+    results["tiers"]["high"]["diagnostics"]["group_shifts"][0]["group"] = "<i>A</i>-Fem&ale"
+    html = render_report(results, synthetic_explain())
+    assert "<script" not in html and "<img" not in html and "<b>model</b>" not in html and "<i>A</i>" not in html
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "&lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "we&lt;ird&gt;&amp;tier" in html
+    assert "&lt;i&gt;A&lt;/i&gt;-Fem&amp;ale" in html
+    assert "&lt;b&gt;model&lt;/b&gt;" in html
+
+
+# --------------------------------------------------------------------------- missing data
+
+
+def test_missing_latent_and_explain_say_which_stage_to_run(tmp_path):
+    run = write_run(tmp_path / "run", without_latent(synthetic_results()), explain=False)
+    html = write_report(run).read_text()
+    latent = html[html.index('<section id="latent">'): html.index('<section id="explain">')]
+    assert "run <code>probe fit DIR</code>" in latent
+    explain = html[html.index('<section id="explain">'): html.index('<section id="provenance">')]
+    assert "No explain.json" in explain and "run <code>probe explain DIR</code>" in explain
+    scores = html[html.index('<section id="scores">'): html.index('<section id="shifts">')]
+    row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', scores).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[7] == DASH and cells[9] == DASH and cells[11] == DASH  # F_LV, mFARM full, FAB full
+    summary = _text(html[html.index('<section id="summary">'): html.index('<section id="scores">')])
+    assert "probe fit DIR" in summary and "probe explain DIR" in summary
+
+
+def test_none_and_nan_show_as_dash(tmp_path):
+    results = synthetic_results()
+    high = results["tiers"]["high"]
+    high["accuracy"] = None
+    high["mfarm"]["ks_distribution"] = float("nan")
+    high["latent"]["value_axis_auroc_by_layer"] = [None] * 8
+    high["diagnostics"]["group_shifts"][3]["ci_low"] = float("nan")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_text(json.dumps(results))  # NaN token, as json.dumps writes it
+    html = write_report(run).read_text()
+    assert "NaN" not in _text(html) and "None" not in _text(html) and "nan" not in _text(html)
+    row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', html).group(1)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    assert cells[1] == DASH and cells[5] == DASH
+
+
+def test_sparse_results_still_render():
+    minimal = {"tiers": {"only": {"n_cases": 5, "mfarm": {"score": 0.9}}}}
+    html = render_report(minimal, None)
+    for title in SECTIONS.values():
+        assert title in html
+    assert "only" in html and "0.900" in html
+    html = render_report({}, None)
+    assert "no scored tiers" in html
+    # a tier with partial latent data and an explain.json for another tier
+    results = synthetic_results()
+    del results["tiers"]["high"]["latent"]["probes"]
+    del results["tiers"]["high"]["latent"]["steering"]
+    html = render_report(results, {"tiers": {"elsewhere": {"mediation": [{"layer": 2, "mediated_fraction": 0.1}]}}})
+    assert "No probe curves for this tier." in html and "No steering cosines for this tier." in html
+    assert "elsewhere tier" in html
+
+
+def test_missing_or_bad_results_is_an_input_error(tmp_path):
+    with pytest.raises(InputError, match="results.json: not found"):
+        write_report(tmp_path)
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(InputError, match="not valid JSON"):
+        write_report(tmp_path)
+    with pytest.raises(InputError, match="no such run directory"):
+        write_report(tmp_path / "absent")
+
+
+def test_unreadable_explain_json_only_leaves_a_note(tmp_path, caplog):
+    run = write_run(tmp_path / "run", explain=False)
+    (run / "explain.json").write_text("[1, 2")
+    html = write_report(run).read_text()
+    assert "explain.json could not be read" in html
+    assert any("explain.json" in r.getMessage() for r in caplog.records)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    run = write_run(tmp_path / "run")
+    page = write_report(run)
+    before = page.read_text()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("render failed")
+
+    monkeypatch.setattr(report_html, "render_report", boom)
+    with pytest.raises(RuntimeError):
+        write_report(run)
+    assert page.read_text() == before
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def test_summary_names_a_significant_negative_shift():
+    sentences = summarize(synthetic_results(significant=True), synthetic_explain())
+    hit = [s for s in sentences if "Black-Female" in s and "lower" in s]
+    assert hit, sentences
+    assert "high tier" in hit[0] and "-0.052" in hit[0]
+    assert any("Asian-Male" in s and "higher" in s for s in sentences)
+    assert not any("Not significant does not mean fair" in s and "any tier" in s for s in sentences)
+
+
+def test_summary_caveat_when_nothing_is_significant():
+    results = synthetic_results(significant=False)
+    sentences = summarize(results, None)
+    assert any("No group shifts P(Yes) significantly in any tier" in s and "Not significant does not mean fair" in s for s in sentences)
+    assert not any("significantly lower" in s or "significantly higher" in s for s in sentences)
+
+
+def test_summary_omnibus_gate_overrides_single_cis():
+    results = synthetic_results(significant=True)
+    results["tiers"]["high"]["diagnostics"]["omnibus"]["friedman_significant"] = False
+    sentences = summarize(results, None)
+    assert not any("significantly lower" in s for s in sentences)
+    assert any("Black-Female" in s and "exploratory" in s for s in sentences)
+
+
+def test_summary_reports_decoding_latent_value_and_erasure():
+    sentences = summarize(synthetic_results(), synthetic_explain())
+    text = " ".join(sentences)
+    assert "decode race best at layer 5 (accuracy 0.812" in text and "vs chance 0.250" in text
+    assert "gender best at layer 3" in text
+    assert "F_LV = 0.701 is lower than F_MD = 0.812" in text
+    assert "removes 45% of the disparity" in text and "against 3%" in text
+    assert "raises P(Yes) monotonically" in text
+    assert "relative to this benchmark" in text
+
+
+def test_summary_caveats_for_weak_evidence():
+    results = synthetic_results(n_cases=6)
+    high = results["tiers"]["high"]
+    high["accuracy"] = 0.52
+    high["latent"]["value_axis_auroc"] = 0.53
+    probe = high["latent"]["probes"]["gender"]
+    probe["accuracy"] = [0.35] * 8
+    probe["ci_low"] = [0.30] * 8
+    explain = synthetic_explain()
+    for row in explain["tiers"]["high"]["mediation"]:
+        row["random_control_fraction"] = row["mediated_fraction"] - 0.01
+    explain["tiers"]["high"]["dose_response"]["value_axis"]["spearman"] = 0.1
+    items = summary_items(results, explain)
+    caveats = " ".join(s.text for s in items if s.kind == "caveat")
+    findings = " ".join(s.text for s in items if s.kind == "finding")
+    assert "Few cases per tier (6 in high" in caveats
+    assert "only 6 cases, see the caveats" in findings
+    assert "Task accuracy is near or below chance (0.520 in high)" in caveats and "tiny-test-model" in caveats
+    assert "AUROC 0.530, near 0.5" in caveats
+    assert "gender is not decodable clearly above chance" in caveats
+    assert "not clearly more than erasing as many random directions" in findings
+    assert "does not raise P(Yes) monotonically" in caveats
+    assert "low: vitals" in caveats
+
+
+def test_summary_without_latent_or_explain():
+    sentences = summarize(without_latent(synthetic_results()), None)
+    text = " ".join(sentences)
+    assert "run `probe fit DIR`" in text and "run `probe explain DIR`" in text
+    assert "decode" not in text
+
+
+def test_summary_is_pure():
+    results, explain = synthetic_results(), synthetic_explain()
+    before = copy.deepcopy((results, explain))
+    assert summarize(results, explain) == summarize(results, explain)
+    assert (results, explain) == before
+
+
+# --------------------------------------------------------------------------- svg helpers
+
+
+def test_nice_ticks():
+    assert nice_ticks(0, 1) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(-0.081, 0.052)[0] <= -0.081 and nice_ticks(-0.081, 0.052)[-1] >= 0.052
+    assert len(nice_ticks(5, 5)) >= 2
+    assert nice_ticks(float("nan"), 1) == [0.0, 1.0]
+
+
+def test_line_chart_breaks_at_missing_values_and_draws_bands():
+    svg = line_chart(
+        [Series("a", [0, 1, 2, 3, 4], [0.1, 0.2, None, 0.4, float("nan")], lo=[0, 0.1, 0.2, 0.3, 0.4], hi=[0.2, 0.3, 0.4, 0.5, 0.6])],
+        uid="t1", title="T <&>", x_label="layer", y_label="acc", integer_x=True,
+    )
+    assert svg.count("<path d=\"M") == 1 + 1  # axes + one line segment with two points (the lone point has no line)
+    assert "<polygon" in svg and "T &lt;&amp;&gt;" in svg
+    assert "nan" not in svg.lower().replace("nanosecond", "")
+
+
+def test_charts_with_no_data_say_so():
+    assert "no data" in line_chart([Series("a", [], [])], uid="x", title="t")
+    assert "no data" in bar_chart(["1"], [], uid="y", title="t")
+    assert "no data" in interval_chart(["g"], [], uid="z", title="t")
+
+
+def test_bar_and_interval_charts():
+    from report.svg import BarSeries, IntervalSeries
+
+    svg = bar_chart(["1", "3"], [BarSeries("m", [0.4, -0.1], lo=[0.3, -0.2], hi=[0.5, 0.0])], uid="b", title="bars")
+    assert svg.count("<rect") >= 2 + 1  # two bars + legend swatch
+    svg = interval_chart(["A", "B"], [IntervalSeries("s", [0.1, -0.2], [0.0, -0.3], [0.2, -0.1], flagged=[False, True])],
+                         uid="i", title="iv", flag_legend="filled: significant")
+    assert 'fill="#ffffff"' in svg  # hollow dot for A
+    assert math.isfinite(len(svg))
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+def test_report_of_a_real_tiny_run(tmp_path, tiny_config):
+    from conftest import run_probe
+
+    out = tmp_path / "run"
+    res = run_probe("run", str(tiny_config), "--out", str(out), "--no-progress")
+    assert res.returncode == 0, res.stderr
+    page = write_report(out)
+    html = page.read_text()
+    results = json.loads((out / "results.json").read_text())
+    for tier in results["tiers"]:
+        assert f'<th scope="row">{tier}</th>' in html
+    for title in SECTIONS.values():
+        assert title in html
+    assert results["model"]["sha256"] in html
+    assert summarize(results, None)
