@@ -102,10 +102,12 @@ def _extract(cfg, out: Path, limit_cases, shard, overwrite, no_progress):
 @main.command()
 @_common_run_options
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Run directory (default runs/<config name>).")
-@click.option("--no-fit", is_flag=True, help="Skip the probes / value axis / F_LV stage.")
+@click.option("--no-fit", is_flag=True, help="Skip the probes / value axis / F_LV stage (and explain).")
+@click.option("--no-explain", is_flag=True, help="Skip the steering / mediation stage.")
+@click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @_errors_to_exit_codes
-def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_fit):
-    """Run the whole pipeline on CONFIG: extract, then score and report."""
+def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_fit, no_explain, no_report):
+    """Run the whole pipeline on CONFIG: extract, score, fit, explain, report."""
     from report.results import build_results, summary_table, write_results
 
     cfg = _load(config, overrides)
@@ -117,6 +119,14 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
         from probes.stage import run_fit
 
         results = run_fit(out_dir, cfg)
+        if not no_explain:
+            from probes.explain import run_explain
+
+            run_explain(out_dir, cfg=cfg)
+    if not no_report:
+        from report.html import write_report
+
+        click.echo(f"report: {write_report(out_dir)}")
     click.echo(summary_table(results["tiers"]))
     click.echo(f"results: {path}")
 
@@ -181,6 +191,18 @@ def explain(run_dir, layers, alphas):
 
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3f}"
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@_errors_to_exit_codes
+def report(run_dir):
+    """Write the self-contained HTML report RUN_DIR/report.html."""
+    from report.html import write_report
+
+    if not (Path(run_dir) / "results.json").is_file():
+        raise InputError(f"{Path(run_dir) / 'results.json'}: not found (run 'probe run' or 'probe fit' first)")
+    click.echo(f"report: {write_report(Path(run_dir))}")
 
 
 @main.command()

@@ -37,6 +37,7 @@ def write_config(path: Path, model_dir: Path, **sections) -> Path:
         "extract": {"batch_size": 4},
         "scoring": {"bootstrap": 50},
         "probes": {"bootstrap": 50, "n_folds": 2},
+        "explain": {"max_cases": 3, "alphas": [-2.0, 0.0, 2.0], "layers": [1]},
     }
     for key, value in sections.items():
         if isinstance(value, dict):
