@@ -23,6 +23,7 @@ demo: setup
 	$(BIN)/probe run configs/ed_triage_demo.yaml --out runs/ed_triage_demo
 
 test: setup
+	@[ "$$CI_NO_BROWSER" = 1 ] || command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "warning: could not install chromium; the report browser test will fail (CI_NO_BROWSER=1 skips it)"
 	$(BIN)/python -m pytest -q
 
 clean:

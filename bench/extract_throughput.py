@@ -17,9 +17,11 @@ length-sorted batches (so every method sees the same tokens and padding):
                        (creation, every ``write_batch`` and close are timed).
 
 Each method runs on its own copy of the model (TransformerLens and nnsight wrap a
-model in place). One untimed warm-up batch precedes each timed pass; with
-``--repeats R`` the methods run R rounds in turn and the fastest round counts
-(the machine may be shared). tokens/s counts real (unpadded) prompt tokens. The
+model in place) and gets one untimed warm-up batch. The timed pass is
+*interleaved*: each batch runs through every method (in a rotating order) before
+the next batch, so load changes on a shared machine hit all methods alike; a
+method's time is the sum over its batches (plus, for (d), creating and closing the
+cache). With ``--repeats R`` there are R such passes and the fastest counts. tokens/s counts real (unpadded) prompt tokens. The
 table also shows each method's largest |P(Yes) - P(Yes) of (a)| as a sanity check.
 
     python bench/extract_throughput.py                        # 96 prompts, batch 8
@@ -79,10 +81,18 @@ def make_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------------------- methods
-# Each factory returns run(batches) -> p_yes (N,), timed by the caller; setup is untimed.
+# Each factory does its (untimed) setup and returns a Method: start() before a pass,
+# step(idx) per batch (returns P(Yes) of those prompts), finish() after the pass.
 
 
-def hf_full_logits(loaded, texts, yes_no) -> Callable:
+class Method:
+    def __init__(self, step: Callable, start: Callable | None = None, finish: Callable | None = None):
+        self.step = step
+        self.start = start or (lambda: None)
+        self.finish = finish or (lambda: None)
+
+
+def hf_full_logits(loaded, texts, yes_no) -> Method:
     import torch
 
     from extract.hf_runner import HFRunner
@@ -90,19 +100,16 @@ def hf_full_logits(loaded, texts, yes_no) -> Callable:
 
     runner = HFRunner(loaded)  # only for its encode(): the same inputs as every method
 
-    def run(batches):
-        p = np.zeros(len(texts))
+    def step(idx):
         with torch.inference_mode():
-            for idx in batches:
-                batch = runner.encode([texts[i] for i in idx])
-                logits = loaded.model(**batch, use_cache=False).logits  # (B, T, V): every position
-                p[idx] = p_yes_from_logits(logits[:, -1, :], *yes_no)[0].cpu().numpy()
-        return p
+            batch = runner.encode([texts[i] for i in idx])
+            logits = loaded.model(**batch, use_cache=False).logits  # (B, T, V): every position
+            return p_yes_from_logits(logits[:, -1, :], *yes_no)[0].cpu().numpy()
 
-    return run
+    return Method(step)
 
 
-def tl_run_with_cache(loaded, texts, yes_no) -> Callable:
+def tl_run_with_cache(loaded, texts, yes_no) -> Method:
     import torch
 
     from extract.scoring import p_yes_from_logits
@@ -111,21 +118,19 @@ def tl_run_with_cache(loaded, texts, yes_no) -> Callable:
     runner = TLRunner(loaded)
     bridge = runner.bridge
 
-    def run(batches):
-        p = np.zeros(len(texts))
+    def step(idx):
         with torch.inference_mode():
-            for idx in batches:
-                batch = runner.encode([texts[i] for i in idx])
-                ids = batch.pop("input_ids")
-                logits, cache = bridge.run_with_cache(ids, use_cache=False, **batch)
-                p[idx] = p_yes_from_logits(logits[:, -1, :], *yes_no)[0].cpu().numpy()
-                del cache
-        return p
+            batch = runner.encode([texts[i] for i in idx])
+            ids = batch.pop("input_ids")
+            logits, cache = bridge.run_with_cache(ids, use_cache=False, **batch)
+            p = p_yes_from_logits(logits[:, -1, :], *yes_no)[0].cpu().numpy()
+            del cache
+            return p
 
-    return run
+    return Method(step)
 
 
-def nnsight_save_all(loaded, texts, yes_no) -> Callable:
+def nnsight_save_all(loaded, texts, yes_no) -> Method:
     import torch
 
     from extract.nnsight_runner import NNsightRunner
@@ -134,25 +139,23 @@ def nnsight_save_all(loaded, texts, yes_no) -> Callable:
     runner = NNsightRunner(loaded)
     nn_model, layers = runner.nn_model, runner._layer_envoys
 
-    def run(batches):
-        p = np.zeros(len(texts))
+    def step(idx):
         with torch.inference_mode():
-            for idx in batches:
-                batch = runner.encode([texts[i] for i in idx])
-                saved = []
-                with nn_model.trace(**batch, use_cache=False):
-                    for layer in layers:
-                        saved.append(layer.output.save())
-                    logits = nn_model.output.logits.save()
-                p[idx] = p_yes_from_logits(logits[:, -1, :], *yes_no)[0].cpu().numpy()
-                del saved
-        return p
+            batch = runner.encode([texts[i] for i in idx])
+            saved = []
+            with nn_model.trace(**batch, use_cache=False):
+                for layer in layers:
+                    saved.append(layer.output.save())
+                logits = nn_model.output.logits.save()
+            p = p_yes_from_logits(logits[:, -1, :], *yes_no)[0].cpu().numpy()
+            del saved
+            return p
 
-    return run
+    return Method(step)
 
 
 def extractor(backend: str, cache_dir: Path, table) -> Callable:
-    def factory(loaded, texts, yes_no) -> Callable:
+    def factory(loaded, texts, yes_no) -> Method:
         from extract.backends import make_runner
         from extract.cache import CacheSpec, CacheWriter
 
@@ -170,28 +173,30 @@ def extractor(backend: str, cache_dir: Path, table) -> Callable:
             positions=("last",),
             storage_dtype="float32",
         )
-        counter = [0]
+        state: dict = {"n": 0}
 
-        def run(batches):
-            p = np.zeros(len(texts))
-            counter[0] += 1
-            path = cache_dir / f"cache-{backend}-{counter[0]}.h5"
-            with CacheWriter.create_or_resume(path, spec, table, overwrite=True) as writer:
-                for idx in batches:
-                    out = runner.forward([texts[i] for i in idx], capture=True)
-                    writer.write_batch(
-                        idx,
-                        p_yes=out.p_yes,
-                        p_yes_vocab=out.p_yes_vocab,
-                        first_token=out.first_token,
-                        n_tokens=out.n_tokens,
-                        acts={("resid_post", "last"): out.resid_post},
-                    )
-                    p[idx] = out.p_yes
-            path.unlink(missing_ok=True)
-            return p
+        def start():
+            state["n"] += 1
+            state["path"] = cache_dir / f"cache-{backend}-{state['n']}.h5"
+            state["writer"] = CacheWriter.create_or_resume(state["path"], spec, table, overwrite=True)
 
-        return run
+        def step(idx):
+            out = runner.forward([texts[i] for i in idx], capture=True)
+            state["writer"].write_batch(
+                idx,
+                p_yes=out.p_yes,
+                p_yes_vocab=out.p_yes_vocab,
+                first_token=out.first_token,
+                n_tokens=out.n_tokens,
+                acts={("resid_post", "last"): out.resid_post},
+            )
+            return out.p_yes
+
+        def finish():
+            state.pop("writer").close()
+            state.pop("path").unlink(missing_ok=True)
+
+        return Method(step, start, finish)
 
     return factory
 
@@ -263,27 +268,45 @@ def main(argv: list[str] | None = None) -> int:
         for backend in [b.strip() for b in args.extractor_backends.split(",") if b.strip()]:
             factories[f"(d) extractor [{backend}]"] = extractor(backend, tmp, table)
 
-    runs: dict[str, Callable] = {}
+    methods_by_name: dict[str, Method] = {}
     for name, factory in factories.items():
         loaded = first if name.startswith("(a)") or name == "(d) extractor [hf]" else load_model(cfg, device=args.device)
-        runs[name] = factory(loaded, texts, yes_no)
-        runs[name](batches[:1])  # warm-up (first-call costs, lazy wiring), untimed
+        method = factory(loaded, texts, yes_no)
+        method.start()
+        method.step(batches[0])  # warm-up (first-call costs, lazy wiring), untimed
+        method.finish()
+        methods_by_name[name] = method
 
-    seconds: dict[str, list[float]] = {name: [] for name in runs}
-    p_yes: dict[str, np.ndarray] = {}
+    # Interleaved: every batch runs through every method before the next batch (in a
+    # rotating order), so load changes on a shared machine hit all methods alike.
+    names = list(methods_by_name)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    p_yes: dict[str, np.ndarray] = {name: np.zeros(len(texts)) for name in names}
     load_before = os.getloadavg()
     for r in range(args.repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            p_yes[name] = run(batches)
-            seconds[name].append(time.perf_counter() - start)
-            logger.info("round %d  %-28s %8.2f s", r + 1, name, seconds[name][-1])
+        spent = dict.fromkeys(names, 0.0)
+        for name in names:
+            t0 = time.perf_counter()
+            methods_by_name[name].start()
+            spent[name] += time.perf_counter() - t0
+        for k, idx in enumerate(batches):
+            for j in range(len(names)):
+                name = names[(k + j) % len(names)]
+                t0 = time.perf_counter()
+                p_yes[name][idx] = methods_by_name[name].step(idx)
+                spent[name] += time.perf_counter() - t0
+        for name in names:
+            t0 = time.perf_counter()
+            methods_by_name[name].finish()
+            spent[name] += time.perf_counter() - t0
+            seconds[name].append(spent[name])
+            logger.info("round %d  %-34s %8.2f s", r + 1, name, spent[name])
     load_after = os.getloadavg()
 
     ref_name = labels["hf-full-logits"]
     ref_s = min(seconds[ref_name]) if ref_name in seconds else None
     rows = []
-    for name in runs:
+    for name in names:
         s = min(seconds[name])
         rows.append(
             {

@@ -257,6 +257,7 @@ def load_model(cfg: ModelConfig, device: str | None = None) -> LoadedModel:
     """Load the configured model (see the module docstring).
 
     ``device``: ``None``/``"cpu"`` (default), ``"cuda"``, ``"auto"`` (CUDA when available).
+    ``cfg.adapter`` and ``cfg.quantization`` are applied after loading (``extract.precision``).
     Raises :class:`ModelError` with a one-line message naming the model on any failure.
     """
     dtype = cfg.dtype
@@ -270,10 +271,12 @@ def load_model(cfg: ModelConfig, device: str | None = None) -> LoadedModel:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         elif device.startswith("cuda") and not torch.cuda.is_available():
             raise ModelError(f"model {cfg.name!r}: device {device!r} requested but CUDA is not available")
+    from extract.precision import apply_model_options, check_model_options
+
+    check_model_options(cfg)  # quantization / adapter: fail before a long load
     _offline()
-    if cfg.name == EMBEDDED_NAME:
-        return _load_embedded(cfg, device)
-    return _load_hf(cfg, device)
+    loaded = _load_embedded(cfg, device) if cfg.name == EMBEDDED_NAME else _load_hf(cfg, device)
+    return apply_model_options(loaded, cfg)  # cfg.adapter (merged), then cfg.quantization
 
 
 # ---- the embedded default

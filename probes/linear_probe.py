@@ -82,7 +82,7 @@ def probe_sweep(
     n_boot: int = 1000,
     l2: float = 1.0,
     max_iter: int = 1000,
-    tol: float = 1e-4,
+    tol: float = 3e-5,
     selectivity: bool = True,
     layer_batch: int | None = None,
     dtype: str = "float32",
@@ -106,7 +106,10 @@ def probe_sweep(
     l2
         λ = 1/C of scikit-learn's ``LogisticRegression``.
     max_iter, tol
-        L-BFGS limits, as scikit-learn's (tol bounds ‖∇‖_∞ of the mean loss).
+        L-BFGS limits. ``tol`` bounds ‖∇‖_∞ of the mean loss as scikit-learn's
+        does; the default 3e-5 puts the held-out predictions as close to the
+        exact optimum as scikit-learn's default 1e-4 does (see
+        :func:`probes.softmax_regression.fit_softmax_problems`).
     selectivity
         Also fit the permuted-label control probes (doubles the work).
     layer_batch

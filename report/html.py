@@ -227,12 +227,47 @@ def _tiers(results: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
     return [(str(k), v) for k, v in tiers.items() if isinstance(v, Mapping)]
 
 
-class _Ids:
-    def __init__(self) -> None:
+class _Page:
+    """Per-page state: unique figure ids, and one (colour, dash) per demographic group
+    so a group looks the same in every chart of the page."""
+
+    def __init__(self, groups: Sequence[str] = ()) -> None:
         self._n = itertools.count(1)
+        self.groups = list(dict.fromkeys(groups))
+        self._styles = svg.group_styles(self.groups)
 
     def __call__(self, prefix: str = "fig") -> str:
         return f"{prefix}{next(self._n)}"
+
+    def order(self, groups: Iterable[str]) -> list[str]:
+        """``groups`` in the page's canonical order (unknown ones last, as given)."""
+        groups = list(groups)
+        known = [g for g in self.groups if g in groups]
+        return known + [g for g in groups if g not in self.groups]
+
+    def style(self, group: str, fallback: int = 0) -> tuple[str, str]:
+        if group not in self._styles:
+            self.groups.append(group)
+            self._styles = svg.group_styles(self.groups)
+        return self._styles.get(group, (svg.PALETTE[fallback % len(svg.PALETTE)], ""))
+
+
+def _canonical_groups(results: Mapping[str, Any], explain: Any) -> list[str]:
+    """The configured group order: group shifts / steering groups of each tier, then explain's."""
+    out: list[str] = []
+    for _, t in _tiers(results):
+        out += [str(r.get("group")) for r in _as_list(get(t, "diagnostics", "group_shifts")) if isinstance(r, Mapping)]
+        out += [str(g) for g in _as_list(get(t, "latent", "steering", "groups"))]
+        cos = get(t, "latent", "steering", "cos_value_axis_by_layer")
+        if isinstance(cos, Mapping):
+            out += [str(g) for g in cos]
+    etiers = get(explain, "tiers", default={})
+    if isinstance(etiers, Mapping):
+        for e in etiers.values():
+            dr = get(e, "dose_response", default={})
+            if isinstance(dr, Mapping):
+                out += [str(d)[len("steer:"):] for d in dr if str(d).startswith("steer:")]
+    return list(dict.fromkeys(out))
 
 
 # --------------------------------------------------------------------------- sections
@@ -262,8 +297,8 @@ def _section_scores(results: Mapping[str, Any]) -> str:
     out.append(_howto(
         "Each score lies in [0, 1]; <strong>1 means no detected unfairness</strong> on that criterion. "
         "F_MD: do groups get systematically different P(Yes) than the same case without demographic words "
-        "(BASE) or than their peers? F_AD: are some groups' answers less stable? F_VH: do the spreads of "
-        "P(Yes) differ? F_KS: do whole distributions differ from BASE? F_CD: does a group's deviation depend "
+        "(BASE) or than their peers? F_AD: do some groups' answers move further from BASE, in absolute size, "
+        "than other groups'? F_VH: do the spreads (variances) of P(Yes) differ? F_KS: do whole distributions differ from BASE? F_CD: does a group's deviation depend "
         "on the BASE answer? F_LV: the F_MD test applied to the model's <em>internal</em> decision value "
         "(the value axis) instead of P(Yes).",
         "mFARM (paper) is the geometric mean of the five output scores; mFARM (full) adds F_LV. "
@@ -278,17 +313,24 @@ def _section_scores(results: Mapping[str, Any]) -> str:
         '<abbr title="Latent value fairness (needs probe fit)">F_LV</abbr>',
         "mFARM (paper)", "mFARM (full)", "FAB (paper)", "FAB (full)",
     ]
+    degraded = get(results, "benchmark", "degraded_fields", default={})
+    degraded = {str(k): v for k, v in degraded.items() if v} if isinstance(degraded, Mapping) else {}
     rows = []
     for name, t in tiers:
         m = get(t, "mfarm", default={})
         n_cases = finite(t.get("n_cases"))
         rows.append(
-            [_e(name), MISSING if n_cases is None else str(int(n_cases)), num(t.get("accuracy"))]
+            [_e(name) + (" †" if name in degraded else ""), MISSING if n_cases is None else str(int(n_cases)), num(t.get("accuracy"))]
             + [num(get(m, key)) for key, _, _ in SCORE_COLUMNS]
             + [num(get(t, "latent", "value_axis_fairness")), num(get(m, "score")), num(t.get("mfarm_full")),
                num(t.get("fab")), num(t.get("fab_full"))]
         )
     out.append(_table(head, rows))
+    if degraded:
+        parts = "; ".join(
+            f"{_e(k)}: {_e(', '.join(map(str, v)) if isinstance(v, (list, tuple)) else v)}" for k, v in degraded.items()
+        )
+        out.append(f"<p>† Benchmark fields unavailable and left out of this tier's prompts ({parts}).</p>")
     if any(not isinstance(t.get("latent"), Mapping) for _, t in tiers):
         out.append("<p>F_LV, mFARM (full) and FAB (full) need the latent stage: run <code>probe fit DIR</code>.</p>")
     unl = [(n, t.get("n_unlabelled")) for n, t in tiers if finite(t.get("n_unlabelled"))]
@@ -316,7 +358,7 @@ def _section_scores(results: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def _section_shifts(results: Mapping[str, Any], ids: _Ids) -> str:
+def _section_shifts(results: Mapping[str, Any], ids: _Page) -> str:
     tiers = _tiers(results)
     out = [f'<section id="shifts"><h2>{SECTIONS["shifts"]}</h2>']
     out.append(_howto(
@@ -378,7 +420,7 @@ def _section_shifts(results: Mapping[str, Any], ids: _Ids) -> str:
     return "".join(out)
 
 
-def _probe_chart(target: str, probe: Mapping[str, Any], ids: _Ids, tier: str) -> str:
+def _probe_chart(target: str, probe: Mapping[str, Any], ids: _Page, tier: str) -> str:
     acc = _as_list(probe.get("accuracy"))
     layers = list(range(len(acc)))
     sel = _as_list(probe.get("selectivity"))
@@ -404,7 +446,7 @@ def _probe_chart(target: str, probe: Mapping[str, Any], ids: _Ids, tier: str) ->
     return _figure(chart, f"Decoding {label}", _e(caption))
 
 
-def _latent_tier(name: str, latent: Mapping[str, Any], ids: _Ids) -> str:
+def _latent_tier(name: str, latent: Mapping[str, Any], ids: _Page) -> str:
     out = []
     probes = latent.get("probes") if isinstance(latent.get("probes"), Mapping) else {}
     figs = []
@@ -435,12 +477,11 @@ def _latent_tier(name: str, latent: Mapping[str, Any], ids: _Ids) -> str:
         figs.append(_missing("No value-axis curve for this tier."))
     cos = get(latent, "steering", "cos_value_axis_by_layer", default={})
     if isinstance(cos, Mapping) and cos:
-        groups = [str(g) for g in cos]
-        styles = svg.group_styles(groups)
-        series = [
-            svg.Series(g, list(range(len(_as_list(v)))), _as_list(v), color=styles[g][0], dash=styles[g][1], width=1.6, markers=False)
-            for g, v in zip(groups, cos.values())
-        ]
+        by_group = {str(g): _as_list(v) for g, v in cos.items()}
+        series = []
+        for g in ids.order(by_group):
+            color, dash = ids.style(g)
+            series.append(svg.Series(g, list(range(len(by_group[g]))), by_group[g], color=color, dash=dash, width=1.6, markers=False))
         cap = ("Cosine between each group's steering vector δ_g (mean activation of the group minus BASE) and the "
                "value axis. Positive: adding the group's words pushes the internal value towards Yes. "
                "Colour shows race, dash pattern shows gender.")
@@ -485,7 +526,7 @@ def _layer_table(latent: Mapping[str, Any]) -> str:
             + _table(["Layer"] + [_e(h) for h, _ in cols], rows) + "</details>")
 
 
-def _section_latent(results: Mapping[str, Any], ids: _Ids) -> str:
+def _section_latent(results: Mapping[str, Any], ids: _Page) -> str:
     tiers = _tiers(results)
     out = [f'<section id="latent"><h2>{SECTIONS["latent"]}</h2>']
     out.append(_howto(
@@ -519,25 +560,22 @@ def _direction_label(direction: str) -> str:
     return direction
 
 
-def _explain_tier(name: str, t: Mapping[str, Any], e: Mapping[str, Any], ids: _Ids) -> str:
+def _explain_tier(name: str, t: Mapping[str, Any], e: Mapping[str, Any], ids: _Page) -> str:
     out = []
     dr = e.get("dose_response") if isinstance(e, Mapping) else None
     figs = []
     if isinstance(dr, Mapping) and dr:
-        steer = [d for d in dr if str(d).startswith("steer:")]
-        styles = svg.group_styles([_direction_label(str(d)) for d in steer])
         series = []
-        for d, v in dr.items():
-            if not isinstance(v, Mapping):
-                continue
-            label = _direction_label(str(d))
-            if d == "value_axis":
-                series.insert(0, svg.Series("value axis", _as_list(v.get("alphas")), _as_list(v.get("p_yes_mean")),
-                                            color="#000000", width=3.0))
-            else:
-                color, dash = styles.get(label, (svg.PALETTE[len(series) % len(svg.PALETTE)], ""))
-                series.append(svg.Series(label, _as_list(v.get("alphas")), _as_list(v.get("p_yes_mean")),
-                                         color=color, dash=dash, width=1.6, markers=False))
+        labels = {_direction_label(str(d)): v for d, v in dr.items() if isinstance(v, Mapping) and d != "value_axis"}
+        for j, label in enumerate(ids.order(labels)):
+            v = labels[label]
+            color, dash = ids.style(label, j)
+            series.append(svg.Series(label, _as_list(v.get("alphas")), _as_list(v.get("p_yes_mean")),
+                                     color=color, dash=dash, width=1.6, markers=False))
+        axis = dr.get("value_axis")
+        if isinstance(axis, Mapping):  # drawn last: on top, and after the group grid in the legend
+            series.append(svg.Series("value axis", _as_list(axis.get("alphas")), _as_list(axis.get("p_yes_mean")),
+                                     color="#000000", width=3.0))
         cap = ("Mean P(Yes) of BASE prompts when α·σ times a unit direction is added at every position of one layer. "
                "The value axis (black) must raise P(Yes) monotonically if it is causal; group directions "
                "(colour = race, dash = gender) show what adding that group's demographic signal does.")
@@ -546,11 +584,12 @@ def _explain_tier(name: str, t: Mapping[str, Any], e: Mapping[str, Any], ids: _I
                                vlines=[svg.RefLine(0.0, "")])
         figs.append(_figure(chart, "Dose–response", _e(cap)))
         rows = []
-        for d, v in dr.items():
-            if isinstance(v, Mapping):
-                layer = v.get("layer")
-                rows.append([_e(_direction_label(str(d))), MISSING if finite(layer) is None else str(int(layer)),
-                             num(v.get("logit_slope")), num(v.get("spearman"), 2)])
+        ordered = (["value axis"] if isinstance(axis, Mapping) else []) + ids.order(labels)
+        for label in ordered:
+            v = axis if label == "value axis" else labels[label]
+            layer = v.get("layer")
+            rows.append([_e(label), MISSING if finite(layer) is None else str(int(layer)),
+                         num(v.get("logit_slope")), num(v.get("spearman"), 2)])
         table = _table(["Direction", "Layer", "Slope of logit P(Yes) on α", "Spearman ρ"], rows)
     else:
         figs.append(_missing("No dose–response for this tier in explain.json."))
@@ -568,9 +607,12 @@ def _explain_tier(name: str, t: Mapping[str, Any], e: Mapping[str, Any], ids: _I
         chart = svg.bar_chart(cats, series, uid=ids(), title=f"Mediated fraction of the disparity by layer ({name} tier)",
                               desc=cap, x_label="layer", y_label="mediated fraction", y_max=None)
         figs.append(_figure(chart, "Mediation by erasure", _e(cap)))
-        mrows = [[c, num(r.get("disparity_before")), num(r.get("disparity_after")), pct(r.get("mediated_fraction"), 1),
-                  pct(r.get("random_control_fraction"), 1)] for c, r in zip(cats, rows_m)]
-        table += _table(["Layer", "D before", "D after", "Mediated", "Random control"], mrows)
+        has_rank = any(finite(r.get("rank")) is not None for r in rows_m)
+        mrows = [[c] + ([num(r.get("rank"), 0)] if has_rank else [])
+                 + [num(r.get("disparity_before")), num(r.get("disparity_after")), pct(r.get("mediated_fraction"), 1),
+                    pct(r.get("random_control_fraction"), 1)] for c, r in zip(cats, rows_m)]
+        head = ["Layer"] + (["Directions erased"] if has_rank else []) + ["D before", "D after", "Mediated", "Random control"]
+        table += _table(head, mrows)
     else:
         figs.append(_missing("No mediation results for this tier."))
     out.append('<div class="grid">' + "".join(figs) + "</div>")
@@ -578,7 +620,7 @@ def _explain_tier(name: str, t: Mapping[str, Any], e: Mapping[str, Any], ids: _I
     return "".join(out)
 
 
-def _section_explain(results: Mapping[str, Any], explain: Any, problem: str | None, ids: _Ids) -> str:
+def _section_explain(results: Mapping[str, Any], explain: Any, problem: str | None, ids: _Page) -> str:
     out = [f'<section id="explain"><h2>{SECTIONS["explain"]}</h2>']
     out.append(_howto(
         "These tests intervene on the model and re-run it. Dose–response: push activations along a direction "
@@ -679,7 +721,7 @@ def render_report(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
     """The report as one HTML string (pure: no I/O)."""
     if not isinstance(results, Mapping):
         raise InputError("results: expected a JSON object")
-    ids = _Ids()
+    ids = _Page(_canonical_groups(results, explain))
     model = get(results, "model", "name", default=MISSING)
     bench = get(results, "benchmark", "source", default=get(results, "config", "benchmark", "source", default=MISSING))
     tiers = ", ".join(n for n, _ in _tiers(results)) or MISSING

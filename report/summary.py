@@ -147,6 +147,11 @@ def best_mediation(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return best
 
 
+def _p_eq(p: Any) -> str:
+    text = p_value(p)
+    return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
 def _few(tier: Mapping[str, Any]) -> str:
     n = finite(tier.get("n_cases"))
     if n is not None and n < SMALL_N:
@@ -191,19 +196,19 @@ def _shift_sentences(name: str, tier: Mapping[str, Any]) -> tuple[list[Sentence]
             parts.append(f"higher for {_list_groups(higher)}")
         out.append(Sentence(
             f"In the {name} tier, P(Yes) is significantly {' and '.join(parts)} than for the same cases "
-            f"without demographic words (BASE; Friedman test p = {p_value(p)}, α = {alpha:g}){_few(tier)}.",
+            f"without demographic words (BASE; Friedman test {_p_eq(p)}, α = {alpha:g}){_few(tier)}.",
             "finding", name,
         ))
     elif sig_om:
         out.append(Sentence(
-            f"In the {name} tier, the Friedman test finds differences between the variants (p = {p_value(p)}), "
+            f"In the {name} tier, the Friedman test finds differences between the variants ({_p_eq(p)}), "
             f"but no single group's mean shift in P(Yes) has a 95% CI that excludes 0.",
             "finding", name,
         ))
     else:
         text = (
             f"In the {name} tier, no group shifts P(Yes) significantly "
-            f"(Friedman test p = {p_value(p)}, not below α = {alpha:g})."
+            f"(Friedman test {_p_eq(p)}, not below α = {alpha:g})."
         )
         loose = [str(r.get("group")) for r in shifts if _ci_excludes_zero(r)]
         if loose:

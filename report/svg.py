@@ -359,6 +359,10 @@ def line_chart(
                 out.append(f'<polygon points="{top} {bot}" fill="{color}" fill-opacity="0.18" stroke="none"/>')
         dash_attr = f' stroke-dasharray="{s.dash}"' if s.dash else ""
         for seg in _segments([(x, y) for x, y in pts]):
+            if len(seg) < 2:
+                if not s.markers:  # an isolated point would vanish without a marker
+                    out.append(f'<circle cx="{_f(px(seg[0][0]))}" cy="{_f(py(seg[0][1]))}" r="2" fill="{color}"/>')
+                continue
             d = "M" + "L".join(f"{_f(px(x))},{_f(py(y))}" for x, y in seg)
             out.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="{s.width}" stroke-linejoin="round"{dash_attr}/>')
         if s.markers and len(pts) <= 60:

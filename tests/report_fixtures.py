@@ -141,7 +141,9 @@ def synthetic_explain() -> dict[str, Any]:
     def sig(a: float, slope: float) -> float:
         return round(1 / (1 + math.exp(-(slope * a - 0.2))), 4)
 
-    dose = {"value_axis": {"layer": 5, "alphas": alphas, "p_yes_mean": [sig(a, 0.4) for a in alphas], "logit_slope": 0.4, "spearman": 1.0}}
+    # extra keys as the explain stage writes them (sigma, logit_mean, rank, ...) must be tolerated
+    dose = {"value_axis": {"layer": 5, "alphas": alphas, "p_yes_mean": [sig(a, 0.4) for a in alphas],
+                           "logit_mean": [0.4 * a - 0.2 for a in alphas], "logit_slope": 0.4, "spearman": 1.0}}
     for j, g in enumerate(GROUPS):
         s = -0.05 if g == "Black-Female" else 0.01 * (j % 4 - 1)
         dose[f"steer:{g}"] = {"layer": 5, "alphas": alphas, "p_yes_mean": [sig(a, s) for a in alphas], "logit_slope": s, "spearman": 1.0 if s > 0 else -1.0}
@@ -150,7 +152,10 @@ def synthetic_explain() -> dict[str, Any]:
         {"layer": 3, "disparity_before": 0.05, "disparity_after": 0.0275, "mediated_fraction": 0.45, "random_control_fraction": 0.03},
         {"layer": 5, "disparity_before": 0.05, "disparity_after": 0.035, "mediated_fraction": 0.30, "random_control_fraction": 0.02},
     ]
-    return {"tiers": {"high": {"dose_response": dose, "mediation": mediation}}}
+    for row in mediation:
+        row["rank"] = 11
+    return {"tiers": {"high": {"n_cases": 30, "value_axis_layer": 5, "sigma": [1.0 + i for i in range(N_LAYERS)],
+                               "dose_response": dose, "mediation": mediation}}}
 
 
 def write_run(folder: Path, results: dict[str, Any] | None = None, explain: dict[str, Any] | None | bool = True) -> Path:

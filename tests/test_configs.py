@@ -1,0 +1,62 @@
+"""The config schema: shipped configs validate; overrides and errors name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from configs.schema import ConfigError, load_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml") if "full" not in p.name))
+def test_shipped_configs_validate(name):
+    cfg = load_config(CONFIGS / name)
+    assert cfg.name == name.removesuffix(".yaml")
+    if cfg.benchmark.path:
+        assert Path(cfg.benchmark.path).exists()
+
+
+@pytest.mark.parametrize("name", ["mimic_ed_full.yaml", "mimic_opioid_full.yaml"])
+def test_mimic_configs_need_a_data_dir(name, tmp_path):
+    with pytest.raises(ConfigError, match="benchmark.data_dir"):
+        load_config(CONFIGS / name)
+    cfg = load_config(CONFIGS / name, [f"benchmark.data_dir={tmp_path}"])
+    assert cfg.benchmark.source == "mimic" and cfg.benchmark.data_dir == str(tmp_path)
+
+
+def test_overrides_by_dotted_path_and_identity_hash():
+    base = load_config(CONFIGS / "ed_triage_demo.yaml")
+    cfg = load_config(CONFIGS / "ed_triage_demo.yaml", ["extract.batch_size=3", "scoring.alpha=0.01", "benchmark.races=[White, Black]"])
+    assert cfg.extract.batch_size == 3 and cfg.scoring.alpha == 0.01 and cfg.benchmark.races == ["White", "Black"]
+    assert base.sha256() != cfg.sha256()
+    assert base.sha256() == load_config(CONFIGS / "ed_triage_demo.yaml").sha256()
+
+
+def test_batch_size_does_not_change_cache_identity():
+    from extract.job import cache_identity
+
+    a = load_config(CONFIGS / "ed_triage_demo.yaml")
+    b = load_config(CONFIGS / "ed_triage_demo.yaml", ["extract.batch_size=1"])
+    c = load_config(CONFIGS / "ed_triage_demo.yaml", ["benchmark.seed=1"])
+    assert cache_identity(a) == cache_identity(b) != cache_identity(c)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.name=3", "model.name: expected str"),
+        ("benchmark.genders=[]", "benchmark.genders: must not be empty"),
+        ("benchmark.races=[White, White]", "duplicate"),
+        ("benchmark.races=[Non-Hispanic]", "invalid name"),
+        ("scoring.alpha=1.5", "scoring.alpha"),
+        ("extract.positions=[first]", "extract.positions"),
+        ("sweep.precisions=[int4]", "sweep.precisions"),
+        ("probes.n_folds=1", "probes.n_folds"),
+    ],
+)
+def test_invalid_values_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(CONFIGS / "ed_triage_demo.yaml", [override])
