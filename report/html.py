@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import re
 from html import escape
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -283,10 +284,14 @@ def _section_summary(results: Mapping[str, Any], explain: Any) -> str:
         "significant only when the tier's omnibus Friedman test rejects at the configured α <em>and</em> the "
         "group's bootstrap 95% confidence interval excludes 0. Caveats say when the evidence is thin.",
     ))
+
+    def li(text: str) -> str:  # `command` in a sentence shows as code
+        return "<li>" + re.sub(r"`([^`<>]+)`", r"<code>\1</code>", _e(text)) + "</li>"
+
     if findings:
-        out.append('<h3>Findings</h3><ul class="findings">' + "".join(f"<li>{_e(s.text)}</li>" for s in findings) + "</ul>")
+        out.append('<h3>Findings</h3><ul class="findings">' + "".join(li(s.text) for s in findings) + "</ul>")
     if caveats:
-        out.append('<h3>Caveats</h3><ul class="caveats">' + "".join(f"<li>{_e(s.text)}</li>" for s in caveats) + "</ul>")
+        out.append('<h3>Caveats</h3><ul class="caveats">' + "".join(li(s.text) for s in caveats) + "</ul>")
     out.append("</section>")
     return "".join(out)
 
