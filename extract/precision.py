@@ -67,6 +67,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -174,9 +175,14 @@ def apply_adapter(loaded: LoadedModel, path: str | Path) -> LoadedModel:
     except ImportError:
         raise PrecisionError("model.adapter: needs the package peft (pip install peft)") from None
     try:
-        wrapped = PeftModel.from_pretrained(loaded.model, str(folder), is_trainable=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrapped = PeftModel.from_pretrained(loaded.model, str(folder), is_trainable=False)
+        missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
+        if missing:  # some LoRA layers would stay at their initial (no-op) values
+            raise ValueError(missing[0][:200])
         model = wrapped.merge_and_unload()
-    except Exception as err:  # shape mismatch, unknown target modules, bad weights ...
+    except Exception as err:  # shape mismatch, unknown target modules, bad or missing weights ...
         text = str(err).strip().splitlines()
         raise PrecisionError(
             f"model.adapter: cannot apply {folder} to {loaded.name!r}: {type(err).__name__}: {text[0] if text else ''}"
@@ -310,13 +316,13 @@ class Int8Linear(nn.Module):
                 is_out = a[:, cols] > self.threshold
                 outlier = (x_cols * is_out, cols, is_out)
                 a[:, cols] = a[:, cols].masked_fill(is_out, 0.0)  # the row scales leave outliers out
-        inv = 127.0 / a.amax(dim=1, keepdim=True).clamp(min=1e-12)
-        xq = torch.mul(x2, inv).round_().clamp_(-127, 127).to(torch.int8)
+        s_x = a.amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(127.0)
+        xq = torch.div(x2, s_x).round_().clamp_(-127, 127).to(torch.int8)
         if outlier is not None:
             x_o, cols, is_out = outlier
             xq[:, cols] = xq[:, cols].masked_fill(is_out, 0)
-        y = _int8_matmul(xq, self.weight_int8.t()).to(torch.float32)
-        y.mul_(self.weight_scale[None, :] / inv)
+        y = torch.mul(_int8_matmul(xq, self.weight_int8.t()), self.weight_scale)  # int32 x float -> float32
+        y.mul_(s_x)
         if outlier is not None:
             y.addmm_(x_o, (self.weight_int8[:, cols].to(torch.float32) * self.weight_scale[:, None]).t())
         if self.bias is not None:

@@ -321,10 +321,12 @@ def fit_softmax_problems(
         stalled = ~accepted
         if bool(stalled.any()):
             done |= stalled
-        logger.debug(
-            "softmax probes: iteration %d, %d layers active, %d problems running, %d trial steps, %d stalled",
-            it, len(idx), int((~done).sum()), n_eval, int(stalled.sum()),
-        )
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "softmax probes: iteration %d, %d layers active, %d problems running, "
+                "%d trial steps, %d stalled",
+                it, len(idx), int((~done).sum()), n_eval, int(stalled.sum()),
+            )
         s_k = p.mul_(bc(t_acc))
         theta = theta + s_k
         Z = Z.add_(Zp.mul_(bz(t_acc)))
@@ -336,7 +338,8 @@ def fit_softmax_problems(
         sy, yHy = dot(s_k, y_k), dot(y_k, u_k)
         valid = (sy > 0) & (yHy > 0)
         gamma = torch.where(valid, sy / yHy.clamp_min(1e-300), gamma)
-        for hist, v in ((S, s_k), (Y, y_k), (U, u_k), (R, torch.where(valid, 1.0 / sy.clamp_min(1e-300), 0.0))):
+        rho_k = torch.where(valid, 1.0 / sy.clamp_min(1e-300), 0.0)
+        for hist, v in ((S, s_k), (Y, y_k), (U, u_k), (R, rho_k)):
             hist.append(v)
             if len(hist) > history:
                 hist.pop(0)

@@ -216,7 +216,7 @@ def _project_layers(h, directions: np.ndarray) -> np.ndarray:
     """⟨h_ℓ, v̂_ℓ⟩ for every layer: (L, N). Array-likes (e.g. HDF5) are read a layer at a time."""
     if isinstance(h, np.ndarray):
         return np.einsum("lnd,ld->ln", h, directions.astype(np.result_type(h.dtype, np.float32)))
-    return np.stack([np.asarray(h[ell], dtype=np.float64) @ directions[ell] for ell in range(len(directions))])
+    return np.stack([np.asarray(h[ell], dtype=np.float64) @ v for ell, v in enumerate(directions)])
 
 
 def _auroc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:

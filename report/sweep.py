@@ -12,7 +12,7 @@ Precisions (what :func:`item_config` sets in ``model``):
 
 ==============  =========================================================================
 ``float32``     ``dtype: float32``
-``bfloat16``    ``dtype: bfloat16`` (on the CPU much slower than float32 on some machines)
+``bfloat16``    ``dtype: bfloat16`` (weights and activations in bfloat16)
 ``int8``        ``dtype: float32, quantization: int8``: int8 linear layers on the CPU
                 (``extract.precision.Int8Linear``; the output head stays float)
 ``bnb-8bit``    ``quantization: bnb-8bit``: bitsandbytes LLM.int8(), CUDA only

@@ -72,7 +72,8 @@ def test_latent_scores_are_standardised_by_base(data, axis):
 
 
 def test_layout_matches_the_output_matrix(data, axis):
-    S, cases = latent_score_matrix(data.h[axis.layer], axis.direction, data.case_ids, data.variants, data.groups)
+    args = (data.case_ids, data.variants, data.groups)
+    S, cases = latent_score_matrix(data.h[axis.layer], axis.direction, *args)
     P, cases_p = score_matrix(data.case_ids, data.variants, data.p_yes, data.groups)
     assert S.shape == P.shape == (40, 13) and cases == cases_p
     # Shuffling the prompts does not change S.
@@ -85,7 +86,8 @@ def test_layout_matches_the_output_matrix(data, axis):
 
 def test_f_lv_is_a1_on_s_and_bad_inputs(data, axis):
     S, _ = latent_score_matrix(data.h[axis.layer], axis.direction, data.case_ids, data.variants, data.groups)
-    assert latent_value_fairness(S, 0.1, "bonferroni") == mfarm_output_scores.mean_difference(S, 0.1, "bonferroni")
+    want = mfarm_output_scores.mean_difference(S, 0.1, "bonferroni")
+    assert latent_value_fairness(S, 0.1, "bonferroni") == want
     with pytest.raises(ProbeInputError):
         latent_scores(data.h[0], np.zeros(32), data.is_base)
     with pytest.raises(ProbeInputError):

@@ -62,22 +62,25 @@ def test_bootstrap_interval_brackets_accuracy(race_sweep):
 
 
 def _sklearn_loop(h, y, fold, targets, n_folds, R):
+    """Held-out accuracy (R, n_layers) of StandardScaler + LogisticRegression per layer and fold."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     acc = np.zeros((R, h.shape[0]))
-    for ell in range(h.shape[0]):
-        correct = np.zeros((R, len(y)), bool)
-        for f in range(n_folds):
-            tr, te = fold != f, fold == f
-            sc = StandardScaler().fit(h[ell][tr])
-            for r in range(R):
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    clf = LogisticRegression(max_iter=1000).fit(sc.transform(h[ell][tr]), targets[f * R + r][tr])
-                correct[r, te] = clf.predict(sc.transform(h[ell][te])) == y[te]
-        acc[:, ell] = correct.mean(1)
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for ell in range(h.shape[0]):
+            correct = np.zeros((R, len(y)), bool)
+            for f in range(n_folds):
+                tr, te = fold != f, fold == f
+                sc = StandardScaler().fit(h[ell][tr])
+                for r in range(R):
+                    clf = LogisticRegression(max_iter=1000)
+                    clf.fit(sc.transform(h[ell][tr]), targets[f * R + r][tr])
+                    correct[r, te] = clf.predict(sc.transform(h[ell][te])) == y[te]
+            acc[:, ell] = correct.mean(1)
     return acc
 
 

@@ -27,7 +27,8 @@ def test_vectors_are_the_hand_computed_mean_differences(data):
     base = data.variants == "BASE"
     for ell in (0, 3):
         for j, g in enumerate(data.groups):
-            want = data.h[ell][data.variants == g].astype(float).mean(0) - data.h[ell][base].astype(float).mean(0)
+            x = data.h[ell].astype(float)
+            want = x[data.variants == g].mean(0) - x[base].mean(0)
             np.testing.assert_allclose(sv.vectors[ell, j], want, atol=1e-9)
     np.testing.assert_allclose(sv.norms, np.linalg.norm(sv.vectors, axis=2))
     np.testing.assert_allclose(np.linalg.norm(sv.unit(), axis=2), 1.0)

@@ -62,7 +62,9 @@ def test_median_fallback_when_every_base_prompt_says_yes(data):
 def test_label_target_layer_override_and_project(data):
     b = data.is_base
     labels = (data.p_yes[b] >= 0.5).astype(int)
-    axis = ValueAxis.fit(data.h[:, b], data.p_yes[b], data.case_ids[b], labels_base=labels, target="label", layer=1)
+    axis = ValueAxis.fit(
+        data.h[:, b], data.p_yes[b], data.case_ids[b], labels_base=labels, target="label", layer=1
+    )
     assert axis.target == "label" and axis.layer == 1
     proj = axis.project(data.h)
     assert proj.shape == (6, data.h.shape[1])

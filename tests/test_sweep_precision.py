@@ -139,6 +139,7 @@ def test_bnb_error_comes_through_the_cli(tmp_path, tiny_model_dir):
 @pytest.fixture(scope="module")
 def lora_dir(tiny_model_dir, tmp_path_factory):
     """A tiny LoRA (r=4 on q_proj and v_proj, non-zero B) saved with safetensors."""
+    pytest.importorskip("peft")
     from peft import LoraConfig, get_peft_model
 
     base = load_model(ModelConfig(name=str(tiny_model_dir)))
@@ -200,3 +201,40 @@ def test_bad_adapters_are_input_errors(tmp_path, tiny_model_dir, lora_dir):
     (wrong / "adapter_model.safetensors").write_bytes((lora_dir / "adapter_model.safetensors").read_bytes())
     with pytest.raises(InputError, match="cannot apply"):
         load_model(ModelConfig(name=name, adapter=str(wrong)))
+
+
+# --------------------------------------------------------------------------- the real default model
+
+
+@pytest.mark.slow
+def test_int8_on_the_embedded_model_moves_p_yes_a_little():
+    from benchmarks.registry import render_benchmark
+    from configs.schema import BenchmarkConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        prompts = render_benchmark(BenchmarkConfig(source="ed_triage", n_cases=1, seed=42, tiers=["high", "low"])).prompts
+        chosen = [prompts[0], prompts[5], prompts[13], prompts[20]]
+        outs = {}
+        for q in ("none", "int8"):
+            loaded = load_model(ModelConfig(quantization=q))
+            outs[q] = HFRunner(loaded).forward([model_text(loaded.tokenizer, p) for p in chosen], capture=True)
+    finally:
+        torch.set_num_threads(threads)
+    diff = np.abs(outs["int8"].p_yes - outs["none"].p_yes)
+    assert 0 < diff.max() < 0.1
+    rel = np.linalg.norm(outs["int8"].resid_post - outs["none"].resid_post) / np.linalg.norm(outs["none"].resid_post)
+    assert 0 < rel < 0.2
+
+
+def test_adapter_with_missing_layers_is_an_input_error(tmp_path, tiny_model_dir, lora_dir):
+    from safetensors.torch import load_file, save_file
+
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "adapter_config.json").write_text((lora_dir / "adapter_config.json").read_text())
+    tensors = load_file(str(lora_dir / "adapter_model.safetensors"))
+    save_file({k: v for k, v in tensors.items() if ".layers.0." in k}, str(partial / "adapter_model.safetensors"))
+    with pytest.raises(InputError, match="missing adapter keys"):
+        load_model(ModelConfig(name=str(tiny_model_dir), adapter=str(partial)))
