@@ -27,7 +27,11 @@ second applies, in this order, ``ModelConfig.adapter`` and then
     int8 product and multiplied in float with the dequantized weight columns.
     Unlike bitsandbytes, the outliers are chosen per entry, not per column of the
     whole batch, so a prompt's result does not depend on the other prompts of its
-    batch. This is the CPU counterpart of ``bnb-8bit``.
+    batch. This is the CPU counterpart of ``bnb-8bit``. On the embedded SmolLM2-135M
+    (16 ED-triage prompts) P(Yes) moved by at most 0.042 (mean 0.017) against
+    float32 (0.098 / 0.037 without the outlier path); the residual stream by 6.6 %.
+    Speed on the CPU is about that of float32 (the int8 products are ~2x faster, the
+    per-token activation quantization eats the gain).
 
     The output head (``lm_head``) and the embeddings stay in float, as in the
     bitsandbytes integration of transformers (which skips the output embedding):
@@ -48,12 +52,14 @@ second applies, in this order, ``ModelConfig.adapter`` and then
     replaced by ``bitsandbytes.nn.Linear8bitLt`` (LLM.int8(), threshold 6.0) or
     ``Linear4bit`` (NF4, float32 compute); ``lm_head`` stays in float. Without CUDA,
     or without the ``bitsandbytes`` package, :class:`PrecisionError` says which
-    precision and why.
+    precision and why. (The CUDA path follows bitsandbytes' documented module API;
+    the test suite, run without a GPU, checks only the refusal.)
 
 Provenance: the returned :class:`~extract.model.LoadedModel` has ``dtype`` set to the
-quantization (``"int8"``, ``"bnb-8bit"``, ``"bnb-4bit"``) when there is one, so the
-cache and ``results.json`` record it; with an adapter, ``name`` becomes
-``"<model>+<adapter folder name>"`` and ``sha256`` the SHA-256 of the manifest
+quantization (``"int8"``, ``"bnb-8bit"``, ``"bnb-4bit"``; ``"bfloat16+int8"`` on a
+bfloat16 base) when there is one, so the cache and ``results.json`` record it; with
+an adapter, ``name`` becomes ``"<model>+<adapter folder name>"`` and ``sha256`` the
+SHA-256 of the manifest
 ``"<base sha256>  base\\n<adapter weights sha256>  adapter_model.safetensors\\n"``.
 
 ``gguf_model_dir(path, model_cfg)`` turns any GGUF file into a float32 safetensors
@@ -199,6 +205,11 @@ def apply_adapter(loaded: LoadedModel, path: str | Path) -> LoadedModel:
     )
 
 
+def _dtype_label(dtype: str, quantization: str) -> str:
+    """``LoadedModel.dtype`` of a quantized model: ``int8``, or ``bfloat16+int8`` on a bfloat16 base."""
+    return quantization if dtype == "float32" else f"{dtype}+{quantization}"
+
+
 def _quantizable_linears(model) -> list[tuple[Any, str, Any]]:
     """(parent module, attribute, linear) of every ``nn.Linear`` except the output head."""
     out_head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
@@ -223,7 +234,7 @@ def quantize_int8(loaded: LoadedModel, threshold: float = INT8_THRESHOLD) -> Loa
     for parent, attr, linear in targets:
         setattr(parent, attr, Int8Linear.from_linear(linear, threshold))
     log.info("int8: quantized %d linear layers of %s (output head kept in float)", len(targets), loaded.name)
-    return dataclasses.replace(loaded, dtype="int8")
+    return dataclasses.replace(loaded, dtype=_dtype_label(loaded.dtype, "int8"))
 
 
 def quantize_bnb(loaded: LoadedModel, quantization: str) -> LoadedModel:
@@ -252,7 +263,7 @@ def quantize_bnb(loaded: LoadedModel, quantization: str) -> LoadedModel:
     model.to("cuda")  # bitsandbytes quantizes the weights on the move to the GPU
     model.eval()
     log.info("%s: quantized %d linear layers of %s on CUDA", quantization, len(targets), loaded.name)
-    return dataclasses.replace(loaded, model=model, dtype=quantization, device="cuda")
+    return dataclasses.replace(loaded, model=model, dtype=_dtype_label(loaded.dtype, quantization), device="cuda")
 
 
 # --------------------------------------------------------------------------- int8 module
