@@ -51,11 +51,13 @@ def nnsight_model(loaded: LoadedModel):
     wrapped = model.__dict__.get(_NNSIGHT_ATTR)  # plain attribute: not a registered submodule
     if wrapped is not None:
         return wrapped
+    # nnsight configures the tokenizer it adopts (pad token, left padding for causal
+    # models); ours already pads on the left with a pad token, so nothing changes
+    if loaded.tokenizer.padding_side != "left" or loaded.tokenizer.pad_token is None:
+        raise RuntimeError("the tokenizer must pad on the left with a pad token (extract.model.prepare_tokenizer)")
     from nnsight import TransformersModel
 
     wrapped = TransformersModel(model, tokenizer=loaded.tokenizer, task="text-generation")
-    if loaded.tokenizer.padding_side != "left":  # nnsight left-pads causal models too; keep ours
-        raise RuntimeError("the tokenizer must pad on the left (padding_side='left')")
     model.__dict__[_NNSIGHT_ATTR] = wrapped
     log.info("nnsight model over %s", loaded.name)
     return wrapped
