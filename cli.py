@@ -107,28 +107,53 @@ def _extract(cfg, out: Path, limit_cases, shard, overwrite, no_progress):
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
 @_errors_to_exit_codes
 def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_fit, no_explain, no_report):
-    """Run the whole pipeline on CONFIG: extract, score, fit, explain, report."""
-    from report.results import build_results, summary_table, write_results
+    """Run the whole pipeline on CONFIG: extract, score, fit, explain, report.
 
+    With a ``sweep:`` section, every model x precision x adapter combination runs
+    into its own subdirectory of --out and DIR/sweep.csv collects the scores.
+    """
     cfg = _load(config, overrides)
     out_dir = Path(out) if out else Path("runs") / cfg.name
+    stages = dict(fit=not no_fit, explain=not no_explain, report=not no_report)
+    if cfg.sweep is not None:
+        from report.sweep import run_sweep, sweep_summary, sweep_table
+
+        if shard:
+            raise InputError("--shard: not supported with a sweep config")
+
+        def run_one(item_cfg, run_dir):
+            return _run_pipeline(item_cfg, run_dir, limit_cases, None, overwrite, no_progress, **stages)
+
+        path = run_sweep(cfg, out_dir, run_one)
+        for sentence in sweep_summary(sweep_table(out_dir)):
+            click.echo(sentence)
+        click.echo(f"sweep: {path}")
+        return
+    results = _run_pipeline(cfg, out_dir, limit_cases, shard, overwrite, no_progress, **stages)
+    click.echo(summary_table_text(results))
+    click.echo(f"results: {out_dir / 'results.json'}")
+
+
+def _run_pipeline(cfg, out_dir: Path, limit_cases, shard, overwrite, no_progress, *, fit: bool, explain: bool, report: bool):
+    """One ordinary job: extract, score, then fit, explain and report as asked."""
+    from report.results import build_results, write_results
+
     _extract(cfg, out_dir, limit_cases, shard, overwrite, no_progress)
     results = build_results(out_dir, cfg)
-    path = write_results(out_dir, results)
-    if not no_fit:
+    write_results(out_dir, results)
+    if fit:
         from probes.stage import run_fit
 
         results = run_fit(out_dir, cfg)
-        if not no_explain:
+        if explain:
             from probes.explain import run_explain
 
             run_explain(out_dir, cfg=cfg)
-    if not no_report:
+    if report:
         from report.html import write_report
 
-        click.echo(f"report: {write_report(out_dir)}")
-    click.echo(summary_table(results["tiers"]))
-    click.echo(f"results: {path}")
+        log.info("report: %s", write_report(out_dir))
+    return results
 
 
 @main.command()

@@ -30,8 +30,9 @@ second applies, in this order, ``ModelConfig.adapter`` and then
     batch. This is the CPU counterpart of ``bnb-8bit``. On the embedded SmolLM2-135M
     (16 ED-triage prompts) P(Yes) moved by at most 0.042 (mean 0.017) against
     float32 (0.098 / 0.037 without the outlier path); the residual stream by 6.6 %.
-    Speed on the CPU is about that of float32 (the int8 products are ~2x faster, the
-    per-token activation quantization eats the gain).
+    Speed on the CPU is close to float32's (1.1-1.7x its time in one-thread runs on
+    a busy 2-core machine: the int8 products are ~2x faster, the per-token
+    activation quantization of every projection eats the gain).
 
     The output head (``lm_head``) and the embeddings stay in float, as in the
     bitsandbytes integration of transformers (which skips the output embedding):

@@ -445,7 +445,8 @@ def sweep_summary(df) -> list[str]:
         elif all(s >= -EPS for s in steps) and total >= EPS:
             verdict = "mFARM does not drop but rises as context is reduced"
         else:
-            verdict = "mFARM changes non-monotonically as context is reduced"
+            end = "ending lower" if total <= -EPS else "ending higher" if total >= EPS else "ending where it started"
+            verdict = f"mFARM changes non-monotonically as context is reduced, {end}"
         out.append(f"{_label(model, prec, adapter)}: {verdict} ({trail}; {tiers[-1]} - {tiers[0]} = {_signed(total)}).")
 
     def compare(ref_of: Callable[[tuple], tuple | None], what: Callable[[tuple], str]) -> None:

@@ -1,0 +1,28 @@
+"""`probe run` on a sweep config: one run directory per combination and sweep.csv."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from conftest import run_probe, write_config
+
+
+def test_sweep_runs_every_combination_and_resumes(tmp_path, tiny_model_dir):
+    cfg = write_config(
+        tmp_path / "s.yaml", tiny_model_dir,
+        benchmark={"n_cases": 3, "tiers": ["high", "low"]},
+        sweep={"precisions": ["float32", "int8"], "adapters": [None]},
+    )
+    out = tmp_path / "sweep"
+    res = run_probe("run", str(cfg), "--out", str(out), "--no-explain", "--no-report", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    df = pd.read_csv(out / "sweep.csv")
+    assert sorted(set(df.precision)) == ["float32", "int8"]
+    assert len(df) == 2 * 2  # precisions x tiers
+    assert df.mfarm.between(0, 1).all() and df.mfarm_full.notna().all()
+    dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert len(dirs) == 2 and all((out / d / "results.json").is_file() for d in dirs)
+    again = run_probe("run", str(cfg), "--out", str(out), "--no-explain", "--no-report", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    assert "complete, skipped" in again.stderr
+    pd.testing.assert_frame_equal(df, pd.read_csv(out / "sweep.csv"))
