@@ -120,9 +120,11 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
 
         if shard:
             raise InputError("--shard: not supported with a sweep config")
+        if limit_cases is not None:
+            raise InputError("--limit-cases: not supported with a sweep config; use --set benchmark.n_cases=N")
 
         def run_one(item_cfg, run_dir):
-            return _run_pipeline(item_cfg, run_dir, limit_cases, None, overwrite, no_progress, **stages)
+            return _run_pipeline(item_cfg, run_dir, None, None, overwrite, no_progress, **stages)
 
         path = run_sweep(cfg, out_dir, run_one)
         for sentence in sweep_summary(sweep_table(out_dir)):

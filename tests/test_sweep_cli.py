@@ -11,6 +11,7 @@ def test_sweep_runs_every_combination_and_resumes(tmp_path, tiny_model_dir):
     cfg = write_config(
         tmp_path / "s.yaml", tiny_model_dir,
         benchmark={"n_cases": 3, "tiers": ["high", "low"]},
+        extract={"batch_size": 4, "threads": 1},
         sweep={"precisions": ["float32", "int8"], "adapters": [None]},
     )
     out = tmp_path / "sweep"
