@@ -35,7 +35,7 @@ def _texts(loaded, n_cases=6):
     return prompts, [model_text(loaded.tokenizer, p) for p in prompts]
 
 
-@pytest.mark.parametrize("backend", ["hf", "nnsight"])
+@pytest.mark.parametrize("backend", ["hf", "nnsight", "transformer_lens"])
 def test_alpha_zero_changes_nothing_and_hooks_are_removed(tiny, backend):
     runner = make_runner(backend, tiny)
     _, texts = _texts(tiny, 2)
