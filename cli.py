@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 
 from configs.errors import InputError
+from configs.version import TOOLKIT_VERSION
 
 log = logging.getLogger("probe")
 
@@ -52,7 +53,7 @@ def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-@click.version_option("0.1.0", prog_name="probe")
+@click.version_option(TOOLKIT_VERSION, prog_name="probe")
 def main(verbose: int, quiet: bool) -> None:
     """Mechanistic latent-bias probing of clinical language models (mFARM)."""
     _setup_logging(verbose, quiet)

@@ -24,7 +24,7 @@ from extract.files import atomic_path
 
 log = logging.getLogger(__name__)
 
-TOOLKIT_VERSION = "0.1.0"
+from configs.version import TOOLKIT_VERSION  # noqa: E402
 PREDICTION_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token"]
 
 

@@ -14,7 +14,7 @@ from report.scoring import read_predictions, score_table, validate_predictions
 
 log = logging.getLogger(__name__)
 
-TOOLKIT_VERSION = "0.1.0"
+from configs.version import TOOLKIT_VERSION  # noqa: E402
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
 
 
