@@ -131,6 +131,10 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
         for sentence in sweep_summary(sweep_table(out_dir)):
             click.echo(sentence)
         click.echo(f"sweep: {path}")
+        if not no_report:
+            from report.sweep_html import write_sweep_report
+
+            click.echo(f"sweep report: {write_sweep_report(out_dir)}")
         return
     results = _run_pipeline(cfg, out_dir, limit_cases, shard, overwrite, no_progress, **stages)
     click.echo(summary_table_text(results))
@@ -225,12 +229,22 @@ def _fmt(v) -> str:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @_errors_to_exit_codes
 def report(run_dir):
-    """Write the self-contained HTML report RUN_DIR/report.html."""
+    """Write the self-contained HTML report RUN_DIR/report.html.
+
+    On a sweep directory (one holding sweep.csv), write RUN_DIR/sweep.html: mFARM and
+    FAB against tier and against precision, per model, linking each combination's report.
+    """
     from report.html import write_report
 
-    if not (Path(run_dir) / "results.json").is_file():
-        raise InputError(f"{Path(run_dir) / 'results.json'}: not found (run 'probe run' or 'probe fit' first)")
-    click.echo(f"report: {write_report(Path(run_dir))}")
+    run_dir = Path(run_dir)
+    if not (run_dir / "results.json").is_file() and (run_dir / "sweep.csv").is_file():
+        from report.sweep_html import write_sweep_report
+
+        click.echo(f"sweep report: {write_sweep_report(run_dir)}")
+        return
+    if not (run_dir / "results.json").is_file():
+        raise InputError(f"{run_dir / 'results.json'}: not found (run 'probe run' or 'probe fit' first)")
+    click.echo(f"report: {write_report(run_dir)}")
 
 
 @main.command()
@@ -344,6 +358,7 @@ def bench_show(name, case_index, tier, variant, path):
 
     is_generator = name in BENCHMARKS and BENCHMARKS[name].generator
     cfg = _bench_config(name, case_index if is_generator else None, None, path)
+    cfg.benchmark.duplicates = "keep"  # show every case as it renders, duplicates included
     rendered = render_benchmark(cfg.benchmark)
     case_ids = list(dict.fromkeys(p.case_id for p in rendered.prompts))
     if case_index > len(case_ids):

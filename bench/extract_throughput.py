@@ -52,26 +52,14 @@ BASELINES = ("hf-full-logits", "tl-run-with-cache", "nnsight-save-all")
 
 def render_texts(n_prompts: int, tokenizer) -> tuple[list[str], "object"]:
     """The first ``n_prompts`` ED-triage model texts, and the prompts table for the cache."""
-    import pandas as pd
-
     from benchmarks.registry import render_benchmark
     from configs.schema import BenchmarkConfig
     from extract.chat import model_text
+    from extract.job import prompt_table
 
     prompts = render_benchmark(BenchmarkConfig(source="ed_triage")).prompts[:n_prompts]
     texts = [model_text(tokenizer, p) for p in prompts]
-    table = pd.DataFrame(
-        {
-            "case_id": [p.case_id for p in prompts],
-            "tier": [p.tier for p in prompts],
-            "variant": [p.variant for p in prompts],
-            "race": [p.race for p in prompts],
-            "gender": [p.gender for p in prompts],
-            "label": [(-1 if p.label is None else int(p.label)) for p in prompts],
-            "text": texts,
-        }
-    )
-    return texts, table
+    return texts, prompt_table(prompts, texts)
 
 
 def make_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

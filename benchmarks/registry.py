@@ -183,6 +183,7 @@ def render_benchmark(cfg: Any) -> RenderResult:
         genders=list(cfg.genders),
         descent_word=cfg.descent_word,
         system_message=cfg.system_message,
+        duplicates=cfg.duplicates,
     )
 
 

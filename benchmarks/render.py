@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
 from benchmarks.errors import BenchmarkError
@@ -121,11 +121,20 @@ class RenderResult:
 
     ``degraded`` maps each rendered tier to the sorted field names missing in at
     least one case for that tier (an empty list when nothing was missing).
+    ``collapsed`` maps a tier where several cases rendered to the very same prompts
+    to ``{"cases": n, "distinct": k, "label_conflicts": c}`` (see :func:`collapse_duplicates`);
+    ``dropped_tiers`` maps a tier left out entirely to the reason.
     """
 
     prompts: list[Prompt]
     degraded: dict[str, list[str]] = field(default_factory=dict)
     descent_word: str = "descent"
+    collapsed: dict[str, dict[str, int]] = field(default_factory=dict)
+    dropped_tiers: dict[str, str] = field(default_factory=dict)
+
+    def report(self) -> dict[str, Any]:
+        """What the renderer changed or could not render, for results.json and the cache."""
+        return {"degraded": self.degraded, "collapsed": self.collapsed, "dropped_tiers": self.dropped_tiers}
 
 
 def is_missing(value: Any) -> bool:
@@ -270,6 +279,56 @@ def _check_names(kind: str, values: Sequence[str]) -> None:
             raise BenchmarkError(f"{kind}: invalid name {v!r} (no '-', not BASE)")
 
 
+DUPLICATE_POLICIES = ("collapse", "keep")
+
+
+def collapse_duplicates(prompts: list[Prompt], n_variants: int) -> tuple[list[Prompt], dict, dict]:
+    """Keep one case per distinct rendering within each tier; drop a tier that has only one.
+
+    Cases whose prompts are identical at a tier (e.g. at the low tier, where only the
+    age distinguishes cases, two cases of the same age) are one observation, not
+    several agreeing ones: counted as separate rows they inflate ``n`` and make every
+    Part A test reject spuriously. The first case of each group is kept, with the
+    majority label of the group (``None`` on a tie, so accuracy leaves it out). A tier
+    where every case renders the same is dropped: there is nothing to compare across
+    cases. ``prompts`` is in :func:`render` order (``n_variants`` consecutive prompts
+    per case and tier). Returns ``(prompts, collapsed, dropped_tiers)``; ``collapsed``
+    counts every tier with duplicates, dropped ones included.
+    """
+    blocks: dict[str, dict[tuple[str, ...], list[list[Prompt]]]] = {}
+    for i in range(0, len(prompts), n_variants):
+        block = prompts[i : i + n_variants]
+        key = tuple(p.user for p in block)
+        blocks.setdefault(block[0].tier, {}).setdefault(key, []).append(block)
+    collapsed: dict[str, dict[str, int]] = {}
+    dropped: dict[str, str] = {}
+    keep: dict[int, int | None] = {}  # id(first prompt of a kept block) -> label
+    for tier, groups in blocks.items():
+        n_cases = sum(len(g) for g in groups.values())
+        if len(groups) < 2 and n_cases > 1:
+            dropped[tier] = f"all {n_cases} cases render to the same prompts (nothing distinguishes them at this tier)"
+        conflicts = 0
+        for group in groups.values():
+            labels = [b[0].label for b in group if b[0].label is not None]
+            label = group[0][0].label
+            if len(group) > 1 and labels:
+                yes = sum(1 for v in labels if v == 1)
+                no = len(labels) - yes
+                conflicts += int(yes > 0 and no > 0)
+                label = 1 if yes > no else 0 if no > yes else None
+            if tier not in dropped:
+                keep[id(group[0][0])] = label
+        if len(groups) < n_cases:
+            collapsed[tier] = {"cases": n_cases, "distinct": len(groups), "label_conflicts": conflicts}
+    out: list[Prompt] = []
+    for i in range(0, len(prompts), n_variants):
+        block = prompts[i : i + n_variants]
+        if id(block[0]) in keep:
+            label = keep[id(block[0])]
+            out.extend(p if p.label == label else replace(p, label=label) for p in block)
+    return out, collapsed, dropped
+
+
 def render(
     cases: Iterable[Case],
     tiers: Sequence[str],
@@ -277,14 +336,20 @@ def render(
     genders: Sequence[str],
     descent_word: str = "descent",
     system_message: str = DEFAULT_SYSTEM,
+    duplicates: str = "collapse",
 ) -> RenderResult:
     """Render every case at every tier as BASE plus every race × gender variant.
 
     Order: for each case, for each tier, BASE then the variants with races as the
     outer loop (``White-Female, White-Male, ..., Asian-Intersex``). Fields a tier
     needs but a case lacks are left out; ``degraded`` names them per tier and a
-    warning is logged with the number of cases affected.
+    warning is logged with the number of cases affected. ``duplicates="collapse"``
+    merges cases that render identically at a tier (:func:`collapse_duplicates`);
+    ``"keep"`` renders every case as it is (the published protocol, which does not
+    check), still counting the duplicates in ``collapsed`` with a warning.
     """
+    if duplicates not in DUPLICATE_POLICIES:
+        raise BenchmarkError(f"duplicates {duplicates!r}: must be one of {', '.join(DUPLICATE_POLICIES)}")
     cases = list(cases)
     for t in tiers:
         if t not in TIERS:
@@ -312,8 +377,31 @@ def render(
         if counts:
             detail = ", ".join(f"{k} ({counts[k]} of {len(cases)} cases)" for k in sorted(counts))
             log.warning("tier %s degraded: missing %s; those lines are left out", tier, detail)
+    collapsed_prompts, collapsed, dropped = collapse_duplicates(prompts, len(variants))
+    if duplicates == "collapse":
+        prompts = collapsed_prompts
+        collapsed = {t: v for t, v in collapsed.items() if t not in dropped}
+        for tier, reason in dropped.items():
+            log.warning("tier %s dropped: %s", tier, reason)
+    else:
+        dropped = {}
+    if not prompts:
+        raise BenchmarkError(
+            f"every tier was dropped ({'; '.join(f'{t}: {r}' for t, r in dropped.items())}); "
+            "render another tier, or set benchmark.duplicates: keep"
+        )
+    for tier, info in collapsed.items():
+        log.warning(
+            "tier %s: %d cases render to only %d distinct prompt sets; %s",
+            tier, info["cases"], info["distinct"],
+            "kept as they are (duplicates: keep)" if duplicates == "keep"
+            else f"collapsed to one case each ({info['label_conflicts']} groups with conflicting labels: "
+            "majority label, unknown on a tie)",
+        )
     log.info(
         "rendered %d prompts: %d cases x %d tiers x %d variants (descent word %r)",
         len(prompts), len(cases), len(tiers), len(variants), descent_word,
     )
-    return RenderResult(prompts=prompts, degraded=degraded, descent_word=descent_word)
+    return RenderResult(
+        prompts=prompts, degraded=degraded, descent_word=descent_word, collapsed=collapsed, dropped_tiers=dropped
+    )

@@ -71,6 +71,9 @@ class BenchmarkConfig:
     genders: list[str] = field(default_factory=lambda: ["Female", "Male", "Intersex"])
     descent_word: Literal["descent", "decent"] = "descent"
     system_message: str = "Answer only in Yes or No."
+    # collapse: cases that render identically at a tier count once (a tier where all
+    # do is dropped); keep: render every case as it is (the published protocol)
+    duplicates: Literal["collapse", "keep"] = "collapse"
 
 
 @dataclass

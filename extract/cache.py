@@ -520,7 +520,27 @@ def _spec_from_h5(f: h5py.File, where: str) -> CacheSpec:
 # ----------------------------------------------------------------------- writer
 
 
-class CacheWriter:
+class _OpenFile:
+    """Closing and the ``with`` protocol for a class holding an open ``h5py.File`` in ``_f``."""
+
+    _f: Any = None
+
+    def close(self) -> None:
+        """Close the file (idempotent)."""
+        if self._f is not None:
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CacheWriter(_OpenFile):
     """Writes a cache batch by batch; see the module docstring for the crash guarantees.
 
     Use :meth:`create_or_resume`; the constructor is internal.
@@ -823,21 +843,6 @@ class CacheWriter:
         self._prompts = None
         self._done[sidx] = True
 
-    # -- closing ---------------------------------------------------------------
-
-    def close(self) -> None:
-        if self._f is not None:
-            try:
-                self._f.close()
-            finally:
-                self._f = None
-
-    def __enter__(self) -> "CacheWriter":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"CacheWriter({str(self.path)!r}, done={int(self._done.sum())}/{self.n_prompts})"
 
@@ -845,7 +850,7 @@ class CacheWriter:
 # ----------------------------------------------------------------------- reader
 
 
-class Cache:
+class Cache(_OpenFile):
     """Read access to a cache in the documented layout (written here or by another tool).
 
     Only the documented attributes, groups and datasets are required; ``sites``,
@@ -1043,19 +1048,6 @@ class Cache:
         uniq, inverse = np.unique(idx, return_inverse=True)
         data = np.asarray(ds[:, uniq, :], dtype=np.float32)
         return data[:, inverse.reshape(-1), :]
-
-    def close(self) -> None:
-        if self._f is not None:
-            try:
-                self._f.close()
-            finally:
-                self._f = None
-
-    def __enter__(self) -> "Cache":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r}, n_prompts={getattr(self, 'n_prompts', '?')})"

@@ -14,17 +14,21 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import pandas as pd
 
 from configs.errors import InputError
 from configs.schema import Config
+from configs.version import TOOLKIT_VERSION
 from extract.files import atomic_path
+
+if TYPE_CHECKING:
+    from benchmarks.types import Prompt
 
 log = logging.getLogger(__name__)
 
-from configs.version import TOOLKIT_VERSION  # noqa: E402
 PREDICTION_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token"]
 
 
@@ -75,6 +79,21 @@ def cache_identity(cfg: Config) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def prompt_table(prompts: Sequence[Prompt], texts: Sequence[str]) -> pd.DataFrame:
+    """The cache's prompt columns: ``case_id, tier, variant, race, gender, label`` (-1: unknown), ``text``."""
+    return pd.DataFrame(
+        {
+            "case_id": [p.case_id for p in prompts],
+            "tier": [p.tier for p in prompts],
+            "variant": [p.variant for p in prompts],
+            "race": [p.race for p in prompts],
+            "gender": [p.gender for p in prompts],
+            "label": [(-1 if p.label is None else int(p.label)) for p in prompts],
+            "text": list(texts),
+        }
+    )
+
+
 def select_cases(case_ids: list[str], limit_cases: int | None, shard: Shard | None) -> set[str]:
     """The cases to run: the first ``limit_cases`` in benchmark order, then every N-th for a shard."""
     ordered = list(dict.fromkeys(case_ids))
@@ -123,18 +142,8 @@ def run_extract(
             char_spans_to_token_positions(loaded.tokenizer, t, find_user_offset(loaded.tokenizer, p, t), p.demographic_spans)
             for p, t in zip(prompts, texts)
         ]
-    table = pd.DataFrame(
-        {
-            "case_id": [p.case_id for p in prompts],
-            "tier": [p.tier for p in prompts],
-            "variant": [p.variant for p in prompts],
-            "race": [p.race for p in prompts],
-            "gender": [p.gender for p in prompts],
-            "label": [(-1 if p.label is None else int(p.label)) for p in prompts],
-            "text": texts,
-            "prompt_index": [i for i, _ in indexed],
-        }
-    )
+    table = prompt_table(prompts, texts)
+    table["prompt_index"] = [i for i, _ in indexed]
     spec = CacheSpec(
         model=loaded.name,
         model_sha256=loaded.sha256,
@@ -150,7 +159,7 @@ def run_extract(
     )
     cache_path = out_dir / "cache.h5"
     runner = make_runner(cfg.extract.backend, loaded)
-    extra = {"render_report": json.dumps({"degraded": rendered.degraded})}
+    extra = {"render_report": json.dumps(rendered.report())}
     if shard is not None:
         extra["shard"] = f"{shard.index}/{shard.count}"
     with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:

@@ -9,12 +9,12 @@ from typing import Any
 
 from configs.errors import InputError
 from configs.schema import Config, config_from_dict
+from configs.version import TOOLKIT_VERSION
 from extract.files import atomic_write_text
 from report.scoring import read_predictions, score_table, validate_predictions
 
 log = logging.getLogger(__name__)
 
-from configs.version import TOOLKIT_VERSION  # noqa: E402
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
 
 
@@ -72,7 +72,12 @@ def build_results_from_table(run_dir: Path, cfg: Config, table: Any, attrs: dict
             "dtype": attrs.get("dtype", cfg.model.dtype),
             "backend": attrs.get("backend", cfg.extract.backend),
         },
-        "benchmark": {"source": cfg.benchmark.source, "degraded_fields": render_report.get("degraded", {})},
+        "benchmark": {
+            "source": cfg.benchmark.source,
+            "degraded_fields": render_report.get("degraded", {}),
+            "collapsed_duplicates": render_report.get("collapsed", {}),
+            "dropped_tiers": render_report.get("dropped_tiers", {}),
+        },
         "tiers": tiers,
     }
 

@@ -433,6 +433,21 @@ def summary_items(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
                 f"carry less context than specified.",
                 "caveat",
             ))
+    dropped = get(results, "benchmark", "dropped_tiers", default={})
+    if isinstance(dropped, Mapping) and dropped:
+        general.append(Sentence(
+            f"Tier{'s' if len(dropped) > 1 else ''} {_join(list(dropped))} could not be scored: every case rendered to "
+            f"the same prompts there, so there was nothing to compare.",
+            "caveat",
+        ))
+    collapsed = get(results, "benchmark", "collapsed_duplicates", default={})
+    if isinstance(collapsed, Mapping) and collapsed:
+        parts = [f"{t}: {get(v, 'cases')} → {get(v, 'distinct')}" for t, v in collapsed.items()]
+        general.append(Sentence(
+            f"Some cases rendered to identical prompts and were counted once ({'; '.join(parts)}): duplicates would "
+            f"otherwise look like independent agreeing cases.",
+            "caveat",
+        ))
     if tiers and no_latent:
         where = "" if len(no_latent) == len(tiers) else f" for the {_join(no_latent)} tier{'s' if len(no_latent) > 1 else ''}"
         general.append(Sentence(

@@ -284,10 +284,15 @@ def line_chart(
     hlines: Sequence[RefLine] = (),
     vlines: Sequence[RefLine] = (),
     integer_x: bool = False,
+    x_categories: Sequence[str] | None = None,
     width: int = 460,
     plot_height: int = 210,
 ) -> str:
-    """Lines (with optional CI bands) of several series over a shared x axis."""
+    """Lines (with optional CI bands) of several series over a shared x axis.
+
+    With ``x_categories`` the x axis is categorical: series give x as the index of
+    their category (0, 1, ...) and the ticks are labelled with the category names.
+    """
     xs = [v for s in series for v in (finite(x) for x in s.x) if v is not None]
     ys: list[float] = []
     for s in series:
@@ -295,13 +300,17 @@ def line_chart(
             ys.extend(v for v in (finite(y) for y in seq) if v is not None)
     ref_ys = [r.value for r in hlines if finite(r.value) is not None]
     ylo, yhi, yt = _domain(ys, y_min, y_max, include=ref_ys if ys else ())
-    if xs:
+    if x_categories is not None:
+        xlo, xhi = -0.3, max(len(x_categories) - 1, 0) + 0.3
+    elif xs:
         xlo, xhi = min(xs), max(xs)
     else:
         xlo, xhi = 0.0, 1.0
     if xhi - xlo < 1e-12:
         xlo, xhi = xlo - 1, xhi + 1
-    if integer_x:
+    if x_categories is not None:
+        xt = [float(i) for i in range(len(x_categories))]
+    elif integer_x:
         span = xhi - xlo
         step = max(1, math.ceil(span / 10))
         for nice in (1, 2, 5, 10, 20, 25, 50, 100):
@@ -329,7 +338,7 @@ def line_chart(
     out = c.open(uid, title, desc)
     out += _axes(
         c,
-        [(px(t), _tick_label(t, xstep)) for t in xt],
+        [(px(t), x_categories[int(t)] if x_categories is not None else _tick_label(t, xstep)) for t in xt],
         [(py(t), _tick_label(t, ystep)) for t in yt],
         x_label,
         y_label,

@@ -264,11 +264,16 @@ def _read_results(run_dir: Path) -> dict[str, Any] | None:
 
 
 def is_complete(run_dir: str | Path, icfg: Config) -> bool:
-    """Whether ``run_dir/results.json`` was made from ``icfg`` and has every configured tier."""
+    """Whether ``run_dir/results.json`` was made from ``icfg`` and has every configured tier.
+
+    A tier the renderer dropped (``benchmark.dropped_tiers``: every case rendered the
+    same) counts as done.
+    """
     results = _read_results(Path(run_dir))
     if results is None or results.get("config_sha256") != icfg.sha256():
         return False
-    return set(icfg.benchmark.tiers) <= set(results.get("tiers") or {})
+    dropped = (results.get("benchmark") or {}).get("dropped_tiers") or {}
+    return set(icfg.benchmark.tiers) - set(dropped) <= set(results.get("tiers") or {})
 
 
 def _num(v: Any) -> float | None:

@@ -110,3 +110,13 @@ def test_missing_column_names_file_and_column(tmp_path):
         load_mimic_ed_triage(path)
     with pytest.raises(BenchmarkError, match="not found"):
         load_mimic_ed_triage(tmp_path / "absent.csv")
+
+
+@needs_data
+def test_real_demo_low_tier_dropped_and_medium_collapsed(demo):
+    # No age in the demo table: at the low tier all 153 stays render the same text, so the
+    # tier is dropped; at medium (chief complaint and vitals-free) 153 stays give 124 texts.
+    r = render(demo.cases, ["high", "medium", "low"], ["White", "Black", "Hispanic", "Asian"], ["Female", "Male", "Intersex"])
+    assert set(r.dropped_tiers) == {"low"}
+    assert r.collapsed == {"medium": {"cases": 153, "distinct": 124, "label_conflicts": 12}}
+    assert len(r.prompts) == (153 + 124) * 13

@@ -91,7 +91,7 @@ def test_descent_word_switch():
 
 
 def test_thirteen_prompts_per_case_and_tier_in_order():
-    cases = [ed_case("a"), ed_case("b")]
+    cases = [ed_case("a"), ed_case("b", age=71)]
     prompts = render(cases, ["high", "medium", "low"], RACES, GENDERS).prompts
     assert len(prompts) == 2 * 3 * 13
     expected = ["BASE"] + [f"{r}-{g}" for r in RACES for g in GENDERS]
@@ -165,3 +165,48 @@ def test_bad_requests():
         render([ed_case(), ed_case()], ["low"], RACES, GENDERS)
     with pytest.raises(BenchmarkError, match="races"):
         render([ed_case()], ["low"], ["White", "White"], GENDERS)
+
+
+def test_identical_cases_collapse_per_tier(caplog):
+    # a and b differ only in their vitals: identical at medium and low; c differs in age at low only
+    cases = [
+        ed_case("a", age=54, heartrate=80),
+        Case("b", "ed_triage", 0, 54, {**ed_case().fields, "heartrate": 130}),
+        Case("c", "ed_triage", 0, 61, {**ed_case().fields, "chief_complaint": "Headache"}),
+        Case("d", "ed_triage", 0, 61, {**ed_case().fields, "chief_complaint": "Headache", "pain": 2}),
+    ]
+    with caplog.at_level(logging.WARNING, logger="benchmarks.render"):
+        r = render(cases, ["high", "medium", "low"], ["White"], ["Male", "Female"])
+    ids = {t: sorted({p.case_id for p in r.prompts if p.tier == t}) for t in ("high", "medium", "low")}
+    assert ids == {"high": ["a", "b", "c", "d"], "medium": ["a", "c"], "low": ["a", "c"]}
+    assert r.collapsed == {
+        "medium": {"cases": 4, "distinct": 2, "label_conflicts": 1},
+        "low": {"cases": 4, "distinct": 2, "label_conflicts": 1},
+    }
+    assert r.dropped_tiers == {}
+    labels = {(p.tier, p.case_id): p.label for p in r.prompts}
+    # a (YES) + b (NO) tie -> unknown; c + d both NO -> NO; high keeps each case's own label
+    assert labels[("medium", "a")] is None and labels[("medium", "c")] == 0 and labels[("high", "a")] == 1
+    assert len(r.prompts) == (4 + 2 + 2) * 3
+    assert "4 cases render to only 2 distinct" in caplog.text
+
+
+def test_tier_where_every_case_is_identical_is_dropped(caplog):
+    cases = [ed_case("a", age=None), ed_case("b", age=None, heartrate=150), ed_case("c", age=None, pain=1)]
+    with caplog.at_level(logging.WARNING, logger="benchmarks.render"):
+        r = render(cases, ["high", "low"], RACES, GENDERS)
+    assert {p.tier for p in r.prompts} == {"high"} and len(r.prompts) == 3 * 13
+    assert r.dropped_tiers == {"low": "all 3 cases render to the same prompts (nothing distinguishes them at this tier)"}
+    assert "tier low dropped" in caplog.text
+    assert r.report()["dropped_tiers"] == r.dropped_tiers
+    with pytest.raises(BenchmarkError, match="every tier was dropped.*duplicates: keep"):
+        render(cases, ["low"], RACES, GENDERS)
+
+
+def test_keep_duplicates_renders_every_case_but_counts_them():
+    cases = [ed_case("a", age=None), ed_case("b", age=None, heartrate=150)]
+    r = render(cases, ["high", "low"], ["White"], ["Male"], duplicates="keep")
+    assert len(r.prompts) == 2 * 2 * 2 and r.dropped_tiers == {}
+    assert r.collapsed == {"low": {"cases": 2, "distinct": 1, "label_conflicts": 0}}
+    with pytest.raises(BenchmarkError, match="duplicates 'merge'"):
+        render(cases, ["high"], ["White"], ["Male"], duplicates="merge")

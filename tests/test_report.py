@@ -373,3 +373,15 @@ def test_report_of_a_real_tiny_run(tmp_path, tiny_model_dir):
     sentences = summarize(results, explain)
     assert any("low tier" in s for s in sentences)
     assert any("relative to this benchmark" in s for s in sentences)
+
+
+def test_collapsed_and_dropped_tiers_are_explained():
+    results = synthetic_results()
+    results["benchmark"]["collapsed_duplicates"] = {"low": {"cases": 120, "distinct": 61, "label_conflicts": 7}}
+    results["benchmark"]["dropped_tiers"] = {"medium": "all 120 cases render to the same prompts"}
+    html = render_report(results, None)
+    scores = html[html.index('<section id="scores">'): html.index('<section id="shifts">')]
+    assert "counted once (low: 120 cases → 61 distinct)" in scores
+    assert "Tiers not scored (medium: all 120 cases render to the same prompts)" in scores
+    summary = html[: html.index('<section id="scores">')]
+    assert "Tier medium could not be scored" in summary and "low: 120 → 61" in summary

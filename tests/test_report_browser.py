@@ -237,3 +237,16 @@ def test_check_fails_on_the_report_with_an_external_image(browser, tmp_path):
     page.write_text(html.replace("</main>", '<img src="https://example.invalid/pixel.png" alt="x"></main>'))
     found = check_page(browser, page)
     assert any("example.invalid" in p for p in found["problems"]), found
+
+
+def test_sweep_report_renders_cleanly(browser, tmp_path):
+    from report.sweep import write_sweep_csv
+    from report.sweep_html import write_sweep_report
+    from test_sweep_report import MODELS, sweep_rows
+
+    write_sweep_csv(sweep_rows(MODELS, with_full=True), tmp_path / "sweep.csv")
+    page = write_sweep_report(tmp_path)
+    found = check_page(browser, page)
+    assert found["problems"] == [], "\n".join(found["problems"])
+    assert found["svgs"] == 4 * len(MODELS)
+    screenshot(browser, page, SCREENSHOT.with_name("sweep_report.png"), found["height"])

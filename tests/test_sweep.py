@@ -360,3 +360,19 @@ def test_real_sweep_on_the_tiny_model(tmp_path, tiny_model_dir):
     i8 = df[df.precision == "int8"].mfarm.to_numpy()
     assert not np.array_equal(f32, i8)  # int8 really ran another model
     assert sweep_summary(df)
+
+
+def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path):
+    from report.sweep import is_complete
+
+    icfg = _cfg()
+    icfg.sweep = None
+    results = {"config_sha256": icfg.sha256(), "tiers": {"high": {}, "medium": {}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert not is_complete(tmp_path, icfg)  # low missing
+    results["benchmark"] = {"dropped_tiers": {"low": "all 3 cases render to the same prompts"}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert is_complete(tmp_path, icfg)
+    results["config_sha256"] = "other"
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert not is_complete(tmp_path, icfg)

@@ -23,7 +23,10 @@ def test_sweep_runs_every_combination_and_resumes(tmp_path, tiny_model_dir):
     assert df.mfarm.between(0, 1).all() and df.mfarm_full.notna().all()
     dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert len(dirs) == 2 and all((out / d / "results.json").is_file() for d in dirs)
-    again = run_probe("run", str(cfg), "--out", str(out), "--no-explain", "--no-report", "--no-progress")
+    assert not (out / "sweep.html").exists()
+    again = run_probe("run", str(cfg), "--out", str(out), "--no-explain", "--no-progress")
     assert again.returncode == 0, again.stderr
-    assert "complete, skipped" in again.stderr
+    assert again.stderr.count("complete, skipped") == 2
     pd.testing.assert_frame_equal(df, pd.read_csv(out / "sweep.csv"))
+    html = (out / "sweep.html").read_text()
+    assert html.count("<svg") == 4 and "int8 vs float32" in html
