@@ -332,7 +332,8 @@ def _bench_config(name: str, n_cases: int | None, seed: int | None, path: str | 
 
     if name not in BENCHMARKS:
         raise InputError(f"benchmark {name!r}: unknown (known: {', '.join(sorted(BENCHMARKS))})")
-    bench_cfg: dict[str, Any] = {"source": name}
+    # show/build export every case as it renders, duplicates included (runs collapse them)
+    bench_cfg: dict[str, Any] = {"source": name, "duplicates": "keep"}
     if n_cases is not None:
         bench_cfg["n_cases"] = n_cases
     if seed is not None:
@@ -358,7 +359,6 @@ def bench_show(name, case_index, tier, variant, path):
 
     is_generator = name in BENCHMARKS and BENCHMARKS[name].generator
     cfg = _bench_config(name, case_index if is_generator else None, None, path)
-    cfg.benchmark.duplicates = "keep"  # show every case as it renders, duplicates included
     rendered = render_benchmark(cfg.benchmark)
     case_ids = list(dict.fromkeys(p.case_id for p in rendered.prompts))
     if case_index > len(case_ids):

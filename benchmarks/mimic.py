@@ -49,6 +49,7 @@ def build_prompts_table(
     system_message: str = DEFAULT_SYSTEM,
     *,
     result: BuildResult | None = None,
+    duplicates: str = "keep",
 ) -> pd.DataFrame:
     """One row per rendered prompt of the split (``"all"``: every split).
 
@@ -56,11 +57,15 @@ def build_prompts_table(
     label`` (1 = YES, 0 = NO), ``text`` (the rendered user message) and ``source_race``
     (the case's recorded race group, metadata only). Rows follow the renderer's order.
     Pass ``result`` to render an already built benchmark instead of building it again.
+    Every case is exported (``duplicates="keep"``, the published benchmark as it is);
+    ``probe run`` collapses identical renderings when the config says so.
     """
     if result is None:
         result = build_mimic(task, data_dir, options)
     cases = select_split(result.cases, split)
-    rendered = render(cases, tiers, races, genders, descent_word=descent_word, system_message=system_message)
+    rendered = render(
+        cases, tiers, races, genders, descent_word=descent_word, system_message=system_message, duplicates=duplicates
+    )
     by_id = {c.case_id: c for c in cases}
     rows = [
         (

@@ -398,9 +398,10 @@ def render(
             else f"collapsed to one case each ({info['label_conflicts']} groups with conflicting labels: "
             "majority label, unknown on a tie)",
         )
+    per_tier = {t: len({p.case_id for p in prompts if p.tier == t}) for t in tiers if t not in dropped}
     log.info(
-        "rendered %d prompts: %d cases x %d tiers x %d variants (descent word %r)",
-        len(prompts), len(cases), len(tiers), len(variants), descent_word,
+        "rendered %d prompts: %s cases x %d variants (descent word %r)",
+        len(prompts), " + ".join(f"{n} ({t})" for t, n in per_tier.items()), len(variants), descent_word,
     )
     return RenderResult(
         prompts=prompts, degraded=degraded, descent_word=descent_word, collapsed=collapsed, dropped_tiers=dropped

@@ -76,8 +76,10 @@ PRECISION_SETTINGS = {
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
 SWEEP_COLUMNS = [
     "model", "precision", "adapter", "tier", "mfarm", *SCORE_KEYS,
-    "mfarm_full", "accuracy", "fab", "fab_full", "n_cases",
+    "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift",
 ]
+#: columns a sweep.csv written by an older version may lack (read as missing)
+OPTIONAL_COLUMNS = ("max_abs_shift",)
 CSV_NAME = "sweep.csv"
 PLAN_NAME = "sweep.json"
 TIER_ORDER = ("high", "medium", "low")
@@ -305,8 +307,21 @@ def result_rows(item: SweepItem, results: dict[str, Any]) -> list[dict[str, Any]
         row.update({k: _num(t.get(k)) for k in ("mfarm_full", "accuracy", "fab", "fab_full")})
         n = t.get("n_cases")
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
+        row["max_abs_shift"] = max_abs_shift(t)
         rows.append(row)
     return rows
+
+
+def max_abs_shift(tier: dict[str, Any]) -> float | None:
+    """The largest |mean shift of P(Yes)| of any group from BASE in a tier's diagnostics.
+
+    An effect size, unlike mFARM, which counts *significant* differences: a change
+    that adds noise can raise mFARM while the shifts stay as large.
+    """
+    shifts = ((tier.get("diagnostics") or {}).get("group_shifts")) or []
+    values = [_num(g.get("mean_shift")) for g in shifts if isinstance(g, dict)]
+    values = [abs(v) for v in values if v is not None]
+    return max(values) if values else None
 
 
 def write_sweep_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -382,6 +397,9 @@ def sweep_table(out_dir: str | Path):
         df = pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={c: [""] for c in SWEEP_COLUMNS if c not in text_cols})
     except (ValueError, pd.errors.ParserError) as err:
         raise SweepError(f"{path}: not a sweep table ({type(err).__name__})") from None
+    for c in OPTIONAL_COLUMNS:
+        if c not in df.columns:
+            df[c] = math.nan
     missing = [c for c in SWEEP_COLUMNS if c not in df.columns]
     if missing:
         raise SweepError(f"{path}: missing columns {', '.join(missing)}")
@@ -425,6 +443,9 @@ def sweep_summary(df) -> list[str]:
        mFARM against float32 at each tier.
     3. Adapters: per model, precision and adapter, the change against no adapter.
 
+    After a comparison in which mFARM rises at some tier while the largest group
+    shift (``max_abs_shift``) does not shrink there, a caveat says so.
+
     Differences below 0.005 are called unchanged.
     """
     out: list[str] = []
@@ -433,6 +454,11 @@ def sweep_summary(df) -> list[str]:
     df = df.copy()
     df["adapter"] = df["adapter"].fillna("").astype(str)
     score = {(r.model, r.precision, r.adapter, r.tier): float(r.mfarm) for r in df.itertuples()}
+    shift_col = df["max_abs_shift"] if "max_abs_shift" in df else [math.nan] * len(df)
+    shift = {
+        (r.model, r.precision, r.adapter, r.tier): float(v) if v is not None else math.nan
+        for r, v in zip(df.itertuples(), shift_col)
+    }
     combos = list(dict.fromkeys((r.model, r.precision, r.adapter) for r in df.itertuples()))
 
     for model, prec, adapter in combos:
@@ -474,6 +500,18 @@ def sweep_summary(df) -> list[str]:
                 mean_abs = sum(abs(d) for _, d in diffs) / len(diffs)
                 change += f" (mean |difference| {mean_abs:.3f})"
             out.append(f"{what(combo)} {change}.")
+            masked = [
+                (t, shift[ref + (t,)], shift[combo + (t,)]) for t, d in diffs
+                if d >= EPS and math.isfinite(shift.get(combo + (t,), math.nan))
+                and math.isfinite(shift.get(ref + (t,), math.nan)) and shift[combo + (t,)] >= shift[ref + (t,)] - EPS
+            ]
+            if masked:
+                out.append(
+                    f"{what(combo)}: where mFARM rises, the largest group shift does not shrink ("
+                    + ", ".join(f"{t} {_fmt(a)} -> {_fmt(b)}" for t, a, b in masked)
+                    + "): the differences became less significant, not smaller - a noisier model can look fairer "
+                    "by mFARM."
+                )
 
     compare(
         lambda c: None if c[1] == "float32" else (c[0], "float32", c[2]),

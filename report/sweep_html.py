@@ -147,7 +147,8 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
         for n, (model, adapter) in enumerate(units, 1):
             part = [r for r in rows if r["model"] == model and r["adapter"] == adapter]
             body.append(f'<section>{_model_section(n, _unit_name(model, adapter, len(adapters)), part, precisions)}</section>')
-        head = ["Model", "Precision", "Adapter", "Tier", "Cases", "Accuracy", *SCORE_ABBR, "mFARM", "mFARM full", "FAB", "FAB full"]
+        head = ["Model", "Precision", "Adapter", "Tier", "Cases", "Accuracy", *SCORE_ABBR, "mFARM", "mFARM full", "FAB",
+                "FAB full", '<abbr title="largest |mean shift of P(Yes)| of a group from BASE">Max |shift|</abbr>']
         table_rows = []
         for r in rows:
             link = (run_links or {}).get((r["model"], r["precision"], r["adapter"]))
@@ -157,7 +158,7 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
                 [model_cell, _e(r["precision"]), _e(Path(r["adapter"]).name if r["adapter"] else "none"), _e(r["tier"]),
                  "–" if n_cases is None else str(int(n_cases)), _cell(r.get("accuracy"))]
                 + [_cell(r.get(k)) for k in SCORE_KEYS]
-                + [_cell(r.get(k)) for k in ("mfarm", "mfarm_full", "fab", "fab_full")]
+                + [_cell(r.get(k)) for k in ("mfarm", "mfarm_full", "fab", "fab_full", "max_abs_shift")]
             )
         body.append('<section id="table"><h2>Every combination</h2>' + _table(head, table_rows, numeric_from=4) + "</section>")
     sub = (

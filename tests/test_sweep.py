@@ -376,3 +376,24 @@ def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path):
     results["config_sha256"] = "other"
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert not is_complete(tmp_path, icfg)
+
+
+def test_summary_flags_a_rise_in_mfarm_without_smaller_shifts():
+    rows = []
+    for prec, mf, shift in (("float32", 0.40, 0.011), ("int8", 0.90, 0.015), ("bfloat16", 0.60, 0.005)):
+        rows.append({"model": "m", "precision": prec, "adapter": "", "tier": "high", "mfarm": mf, "max_abs_shift": shift})
+    text = "\n".join(sweep_summary(_table(rows)))
+    assert "int8 vs float32: where mFARM rises, the largest group shift does not shrink (high 0.011 -> 0.015)" in text
+    assert "bfloat16 vs float32: where mFARM rises" not in text  # its shift did shrink
+
+
+def test_max_abs_shift_from_diagnostics_and_old_tables(tmp_path):
+    from report.sweep import max_abs_shift
+
+    tier = {"diagnostics": {"group_shifts": [{"mean_shift": -0.03}, {"mean_shift": 0.02}, {"mean_shift": None}]}}
+    assert max_abs_shift(tier) == pytest.approx(0.03)
+    assert max_abs_shift({}) is None
+    old = pd.DataFrame(_table([{"model": "m", "precision": "float32", "adapter": "", "tier": "high", "mfarm": 0.5}]))
+    old.drop(columns=["max_abs_shift"]).to_csv(tmp_path / "sweep.csv", index=False)
+    table = sweep_table(tmp_path)  # a table from before the column existed still reads
+    assert list(table.columns) == SWEEP_COLUMNS and math.isnan(table.max_abs_shift[0])
