@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from einops import einsum
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +62,9 @@ class SoftmaxFit:
 
     def decision_function(self, X: torch.Tensor) -> torch.Tensor:
         """Logits of every row of ``X`` (L, N, d) under every problem: ``(L, N, J, C)``."""
-        L, N, d = X.shape
-        _, J, C, _ = self.coef.shape
-        A = self.coef / self.scale[:, :, None]
+        A = self.coef / self.scale[:, :, None]  # back from the standardised space
         c = self.intercept - (A * self.mean[:, :, None]).sum(-1)
-        Z = torch.bmm(X, A.reshape(L, J * C, d).transpose(1, 2))
-        return Z.view(L, N, J, C) + c[:, None]
+        return einsum(X, A, "l n d, l j c d -> l n j c") + c[:, None]
 
 
 def standardise_layers(h, dtype: torch.dtype) -> torch.Tensor:
