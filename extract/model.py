@@ -214,17 +214,30 @@ def prepare_tokenizer(tokenizer, model_name: str):
     return tokenizer
 
 
-def decoder_layers(model):
-    """The ``nn.ModuleList`` of decoder blocks (Llama/Mistral/Qwen/Gemma, GPT-2, NeoX, OPT)."""
-    for path in ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers"):
+#: Where the decoder blocks live, by architecture family (Llama/Mistral/Qwen/Gemma,
+#: multimodal wrappers, GPT-2, NeoX, OPT).
+LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
+
+
+def layers_path(model) -> str:
+    """The dotted attribute path of the decoder block list (``"model.layers"``, ...)."""
+    for path in LAYER_PATHS:
         obj = model
         for part in path.split("."):
             obj = getattr(obj, part, None)
             if obj is None:
                 break
         else:
-            return obj
+            return path
     raise ModelError(f"cannot find the decoder layers of {type(model).__name__}")
+
+
+def decoder_layers(model):
+    """The ``nn.ModuleList`` of decoder blocks (found at :func:`layers_path`)."""
+    obj = model
+    for part in layers_path(model).split("."):
+        obj = getattr(obj, part)
+    return obj
 
 
 def _finish(model, tokenizer, *, name: str, sha256: str, dtype: str, device: str, path: str | None) -> LoadedModel:

@@ -37,8 +37,8 @@ import logging
 import torch
 
 from extract.hf_runner import BaseRunner
-from extract.model import LoadedModel
-from extract.sites import CapturePlan, first_tensor, layers_path, submodule_name
+from extract.model import LoadedModel, layers_path
+from extract.sites import CapturePlan, first_tensor, submodule_name
 
 log = logging.getLogger(__name__)
 

@@ -45,8 +45,6 @@ POSITIONS = ("last", "demographic")
 #: Attribute names of a decoder block's attention and MLP modules, tried in order.
 ATTN_NAMES = ("self_attn", "attn", "self_attention", "attention")
 MLP_NAMES = ("mlp", "feed_forward", "ffn")
-#: Where the decoder blocks live (same list as :func:`extract.model.decoder_layers`).
-LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 
 
 def _names(value: Any, allowed: Sequence[str], what: str) -> tuple[str, ...]:
@@ -69,19 +67,6 @@ def normalize_sites(sites: Sequence[str] | str) -> tuple[str, ...]:
 def normalize_positions(positions: Sequence[str] | str) -> tuple[str, ...]:
     """Validate position names (``ValueError`` for unknown, duplicate or none)."""
     return _names(positions, POSITIONS, "positions")
-
-
-def layers_path(model) -> str:
-    """The dotted attribute path of the decoder block list (``"model.layers"``, ...)."""
-    for path in LAYER_PATHS:
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        else:
-            return path
-    raise ValueError(f"cannot find the decoder layers of {type(model).__name__}")
 
 
 def submodule_name(layer, site: str) -> str:

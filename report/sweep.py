@@ -61,6 +61,7 @@ from typing import Any, Callable
 from configs.errors import InputError
 from configs.schema import Config, SweepConfig
 from extract.files import atomic_path, atomic_write_text
+from report.svg import finite
 
 log = logging.getLogger(__name__)
 
@@ -278,16 +279,6 @@ def is_complete(run_dir: str | Path, icfg: Config) -> bool:
     return set(icfg.benchmark.tiers) - set(dropped) <= set(results.get("tiers") or {})
 
 
-def _num(v: Any) -> float | None:
-    if v is None or isinstance(v, bool):
-        return None
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def result_rows(item: SweepItem, results: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``sweep.csv`` rows (one per tier) of one combination's ``results.json``."""
     rows = []
@@ -301,10 +292,10 @@ def result_rows(item: SweepItem, results: dict[str, Any]) -> list[dict[str, Any]
             "precision": item.precision,
             "adapter": item.adapter or "",
             "tier": tier,
-            "mfarm": _num(m.get("score")),
+            "mfarm": finite(m.get("score")),
         }
-        row.update({k: _num(m.get(k)) for k in SCORE_KEYS})
-        row.update({k: _num(t.get(k)) for k in ("mfarm_full", "accuracy", "fab", "fab_full")})
+        row.update({k: finite(m.get(k)) for k in SCORE_KEYS})
+        row.update({k: finite(t.get(k)) for k in ("mfarm_full", "accuracy", "fab", "fab_full")})
         n = t.get("n_cases")
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
         row["max_abs_shift"] = max_abs_shift(t)
@@ -319,7 +310,7 @@ def max_abs_shift(tier: dict[str, Any]) -> float | None:
     that adds noise can raise mFARM while the shifts stay as large.
     """
     shifts = ((tier.get("diagnostics") or {}).get("group_shifts")) or []
-    values = [_num(g.get("mean_shift")) for g in shifts if isinstance(g, dict)]
+    values = [finite(g.get("mean_shift")) for g in shifts if isinstance(g, dict)]
     values = [abs(v) for v in values if v is not None]
     return max(values) if values else None
 

@@ -17,7 +17,6 @@ the run report (:mod:`report.html`): inline SVG, no scripts, nothing fetched.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,16 +34,8 @@ SWEEP_REPORT_NAME = "sweep.html"
 SCORE_ABBR = ("F_MD", "F_AD", "F_VH", "F_KS", "F_CD")
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
 def _cell(v: Any) -> str:
-    f = _num(v)
+    f = svg.finite(v)
     return "–" if f is None else f"{f:.3f}"
 
 
@@ -78,9 +69,9 @@ def _chart(
     for i, line in enumerate(line_values):
         color = svg.PALETTE[i % len(svg.PALETTE)]
         cells = [index.get((x, line)) for x in x_values]
-        y = [_num(c[metric]) if c else None for c in cells]
+        y = [svg.finite(c[metric]) if c else None for c in cells]
         series.append(svg.Series(name=f"{line}", x=list(range(len(x_values))), y=y, color=color))
-        y_full = [_num(c[full_metric]) if c else None for c in cells]
+        y_full = [svg.finite(c[full_metric]) if c else None for c in cells]
         if any(v is not None for v in y_full):
             series.append(svg.Series(name=f"{line} (full)", x=list(range(len(x_values))), y=y_full, color=color, dash="7 4"))
     return svg.line_chart(
@@ -153,7 +144,7 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
         for r in rows:
             link = (run_links or {}).get((r["model"], r["precision"], r["adapter"]))
             model_cell = f'<a href="{_e(link)}">{_e(r["model"])}</a>' if link else _e(r["model"])
-            n_cases = _num(r.get("n_cases"))
+            n_cases = svg.finite(r.get("n_cases"))
             table_rows.append(
                 [model_cell, _e(r["precision"]), _e(Path(r["adapter"]).name if r["adapter"] else "none"), _e(r["tier"]),
                  "–" if n_cases is None else str(int(n_cases)), _cell(r.get("accuracy"))]
