@@ -119,6 +119,21 @@ def test_rerun_resumes_and_mismatch_is_refused(tmp_path, tiny_config):
     assert replaced.returncode == 0, replaced.stderr
 
 
+def test_same_config_gives_the_same_numbers(tmp_path, tiny_config):
+    """Two fresh runs of one config (extract, scores, probes, value axis) agree exactly."""
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        res = run_probe("run", str(tiny_config), "--out", str(out), "--no-explain", "--no-report", "--no-progress")
+        assert res.returncode == 0, res.stderr
+        runs.append(out)
+    a, b = (json.loads((out / "results.json").read_text()) for out in runs)
+    assert a["tiers"] == b["tiers"]
+    assert a["tiers"]["high"]["latent"]["value_axis_layer"] is not None  # the latent stage ran
+    assert (runs[0] / "predictions.csv").read_text() == (runs[1] / "predictions.csv").read_text()
+    assert a["config"]["seed"] == b["config"]["seed"] and a["config"]["scoring"]["seed"] == 0
+
+
 def test_batch_size_does_not_change_results(tmp_path, tiny_config):
     outs = []
     for bs in (1, 7):
