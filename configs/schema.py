@@ -86,6 +86,7 @@ class ExtractConfig:
     positions: list[str] = field(default_factory=lambda: ["last"])
     storage_dtype: Literal["float32", "float16"] = "float32"
     threads: int | None = None  # torch intra-op threads; None: torch's default
+    batch_check: int = 24  # prompts re-run alone to measure batch dependence (batch_check.json); 0: off
 
 
 @dataclass
@@ -233,6 +234,8 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
     b = cfg.benchmark
     if cfg.extract.batch_size < 1:
         raise ConfigError(f"extract.batch_size: must be >= 1, got {cfg.extract.batch_size}")
+    if cfg.extract.batch_check < 0:
+        raise ConfigError(f"extract.batch_check: must be >= 0, got {cfg.extract.batch_check}")
     if cfg.extract.threads is not None and cfg.extract.threads < 1:
         raise ConfigError(f"extract.threads: must be >= 1, got {cfg.extract.threads}")
     for key, allowed in (("sites", SITES), ("positions", POSITIONS)):

@@ -1,5 +1,6 @@
 """The extract stage: render the benchmark, run the model, stream outputs and
-activations into ``DIR/cache.h5``, then write ``DIR/predictions.csv``.
+activations into ``DIR/cache.h5``, then write ``DIR/predictions.csv`` and ``DIR/batch_check.json`` (P(Yes) of a sample
+of prompts re-run alone against the batched values: :mod:`extract.batch_check`).
 
 Re-running on the same directory resumes from the cache's ``done`` mask; a cache
 made from another model, benchmark or extraction setting is refused unless
@@ -65,15 +66,16 @@ class ExtractResult:
 def cache_identity(cfg: Config) -> str:
     """SHA-256 over the config sections that determine the cache's contents.
 
-    Batch size and thread count are left out on purpose (results do not depend on
-    them), and so are ``--limit-cases`` and ``--shard``: they select prompts, which
+    Batch size, thread count and the batch check are left out on purpose: in float32
+    results do not depend on them beyond round-off (at reduced precision they can, and
+    ``batch_check.json`` says by how much), and so are ``--limit-cases`` and ``--shard``: they select prompts, which
     the cache compares one by one, and shards of one job must share an identity to
     be merged.
     """
     ident = {
         "model": cfg.model.__dict__ | {"cache_dir": None},
         "benchmark": cfg.benchmark.__dict__,
-        "extract": {k: v for k, v in cfg.extract.__dict__.items() if k not in ("batch_size", "threads")},
+        "extract": {k: v for k, v in cfg.extract.__dict__.items() if k not in ("batch_size", "threads", "batch_check")},
     }
     blob = json.dumps(ident, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -168,7 +170,28 @@ def run_extract(
             log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
         _run_batches(runner, writer, texts, todo, cfg.extract.batch_size, spec, demographic, progress)
     predictions_path = write_predictions(cache_path, out_dir / "predictions.csv")
+    _check_batches(runner, texts, cache_path, out_dir, cfg.extract.batch_size, cfg.extract.batch_check)
     return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
+
+
+def _check_batches(runner, texts, cache_path: Path, out_dir: Path, batch_size: int, n: int) -> None:
+    """Re-run ``n`` prompts alone and record how far their P(Yes) is from the batched one."""
+    from extract.batch_check import check_batch_invariance, write_check
+    from extract.cache import Cache
+
+    if n == 0 or batch_size == 1:  # nothing to compare: every prompt already ran alone
+        write_check(out_dir, None)
+        return
+    with Cache(cache_path) as cache:
+        batched = cache.outputs["p_yes"].to_numpy()
+    check = check_batch_invariance(runner, texts, batched, batch_size, n)
+    write_check(out_dir, check)
+    say = log.info if check.within_tolerance else log.warning
+    say(
+        "batch check: P(Yes) of %d prompts run alone vs in batches of %d: max |diff| %.2g, mean %.2g%s",
+        len(check.indices), batch_size, check.max_abs_diff, check.mean_abs_diff,
+        "" if check.within_tolerance else " (numerical noise of this precision: smaller group shifts are not meaningful)",
+    )
 
 
 def _run_batches(runner, writer, texts, todo, batch_size, spec, demographic, progress) -> None:

@@ -678,6 +678,21 @@ def _section_explain(results: Mapping[str, Any], explain: Any, problem: str | No
     return "".join(out)
 
 
+def _batch_check_text(check: Any) -> str:
+    """The provenance line for ``results.json`` ``batch_invariance``."""
+    if not isinstance(check, Mapping):
+        return "not run (batch size 1, <code>extract.batch_check: 0</code>, or an older run)"
+    worst, mean = finite(check.get("max_abs_diff")), finite(check.get("mean_abs_diff"))
+    text = (
+        f"{_e(check.get('n_prompts'))} prompts re-run alone vs in batches of {_e(check.get('batch_size'))}: "
+        f"max |ΔP(Yes)| {MISSING if worst is None else f'{worst:.2g}'}, mean {MISSING if mean is None else f'{mean:.2g}'}"
+    )
+    tolerance = finite(check.get("tolerance"))
+    if worst is not None and tolerance is not None and worst > tolerance:
+        return f'<span class="sig">{text} (above {tolerance:g}: see the caveats)</span>'
+    return text
+
+
 def _section_provenance(results: Mapping[str, Any], explain: Any) -> str:
     out = [f'<section id="provenance"><h2>{SECTIONS["provenance"]}</h2>']
     out.append(_howto(
@@ -705,6 +720,7 @@ def _section_provenance(results: Mapping[str, Any], explain: Any) -> str:
         ("Seeds", ", ".join(f"{_e(k)} {val(v)}" for k, v in seeds.items()) or MISSING),
         ("Scoring", ", ".join(f"{_e(k)} {val(v)}" for k, v in scoring.items()) or MISSING),
         ("explain.json", "present" if explain is not None else "absent"),
+        ("Batch check", _batch_check_text(results.get("batch_invariance"))),
     ]
     degraded = get(results, "benchmark", "degraded_fields", default={})
     if isinstance(degraded, Mapping) and degraded:

@@ -10,6 +10,7 @@ from typing import Any
 from configs.errors import InputError
 from configs.schema import Config, config_from_dict
 from configs.version import TOOLKIT_VERSION
+from extract.batch_check import read_check
 from extract.files import atomic_write_text
 from report.scoring import read_predictions, score_table, validate_predictions
 
@@ -78,6 +79,7 @@ def build_results_from_table(run_dir: Path, cfg: Config, table: Any, attrs: dict
             "collapsed_duplicates": render_report.get("collapsed", {}),
             "dropped_tiers": render_report.get("dropped_tiers", {}),
         },
+        "batch_invariance": read_check(run_dir),
         "tiers": tiers,
     }
 

@@ -365,6 +365,25 @@ def _explain_sentences(name: str, tier: Mapping[str, Any], explain: Any) -> list
 # --------------------------------------------------------------------------- entry points
 
 
+def _batch_noise_sentence(results: Mapping[str, Any]) -> Sentence | None:
+    """A caveat when P(Yes) moved more than the tolerance between batched and alone runs."""
+    check = get(results, "batch_invariance", default=None)
+    worst = finite(get(check, "max_abs_diff")) if isinstance(check, Mapping) else None
+    tolerance = finite(get(check, "tolerance")) if isinstance(check, Mapping) else None
+    if worst is None or tolerance is None or worst <= tolerance:
+        return None
+    dtype = get(results, "model", "dtype", default="this precision")
+    mean = finite(get(check, "mean_abs_diff"))
+    return Sentence(
+        f"P(Yes) depends on the batch a prompt runs in: {get(check, 'n_prompts')} prompts re-run alone moved by up to "
+        f"{worst:.2g} (mean {'–' if mean is None else f'{mean:.2g}'}) against their values in batches of "
+        f"{get(check, 'batch_size')} at {dtype}. That is numerical noise of the precision, not a response to the "
+        f"patient: group shifts of that size are not meaningful, and the noise weakens the tests, so a noisier model "
+        f"can score a higher mFARM without treating groups more alike.",
+        "caveat",
+    )
+
+
 def summary_items(results: Mapping[str, Any], explain: Mapping[str, Any] | None = None) -> list[Sentence]:
     """Findings (per tier) followed by caveats, as :class:`Sentence` objects."""
     tiers = results.get("tiers") if isinstance(results, Mapping) else None
@@ -423,6 +442,9 @@ def summary_items(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
             f"words rather than how a competent clinical judgement would.",
             "caveat",
         ))
+    noise = _batch_noise_sentence(results)
+    if noise is not None:
+        general.append(noise)
     degraded = get(results, "benchmark", "degraded_fields", default={})
     if isinstance(degraded, Mapping):
         bad = {t: v for t, v in degraded.items() if v}

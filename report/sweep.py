@@ -61,6 +61,7 @@ from typing import Any, Callable
 from configs.errors import InputError
 from configs.schema import Config, SweepConfig
 from extract.files import atomic_path, atomic_write_text
+from extract.batch_check import TOLERANCE as BATCH_TOLERANCE
 from report.svg import finite
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,10 @@ PRECISION_SETTINGS = {
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
 SWEEP_COLUMNS = [
     "model", "precision", "adapter", "tier", "mfarm", *SCORE_KEYS,
-    "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift",
+    "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift", "batch_noise",
 ]
 #: columns a sweep.csv written by an older version may lack (read as missing)
-OPTIONAL_COLUMNS = ("max_abs_shift",)
+OPTIONAL_COLUMNS = ("max_abs_shift", "batch_noise")
 CSV_NAME = "sweep.csv"
 PLAN_NAME = "sweep.json"
 TIER_ORDER = ("high", "medium", "low")
@@ -299,6 +300,7 @@ def result_rows(item: SweepItem, results: dict[str, Any]) -> list[dict[str, Any]
         n = t.get("n_cases")
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
         row["max_abs_shift"] = max_abs_shift(t)
+        row["batch_noise"] = finite((results.get("batch_invariance") or {}).get("max_abs_diff"))
         rows.append(row)
     return rows
 
@@ -435,7 +437,9 @@ def sweep_summary(df) -> list[str]:
     3. Adapters: per model, precision and adapter, the change against no adapter.
 
     After a comparison in which mFARM rises at some tier while the largest group
-    shift (``max_abs_shift``) does not shrink there, a caveat says so.
+    shift (``max_abs_shift``) does not shrink there, a caveat says so. A combination
+    whose P(Yes) moved more than :data:`extract.batch_check.TOLERANCE` between its
+    batched and alone runs (``batch_noise``) gets a sentence saying so.
 
     Differences below 0.005 are called unchanged.
     """
@@ -470,6 +474,21 @@ def sweep_summary(df) -> list[str]:
             end = "ending lower" if total <= -EPS else "ending higher" if total >= EPS else "ending where it started"
             verdict = f"mFARM changes non-monotonically as context is reduced, {end}"
         out.append(f"{_label(model, prec, adapter)}: {verdict} ({trail}; {tiers[-1]} - {tiers[0]} = {_signed(total)}).")
+
+    noise_col = df["batch_noise"] if "batch_noise" in df else [math.nan] * len(df)
+    noise: dict[tuple, float] = {}  # one value per combination, repeated on its tier rows
+    for r, v in zip(df.itertuples(), noise_col):
+        f = finite(v)
+        if f is not None:
+            key = (r.model, r.precision, r.adapter)
+            noise[key] = max(noise.get(key, f), f)
+    for combo in combos:
+        worst = noise.get(combo)
+        if worst is not None and worst > BATCH_TOLERANCE:
+            out.append(
+                f"{_label(*combo)}: P(Yes) moves by up to {worst:.2g} when only the batch a prompt runs in changes "
+                f"(batch_check.json): numerical noise of the precision, so group shifts of that size are not meaningful."
+            )
 
     def compare(ref_of: Callable[[tuple], tuple | None], what: Callable[[tuple], str]) -> None:
         for combo in combos:

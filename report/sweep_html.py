@@ -39,6 +39,11 @@ def _cell(v: Any) -> str:
     return "–" if f is None else f"{f:.3f}"
 
 
+def _small(v: Any) -> str:
+    f = svg.finite(v)
+    return "–" if f is None else f"{f:.2g}"
+
+
 def _ordered(values: Sequence[str], order: Sequence[str] = ()) -> list[str]:
     seen = list(dict.fromkeys(values))
     return [v for v in order if v in seen] + [v for v in seen if v not in order]
@@ -139,7 +144,8 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
             part = [r for r in rows if r["model"] == model and r["adapter"] == adapter]
             body.append(f'<section>{_model_section(n, _unit_name(model, adapter, len(adapters)), part, precisions)}</section>')
         head = ["Model", "Precision", "Adapter", "Tier", "Cases", "Accuracy", *SCORE_ABBR, "mFARM", "mFARM full", "FAB",
-                "FAB full", '<abbr title="largest |mean shift of P(Yes)| of a group from BASE">Max |shift|</abbr>']
+                "FAB full", '<abbr title="largest |mean shift of P(Yes)| of a group from BASE">Max |shift|</abbr>',
+                '<abbr title="largest |change of P(Yes)| of a prompt run alone instead of in its batch">Batch noise</abbr>']
         table_rows = []
         for r in rows:
             link = (run_links or {}).get((r["model"], r["precision"], r["adapter"]))
@@ -150,6 +156,7 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
                  "–" if n_cases is None else str(int(n_cases)), _cell(r.get("accuracy"))]
                 + [_cell(r.get(k)) for k in SCORE_KEYS]
                 + [_cell(r.get(k)) for k in ("mfarm", "mfarm_full", "fab", "fab_full", "max_abs_shift")]
+                + [_small(r.get("batch_noise"))]
             )
         body.append('<section id="table"><h2>Every combination</h2>' + _table(head, table_rows, numeric_from=4) + "</section>")
     sub = (

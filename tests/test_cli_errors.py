@@ -39,6 +39,7 @@ def _no_outputs(out: Path) -> None:
         ("benchmark: {source: mimic_ed_demo, path: /nonexistent/triage.csv}\n", ["benchmark.path", "/nonexistent/triage.csv"]),
         ("benchmark: {source: ed_triage}\nmodel: {dtype: int3}\n", ["model.dtype", "'int3'"]),
         ("benchmark: {source: ed_triage}\nextract: {batch_size: 0}\n", ["extract.batch_size"]),
+        ("benchmark: {source: ed_triage}\nextract: {batch_check: -1}\n", ["extract.batch_check", "-1"]),
         ("benchmark: {source: ed_triage}\nscoring: {correction: wrong}\n", ["scoring.correction", "'wrong'"]),
         ("benchmark: {source: ed_triage, tiers: [high, ultra]}\n", ["benchmark.tiers", "'ultra'"]),
         ("benchmark: [unclosed\n", ["not valid YAML"]),

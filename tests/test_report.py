@@ -385,3 +385,24 @@ def test_collapsed_and_dropped_tiers_are_explained():
     assert "Tiers not scored (medium: all 120 cases render to the same prompts)" in scores
     summary = html[: html.index('<section id="scores">')]
     assert "Tier medium could not be scored" in summary and "low: 120 → 61" in summary
+
+
+def test_batch_noise_above_tolerance_is_a_caveat_and_shown_in_provenance():
+    results = synthetic_results()
+    results["model"]["dtype"] = "int8"
+    results["batch_invariance"] = {
+        "batch_size": 8, "indices": [0, 9], "n_prompts": 24, "max_abs_diff": 0.11, "mean_abs_diff": 0.021, "tolerance": 1e-4,
+    }
+    text = " ".join(summarize(results))
+    assert "24 prompts re-run alone moved by up to 0.11 (mean 0.021) against their values in batches of 8 at int8" in text
+    html = render_report(results, None)
+    prov = html[html.index('<section id="provenance">'):]
+    assert "max |ΔP(Yes)| 0.11, mean 0.021 (above 0.0001: see the caveats)" in prov
+
+    results["batch_invariance"].update(max_abs_diff=3e-6, mean_abs_diff=1e-6)
+    assert "re-run alone" not in " ".join(summarize(results))
+    prov = render_report(results, None).split('<section id="provenance">')[1]
+    assert "max |ΔP(Yes)| 3e-06, mean 1e-06</dd>" in prov
+
+    results["batch_invariance"] = None
+    assert "not run (batch size 1" in render_report(results, None).split('<section id="provenance">')[1]

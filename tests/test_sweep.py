@@ -397,3 +397,19 @@ def test_max_abs_shift_from_diagnostics_and_old_tables(tmp_path):
     old.drop(columns=["max_abs_shift"]).to_csv(tmp_path / "sweep.csv", index=False)
     table = sweep_table(tmp_path)  # a table from before the column existed still reads
     assert list(table.columns) == SWEEP_COLUMNS and math.isnan(table.max_abs_shift[0])
+
+
+def test_batch_noise_column_and_sentence(tmp_path):
+    from report.sweep import result_rows, write_sweep_csv
+
+    item = sweep_combinations(_cfg(precisions=("int8",)))[0]
+    results = {"tiers": {"high": {"mfarm": {"score": 0.9}}}, "batch_invariance": {"max_abs_diff": 0.11}}
+    rows = result_rows(item, results)
+    assert rows[0]["batch_noise"] == 0.11
+    write_sweep_csv(rows + result_rows(item, {"tiers": {"low": {"mfarm": {"score": 0.8}}}}), tmp_path / "sweep.csv")
+    table = sweep_table(tmp_path)
+    assert table.batch_noise[0] == 0.11 and math.isnan(table.batch_noise[1])
+    text = "\n".join(sweep_summary(table))
+    assert "at int8 without adapter: P(Yes) moves by up to 0.11 when only the batch a prompt runs in changes" in text
+    quiet = _table([{"model": "m", "precision": "float32", "adapter": "", "tier": "high", "mfarm": 0.5, "batch_noise": 2e-6}])
+    assert "P(Yes) moves" not in "\n".join(sweep_summary(quiet))
