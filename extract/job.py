@@ -1,6 +1,7 @@
 """The extract stage: render the benchmark, run the model, stream outputs and
-activations into ``DIR/cache.h5``, then write ``DIR/predictions.csv`` and ``DIR/batch_check.json`` (P(Yes) of a sample
-of prompts re-run alone against the batched values: :mod:`extract.batch_check`).
+activations into ``DIR/cache.h5``, then write ``DIR/predictions.csv`` and
+``DIR/batch_check.json`` (the P(Yes) of a sample of prompts re-run alone against
+their batched values: :mod:`extract.batch_check`).
 
 Re-running on the same directory resumes from the cache's ``done`` mask; a cache
 made from another model, benchmark or extraction setting is refused unless
@@ -67,10 +68,10 @@ def cache_identity(cfg: Config) -> str:
     """SHA-256 over the config sections that determine the cache's contents.
 
     Batch size, thread count and the batch check are left out on purpose: in float32
-    results do not depend on them beyond round-off (at reduced precision they can, and
-    ``batch_check.json`` says by how much), and so are ``--limit-cases`` and ``--shard``: they select prompts, which
-    the cache compares one by one, and shards of one job must share an identity to
-    be merged.
+    results do not depend on them beyond round-off (at reduced precision they can,
+    and ``batch_check.json`` says by how much). So are ``--limit-cases`` and
+    ``--shard``: they select prompts, which the cache compares one by one, and shards
+    of one job must share an identity to be merged.
     """
     ident = {
         "model": cfg.model.__dict__ | {"cache_dir": None},
