@@ -96,6 +96,20 @@ def write_check(run_dir: str | Path, check: BatchCheck | None) -> Path:
     return path
 
 
+def noise_above_tolerance(check: Any) -> bool:
+    """Whether a check's JSON form (``batch_check.json``, ``batch_invariance``) exceeds its tolerance.
+
+    ``False`` for a missing or malformed record: no evidence of noise is no warning.
+    """
+    if not isinstance(check, dict):
+        return False
+    try:
+        worst, tolerance = float(check["max_abs_diff"]), float(check.get("tolerance", TOLERANCE))
+    except (KeyError, TypeError, ValueError):
+        return False
+    return worst > tolerance  # NaN compares False
+
+
 def read_check(run_dir: str | Path) -> dict[str, Any] | None:
     """The contents of ``DIR/batch_check.json``, or ``None`` when there is none (or it is unreadable)."""
     path = Path(run_dir) / CHECK_NAME

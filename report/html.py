@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from configs.errors import InputError
+from extract.batch_check import TOLERANCE, noise_above_tolerance
 from extract.files import atomic_write_text
 from report import svg
 from report.fmt import MISSING, finite, get, num, p_value, pct, signed
@@ -687,9 +688,8 @@ def _batch_check_text(check: Any) -> str:
         f"{_e(check.get('n_prompts'))} prompts re-run alone vs in batches of {_e(check.get('batch_size'))}: "
         f"max |ΔP(Yes)| {MISSING if worst is None else f'{worst:.2g}'}, mean {MISSING if mean is None else f'{mean:.2g}'}"
     )
-    tolerance = finite(check.get("tolerance"))
-    if worst is not None and tolerance is not None and worst > tolerance:
-        return f'<span class="sig">{text} (above {tolerance:g}: see the caveats)</span>'
+    if noise_above_tolerance(dict(check)):
+        return f'<span class="sig">{text} (above {float(check.get("tolerance", TOLERANCE)):g}: see the caveats)</span>'
     return text
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from extract.batch_check import noise_above_tolerance
 from report.fmt import finite, get, num, p_value, pct, signed
 
 __all__ = [
@@ -368,10 +369,9 @@ def _explain_sentences(name: str, tier: Mapping[str, Any], explain: Any) -> list
 def _batch_noise_sentence(results: Mapping[str, Any]) -> Sentence | None:
     """A caveat when P(Yes) moved more than the tolerance between batched and alone runs."""
     check = get(results, "batch_invariance", default=None)
-    worst = finite(get(check, "max_abs_diff")) if isinstance(check, Mapping) else None
-    tolerance = finite(get(check, "tolerance")) if isinstance(check, Mapping) else None
-    if worst is None or tolerance is None or worst <= tolerance:
+    if not noise_above_tolerance(check):
         return None
+    worst = float(check["max_abs_diff"])
     dtype = get(results, "model", "dtype", default="this precision")
     mean = finite(get(check, "mean_abs_diff"))
     return Sentence(

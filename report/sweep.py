@@ -61,7 +61,7 @@ from typing import Any, Callable
 from configs.errors import InputError
 from configs.schema import Config, SweepConfig
 from extract.files import atomic_path, atomic_write_text
-from extract.batch_check import TOLERANCE as BATCH_TOLERANCE
+from extract.batch_check import noise_above_tolerance
 from report.svg import finite
 
 log = logging.getLogger(__name__)
@@ -484,7 +484,7 @@ def sweep_summary(df) -> list[str]:
             noise[key] = max(noise.get(key, f), f)
     for combo in combos:
         worst = noise.get(combo)
-        if worst is not None and worst > BATCH_TOLERANCE:
+        if noise_above_tolerance({"max_abs_diff": worst}):
             out.append(
                 f"{_label(*combo)}: P(Yes) moves by up to {worst:.2g} when only the batch a prompt runs in changes "
                 f"(batch_check.json): numerical noise of the precision, so group shifts of that size are not meaningful."

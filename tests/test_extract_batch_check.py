@@ -93,3 +93,14 @@ def test_real_run_records_the_check_in_results(tmp_path, tiny_config):
     assert again.returncode == 0, again.stderr
     assert not (out / CHECK_NAME).exists()  # every prompt ran alone: nothing to compare
     assert json.loads((out / "results.json").read_text())["batch_invariance"] is None
+
+
+def test_noise_above_tolerance_reads_the_json_form():
+    from extract.batch_check import noise_above_tolerance
+
+    assert noise_above_tolerance({"max_abs_diff": 0.11, "tolerance": 1e-4})
+    assert noise_above_tolerance({"max_abs_diff": 2e-4})  # the default tolerance
+    assert not noise_above_tolerance({"max_abs_diff": 5e-6, "tolerance": 1e-4})
+    assert not noise_above_tolerance({"max_abs_diff": 0.5, "tolerance": 1.0})
+    for bad in (None, {}, {"max_abs_diff": None}, {"max_abs_diff": "x"}, {"max_abs_diff": float("nan")}, [0.1]):
+        assert not noise_above_tolerance(bad)
