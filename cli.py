@@ -18,6 +18,7 @@ from typing import Any, Callable
 import click
 
 from configs.errors import InputError
+from configs.names import BASE, TIERS
 from configs.version import TOOLKIT_VERSION
 
 log = logging.getLogger("probe")
@@ -79,25 +80,13 @@ def _common_run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _extract(cfg, out: Path, limit_cases, shard, overwrite, no_progress):
-    from extract.job import Shard, run_extract
-    from report.results import save_run_config
+def _stages(no_fit: bool, no_explain: bool, no_report: bool) -> tuple[str, ...]:
+    skip = {"fit", "explain"} if no_fit else set()
+    skip |= {"explain"} if no_explain else set()
+    skip |= {"report"} if no_report else set()
+    from pipeline import STAGES
 
-    if cfg.extract.threads:
-        import torch
-
-        torch.set_num_threads(cfg.extract.threads)
-    out.mkdir(parents=True, exist_ok=True)
-    save_run_config(out, cfg)
-    result = run_extract(
-        cfg, out, limit_cases=limit_cases, shard=Shard.parse(shard) if shard else None,
-        overwrite=overwrite, progress=not no_progress,
-    )
-    log.info(
-        "extract: %d prompts (%d computed now) in %.1f s -> %s",
-        result.n_prompts, result.n_computed, result.seconds, result.cache_path,
-    )
-    return result
+    return tuple(s for s in STAGES if s not in skip)
 
 
 @main.command()
@@ -113,11 +102,15 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
     With a ``sweep:`` section, every model x precision x adapter combination runs
     into its own subdirectory of --out and DIR/sweep.csv collects the scores.
     """
+    import pipeline
+
     cfg = _load(config, overrides)
     out_dir = Path(out) if out else Path("runs") / cfg.name
-    stages = dict(fit=not no_fit, explain=not no_explain, report=not no_report)
+    stages = _stages(no_fit, no_explain, no_report)
     if cfg.sweep is not None:
-        from report.sweep import run_sweep, sweep_summary, sweep_table
+        from pipeline.report import write_sweep_report
+        from pipeline.sweep import run_sweep, sweep_table
+        from report.sweep import sweep_summary
 
         if shard:
             raise InputError("--shard: not supported with a sweep config")
@@ -125,42 +118,20 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
             raise InputError("--limit-cases: not supported with a sweep config; use --set benchmark.n_cases=N")
 
         def run_one(item_cfg, run_dir):
-            return _run_pipeline(item_cfg, run_dir, None, None, overwrite, no_progress, **stages)
+            return pipeline.run(item_cfg, run_dir, stages, overwrite=overwrite, progress=not no_progress)
 
         path = run_sweep(cfg, out_dir, run_one)
         for sentence in sweep_summary(sweep_table(out_dir)):
             click.echo(sentence)
         click.echo(f"sweep: {path}")
         if not no_report:
-            from report.sweep_html import write_sweep_report
-
             click.echo(f"sweep report: {write_sweep_report(out_dir)}")
         return
-    results = _run_pipeline(cfg, out_dir, limit_cases, shard, overwrite, no_progress, **stages)
+    results = pipeline.run(
+        cfg, out_dir, stages, limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress
+    )
     click.echo(summary_table_text(results))
     click.echo(f"results: {out_dir / 'results.json'}")
-
-
-def _run_pipeline(cfg, out_dir: Path, limit_cases, shard, overwrite, no_progress, *, fit: bool, explain: bool, report: bool):
-    """One ordinary job: extract, score, then fit, explain and report as asked."""
-    from report.results import build_results, write_results
-
-    _extract(cfg, out_dir, limit_cases, shard, overwrite, no_progress)
-    results = build_results(out_dir, cfg)
-    write_results(out_dir, results)
-    if fit:
-        from probes.stage import run_fit
-
-        results = run_fit(out_dir, cfg)
-        if explain:
-            from probes.explain import run_explain
-
-            run_explain(out_dir, cfg=cfg)
-    if report:
-        from report.html import write_report
-
-        log.info("report: %s", write_report(out_dir))
-    return results
 
 
 @main.command()
@@ -169,9 +140,11 @@ def _run_pipeline(cfg, out_dir: Path, limit_cases, shard, overwrite, no_progress
 @_errors_to_exit_codes
 def extract(config, limit_cases, overrides, shard, overwrite, no_progress, out):
     """Render the benchmark and run the model only: DIR/cache.h5 and DIR/predictions.csv."""
+    import pipeline
+
     cfg = _load(config, overrides)
-    result = _extract(cfg, Path(out), limit_cases, shard, overwrite, no_progress)
-    click.echo(f"cache: {result.cache_path}\npredictions: {result.predictions_path}")
+    pipeline.run(cfg, Path(out), ("extract",), limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress)
+    click.echo(f"cache: {Path(out) / 'cache.h5'}\npredictions: {Path(out) / 'predictions.csv'}")
 
 
 @main.command()
@@ -179,7 +152,7 @@ def extract(config, limit_cases, overrides, shard, overwrite, no_progress, out):
 @_errors_to_exit_codes
 def fit(run_dir):
     """Fit probes, steering vectors and the value axis on RUN_DIR/cache.h5; adds F_LV and mFARM (full)."""
-    from probes.stage import run_fit
+    from pipeline.fit import run_fit
 
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
@@ -204,7 +177,7 @@ def _number_list(text: str | None, kind: type, option: str) -> list | None:
 @_errors_to_exit_codes
 def explain(run_dir, layers, alphas):
     """Steering dose-response and LEACE mediation on a fitted RUN_DIR; writes explain.json."""
-    from probes.explain import run_explain
+    from pipeline.explain import run_explain
 
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
@@ -234,17 +207,29 @@ def report(run_dir):
     On a sweep directory (one holding sweep.csv), write RUN_DIR/sweep.html: mFARM and
     FAB against tier and against precision, per model, linking each combination's report.
     """
-    from report.html import write_report
+    from pipeline.report import write_report, write_sweep_report
+    from pipeline.sweep import CSV_NAME
 
     run_dir = Path(run_dir)
-    if not (run_dir / "results.json").is_file() and (run_dir / "sweep.csv").is_file():
-        from report.sweep_html import write_sweep_report
-
+    if not (run_dir / "results.json").is_file() and (run_dir / CSV_NAME).is_file():
         click.echo(f"sweep report: {write_sweep_report(run_dir)}")
         return
-    if not (run_dir / "results.json").is_file():
-        raise InputError(f"{run_dir / 'results.json'}: not found (run 'probe run' or 'probe fit' first)")
     click.echo(f"report: {write_report(run_dir)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@_errors_to_exit_codes
+def validate(run_dir):
+    """Check RUN_DIR: every artifact fresh (made from the current inputs) and results.json against its schema."""
+    from pipeline.validate import validate_run
+
+    problems, lines = validate_run(Path(run_dir))
+    for line in lines:
+        click.echo(line)
+    if problems:
+        raise InputError(f"{run_dir}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    click.echo(f"{run_dir}: valid")
 
 
 @main.command()
@@ -254,33 +239,16 @@ def report(run_dir):
 @_errors_to_exit_codes
 def merge(dirs, out, overwrite):
     """Combine the run directories of shards (--shard K/N) into one run directory."""
-    from extract.cache import merge_caches
-    from extract.job import write_predictions
-    from report.results import build_results, load_run_config, save_run_config, write_results
+    from pipeline.merge import merge_runs
 
-    if len(dirs) < 2:
-        raise InputError("merge: give at least two shard run directories")
-    out_dir = Path(out)
-    caches = []
-    for d in dirs:
-        path = Path(d) / "cache.h5"
-        if not path.is_file():
-            raise InputError(f"{path}: not found (is {d} a run directory?)")
-        caches.append(path)
-    cfg = load_run_config(Path(dirs[0]))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged = merge_caches(caches, out_dir / "cache.h5", overwrite=overwrite)
-    save_run_config(out_dir, cfg)
-    write_predictions(merged, out_dir / "predictions.csv")
-    results = build_results(out_dir, cfg)
-    write_results(out_dir, results)
+    results = merge_runs(dirs, out, overwrite=overwrite)
     click.echo(summary_table_text(results))
-    click.echo(f"merged {len(dirs)} shards -> {out_dir}")
+    click.echo(f"merged {len(dirs)} shards -> {out}")
 
 
 def summary_table_text(results) -> str:
     """The terminal score table of a results mapping."""
-    from report.results import summary_table
+    from report.terminal import summary_table
 
     return summary_table(results["tiers"])
 
@@ -296,14 +264,13 @@ def summary_table_text(results) -> str:
 def score(predictions, alpha, correction, accuracy, bootstrap, seed):
     """Print the Part A/C scores of a predictions CSV as JSON."""
     from configs.schema import ConfigError, _check_correction
-    from report.scoring import read_predictions, score_table
+    from pipeline.score import score_predictions
 
     try:
         _check_correction(correction, "--correction")
     except ConfigError as err:
         raise InputError(str(err)) from None
-    df = read_predictions(predictions)
-    tiers = score_table(df, alpha, correction, accuracy, bootstrap, seed, source=str(predictions))
+    tiers = score_predictions(predictions, alpha, correction, accuracy, bootstrap, seed)
     click.echo(json.dumps({"tiers": tiers}, indent=2))
 
 
@@ -347,7 +314,7 @@ def _bench_config(name: str, n_cases: int | None, seed: int | None, path: str | 
 @bench.command("show")
 @click.argument("name")
 @click.option("--case", "case_index", type=click.IntRange(min=1), default=1, show_default=True, help="Which case (1-based).")
-@click.option("--tier", type=click.Choice(["high", "medium", "low"]), default=None, help="One tier (default all).")
+@click.option("--tier", type=click.Choice(TIERS), default=None, help="One tier (default all).")
 @click.option("--variant", default="Black-Female", show_default=True, help="The demographic variant shown beside BASE.")
 @click.option("--path", type=click.Path(), default=None, help="Source file or folder, where the benchmark reads one.")
 @_errors_to_exit_codes
@@ -366,7 +333,7 @@ def bench_show(name, case_index, tier, variant, path):
     case_id = case_ids[case_index - 1]
     shown = [
         p for p in rendered.prompts
-        if p.case_id == case_id and p.variant in ("BASE", variant) and (tier is None or p.tier == tier)
+        if p.case_id == case_id and p.variant in (BASE, variant) and (tier is None or p.tier == tier)
     ]
     if not any(p.variant == variant for p in shown):
         raise InputError(f"--variant {variant!r}: not a variant of this benchmark (e.g. Black-Female)")
@@ -398,7 +365,7 @@ def bench_build(name, out, n_cases, seed, path, mimic_dir, split):
     """
     import pandas as pd
 
-    from extract.files import atomic_path
+    from configs.files import atomic_path
 
     if name in MIMIC_BUILDS:
         df = _build_mimic_table(name, mimic_dir, split, seed)

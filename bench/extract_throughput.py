@@ -55,7 +55,7 @@ def render_texts(n_prompts: int, tokenizer) -> tuple[list[str], "object"]:
     from benchmarks.registry import render_benchmark
     from configs.schema import BenchmarkConfig
     from extract.chat import model_text
-    from extract.job import prompt_table
+    from pipeline.extract import prompt_table
 
     prompts = render_benchmark(BenchmarkConfig(source="ed_triage")).prompts[:n_prompts]
     texts = [model_text(tokenizer, p) for p in prompts]

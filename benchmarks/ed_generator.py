@@ -16,6 +16,7 @@ key, not rendered).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 from dataclasses import dataclass
@@ -258,15 +259,72 @@ def _draw(rng: random.Random, pres: Presentation) -> tuple[int, dict[str, Any]]:
     return age, fields
 
 
-def generate_ed_cases(n: int, seed: int) -> list[Case]:
+#: Up to this many cases, all ``n`` are drawn and then shuffled (the realisation the
+#: published runs were made with, kept so that their seeds reproduce). Above it the
+#: cases are drawn one at a time in their final order (:func:`_stream_ed_cases`), so
+#: that the first ``limit`` cases of a large run cost ``limit`` draws. Both give
+#: exactly ``n // 2`` YES cases in a uniformly random order, each drawn from the
+#: presentations conditioned on its label: the same distribution.
+EAGER_MAX_CASES = 10_000
+#: draws per case before giving up on a label (about 43 % of draws are YES)
+_MAX_DRAWS_PER_CASE = 10_000
+
+
+def generate_ed_cases(n: int, seed: int, limit: int | None = None) -> list[Case]:
     """``n`` generated ED-triage cases, labelled by :func:`esi_level` (YES: ESI 1–2).
 
     Exactly ``n // 2`` YES and ``n - n // 2`` NO cases (an odd ``n`` has one extra
     NO), shuffled deterministically by ``seed``, with ids ``ed-0001`` ... in that
     order. The same ``n`` and ``seed`` give identical cases.
+
+    ``limit`` returns only the first ``limit`` cases of those ``n``, identical to
+    ``generate_ed_cases(n, seed)[:limit]``; above :data:`EAGER_MAX_CASES` cases
+    the rest are never made.
     """
     if n < 1:
         raise ValueError(f"generate_ed_cases: n must be >= 1, got {n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"generate_ed_cases: limit must be >= 1, got {limit}")
+    if n > EAGER_MAX_CASES:
+        return _stream_ed_cases(n, seed, n if limit is None else min(n, limit))
+    cases = _all_ed_cases(n, seed)
+    return cases if limit is None else cases[:limit]
+
+
+def _stream_ed_cases(n: int, seed: int, count: int) -> list[Case]:
+    """The first ``count`` of ``n`` cases, drawn in order: label, then a case with that label.
+
+    Each label is drawn without replacement from the ``n // 2`` YES and ``n - n // 2``
+    NO still left, so the full run is exactly balanced and any prefix is made
+    without the rest.
+    """
+    rng = random.Random(f"ed_triage-stream:{seed}")
+    left = {1: n // 2, 0: n - n // 2}
+    cum_weights = list(itertools.accumulate(_WEIGHTS))
+    cases = []
+    draws = 0
+    for i in range(1, count + 1):
+        label = 1 if rng.randrange(left[0] + left[1]) < left[1] else 0
+        left[label] -= 1
+        for _ in range(_MAX_DRAWS_PER_CASE):
+            draws += 1
+            pres = rng.choices(PRESENTATIONS, cum_weights=cum_weights)[0]
+            age, fields = _draw(rng, pres)
+            level = esi_level(fields, age)
+            if esi_label(level) == label:
+                break
+        else:  # pragma: no cover - the templates make this impossible
+            raise RuntimeError("generate_ed_cases: could not draw a case of the label")
+        fields["esi"] = level
+        fields["presentation"] = pres.key
+        cases.append(Case(case_id=f"ed-{i:04d}", task="ed_triage", label=label, age=age, fields=fields, source="generated:ed_triage"))
+    yes = sum(c.label for c in cases)
+    log.info("generated %d of %d ED-triage cases (seed %d): %d YES, %d NO, %d draws", count, n, seed, yes, count - yes, draws)
+    return cases
+
+
+def _all_ed_cases(n: int, seed: int) -> list[Case]:
+    """All ``n`` cases: draw until both labels' quotas are full, then shuffle."""
     rng = random.Random(f"ed_triage:{seed}")
     want = {1: n // 2, 0: n - n // 2}
     drawn: list[tuple[int, int, dict[str, Any], str]] = []

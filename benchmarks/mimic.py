@@ -11,6 +11,7 @@ Nothing is written to disk here: the caller gets the data and writes it (atomica
 from __future__ import annotations
 
 import logging
+from configs.names import DEFAULT_GENDERS, DEFAULT_RACES, TIERS
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,9 +43,9 @@ def build_prompts_table(
     data_dir: str | Path,
     split: str = "test",
     options: Any = None,
-    tiers: Sequence[str] = ("high", "medium", "low"),
-    races: Sequence[str] = ("White", "Black", "Hispanic", "Asian"),
-    genders: Sequence[str] = ("Female", "Male", "Intersex"),
+    tiers: Sequence[str] = TIERS,
+    races: Sequence[str] = DEFAULT_RACES,
+    genders: Sequence[str] = DEFAULT_GENDERS,
     descent_word: str = "descent",
     system_message: str = DEFAULT_SYSTEM,
     *,

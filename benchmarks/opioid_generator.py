@@ -262,19 +262,44 @@ def _case(rng: random.Random, pres: OpioidPresentation, case_id: str) -> Case:
     return Case(case_id=case_id, task="opioid", label=pres.label, age=age, fields=fields, source="generated:opioid")
 
 
-def generate_opioid_cases(n: int, seed: int) -> list[Case]:
+#: Up to this many cases, the ``n`` labels are shuffled as a whole (the realisation
+#: the published runs were made with); above it each label is drawn in turn from those
+#: left, so that the first ``limit`` cases of a large run cost ``limit`` draws. Both
+#: give a uniformly random order of exactly ``n // 2`` YES labels.
+EAGER_MAX_CASES = 10_000
+
+
+def generate_opioid_cases(n: int, seed: int, limit: int | None = None) -> list[Case]:
     """``n`` generated opioid-recommendation cases (see the module docstring).
 
     Exactly ``n // 2`` YES and ``n - n // 2`` NO cases (an odd ``n`` has one extra
     NO) in a seeded random order, with ids ``op-0001`` ... The same ``n`` and
     ``seed`` give identical cases.
+
+    ``limit`` returns only the first ``limit`` cases of those ``n``, identical to
+    ``generate_opioid_cases(n, seed)[:limit]``; above :data:`EAGER_MAX_CASES` cases
+    the rest are never made.
     """
     if n < 1:
         raise ValueError(f"generate_opioid_cases: n must be >= 1, got {n}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"generate_opioid_cases: limit must be >= 1, got {limit}")
+    count = n if limit is None else min(n, limit)
+    by_label = {lab: [p for p in OPIOID_PRESENTATIONS if p.label == lab] for lab in (0, 1)}
+    if n > EAGER_MAX_CASES:
+        rng = random.Random(f"opioid-stream:{seed}")
+        left = {1: n // 2, 0: n - n // 2}
+        cases = []
+        for i in range(1, count + 1):
+            lab = 1 if rng.randrange(left[0] + left[1]) < left[1] else 0
+            left[lab] -= 1
+            cases.append(_case(rng, rng.choice(by_label[lab]), f"op-{i:04d}"))
+        yes = sum(c.label for c in cases)
+        log.info("generated %d of %d opioid cases (seed %d): %d YES, %d NO", count, n, seed, yes, count - yes)
+        return cases
     rng = random.Random(f"opioid:{seed}")
     labels = [1] * (n // 2) + [0] * (n - n // 2)
     rng.shuffle(labels)
-    by_label = {lab: [p for p in OPIOID_PRESENTATIONS if p.label == lab] for lab in (0, 1)}
     cases = [_case(rng, rng.choice(by_label[lab]), f"op-{i:04d}") for i, lab in enumerate(labels, 1)]
     log.info("generated %d opioid cases (seed %d): %d YES, %d NO", n, seed, n // 2, n - n // 2)
-    return cases
+    return cases[:count]

@@ -2,14 +2,15 @@
 
 Names are the ``benchmark.source`` values of the config: ``ed_triage`` and
 ``opioid`` (built-in seeded generators), ``mimic_ed_demo`` (an ``ed/triage``
-table, by default the open demo in ``../shared/data``), ``qpain`` (a Q-Pain
-folder, by default ``../shared/data/q-pain``) and ``csv`` (a user file).
+table, by default the open demo in ``data/mimic-iv-ed-demo``), ``qpain`` (a Q-Pain
+folder, by default ``data/q-pain``) and ``csv`` (a user file).
 Default paths are resolved relative to the repository root.
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -60,13 +61,13 @@ BENCHMARKS: dict[str, BenchmarkInfo] = {
         "mimic_ed_demo",
         "MIMIC-IV-ED demo triage table (real, ODbL): no age or diagnoses, tiers degrade",
         "ed_triage",
-        default_path=(REPO_ROOT / ".." / "shared" / "data" / "mimic-iv-ed-demo" / "triage.csv").resolve(),
+        default_path=(REPO_ROOT / "data" / "mimic-iv-ed-demo" / "triage.csv").resolve(),
     ),
     "qpain": BenchmarkInfo(
         "qpain",
         "Q-Pain vignettes (Loge et al. 2021, CC BY-SA 4.0), five pain contexts",
         "qpain",
-        default_path=(REPO_ROOT / ".." / "shared" / "data" / "q-pain").resolve(),
+        default_path=(REPO_ROOT / "data" / "q-pain").resolve(),
     ),
     "csv": BenchmarkInfo("csv", "A user CSV of cases (benchmark.path, benchmark.task)", None),
 }
@@ -107,29 +108,30 @@ def subsample(cases: list[Case], n: int | None, seed: int) -> list[Case]:
     return [cases[i] for i in chosen]
 
 
-def _load_ed(cfg: Any, info: BenchmarkInfo) -> list[Case]:
-    return generate_ed_cases(cfg.n_cases or DEFAULT_GENERATED_CASES, cfg.seed)
+def _load_ed(cfg: Any, info: BenchmarkInfo, limit: int | None) -> list[Case]:
+    return generate_ed_cases(cfg.n_cases or DEFAULT_GENERATED_CASES, cfg.seed, limit=limit)
 
 
-def _load_opioid(cfg: Any, info: BenchmarkInfo) -> list[Case]:
-    return generate_opioid_cases(cfg.n_cases or DEFAULT_GENERATED_CASES, cfg.seed)
+def _load_opioid(cfg: Any, info: BenchmarkInfo, limit: int | None) -> list[Case]:
+    return generate_opioid_cases(cfg.n_cases or DEFAULT_GENERATED_CASES, cfg.seed, limit=limit)
 
 
-def _load_mimic(cfg: Any, info: BenchmarkInfo) -> list[Case]:
-    return subsample(load_mimic_ed_triage(_source_path(cfg, info)).cases, cfg.n_cases, cfg.seed)
+def _load_mimic(cfg: Any, info: BenchmarkInfo, limit: int | None) -> list[Case]:
+    return subsample(load_mimic_ed_triage(_source_path(cfg, info)).cases, cfg.n_cases, cfg.seed)[:limit]
 
 
-def _load_qpain(cfg: Any, info: BenchmarkInfo) -> list[Case]:
-    return subsample(load_qpain(_source_path(cfg, info)), cfg.n_cases, cfg.seed)
+def _load_qpain(cfg: Any, info: BenchmarkInfo, limit: int | None) -> list[Case]:
+    return subsample(load_qpain(_source_path(cfg, info)), cfg.n_cases, cfg.seed)[:limit]
 
 
-def _load_csv(cfg: Any, info: BenchmarkInfo) -> list[Case]:
+def _load_csv(cfg: Any, info: BenchmarkInfo, limit: int | None) -> list[Case]:
     if not getattr(cfg, "task", None):
         raise BenchmarkError("benchmark.task: required for source 'csv' (ed_triage, opioid or qpain)")
-    return subsample(load_csv_cases(_source_path(cfg, info), cfg.task), cfg.n_cases, cfg.seed)
+    return subsample(load_csv_cases(_source_path(cfg, info), cfg.task), cfg.n_cases, cfg.seed)[:limit]
 
 
-_LOADERS: dict[str, Callable[[Any, BenchmarkInfo], list[Case]]] = {
+#: (benchmark config, its info, limit) -> the first ``limit`` cases (None: all)
+_LOADERS: dict[str, Callable[[Any, BenchmarkInfo, int | None], list[Case]]] = {
     "ed_triage": _load_ed,
     "opioid": _load_opioid,
     "mimic_ed_demo": _load_mimic,
@@ -151,31 +153,51 @@ def _load_mimic_iv(cfg: Any) -> list[Case]:
     return subsample(select_split(result.cases, cfg.split), cfg.n_cases, cfg.seed)
 
 
-def load_cases(cfg: Any) -> list[Case]:
+def _check_limit(limit_cases: Any) -> int | None:
+    if limit_cases is None:
+        return None
+    if isinstance(limit_cases, bool) or not isinstance(limit_cases, numbers.Integral) or limit_cases < 1:
+        raise BenchmarkError(f"--limit-cases: must be a whole number >= 1, got {limit_cases!r}")
+    return int(limit_cases)
+
+
+def load_cases(cfg: Any, limit_cases: int | None = None) -> list[Case]:
     """The cases of a :class:`configs.schema.BenchmarkConfig` (source, path, task, n_cases, seed).
 
     Generators make ``n_cases`` cases (60 when unset) from ``seed``; file sources
     keep every case, or ``n_cases`` of them chosen by :func:`subsample`. Source
     ``mimic`` builds the benchmark of ``task`` from ``data_dir`` with the ``mimic``
     options and keeps the cases of ``split`` (then ``n_cases`` of them, if set).
+
+    ``limit_cases`` keeps the first that many of those cases, exactly
+    ``load_cases(cfg)[:limit_cases]``; the generators then make only those.
     """
+    limit = _check_limit(limit_cases)
     if cfg.source == "mimic":
-        cases = _load_mimic_iv(cfg)
+        cases = _load_mimic_iv(cfg)[:limit]
         if not cases:
             raise BenchmarkError(f"benchmark 'mimic' ({cfg.task}, split {cfg.split}): no usable cases")
         return cases
     info = BENCHMARKS.get(cfg.source)
     if info is None:
         raise BenchmarkError(f"benchmark.source {cfg.source!r}: unknown (known: {', '.join(sorted(BENCHMARKS))})")
-    cases = _LOADERS[cfg.source](cfg, info)
+    cases = _LOADERS[cfg.source](cfg, info, limit)
     if not cases:
         raise BenchmarkError(f"benchmark {cfg.source!r}: no usable cases")
     return cases
 
 
-def render_benchmark(cfg: Any) -> RenderResult:
-    """Load a config's benchmark and render it with its tiers, races, genders and wording."""
-    cases = load_cases(cfg)
+def render_benchmark(cfg: Any, limit_cases: int | None = None) -> RenderResult:
+    """Load a config's benchmark and render it with its tiers, races, genders and wording.
+
+    ``limit_cases`` renders only the first that many cases (:func:`load_cases`), so a
+    large generated benchmark is neither generated nor rendered beyond them. The
+    prompts are those of the same cases in the full rendering, except where
+    ``duplicates: collapse`` merges cases: it merges, and drops a tier where every
+    case renders the same, among the rendered cases only (a case that duplicates
+    only later cases keeps its own label).
+    """
+    cases = load_cases(cfg, limit_cases)
     return render(
         cases,
         tiers=list(cfg.tiers),

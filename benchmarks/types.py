@@ -5,9 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-BASE = "BASE"
-TASKS = ("ed_triage", "opioid", "qpain")
-TIERS = ("high", "medium", "low")
+from configs.names import BASE, TASKS, TIERS
 
 
 @dataclass(frozen=True)

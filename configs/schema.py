@@ -1,15 +1,20 @@
 """The job configuration: typed sections, defaults, and validation at the boundary.
 
 A config is a YAML mapping with the sections below. Every key is optional except
-``benchmark.source``; unknown keys, wrong types and missing files are refused with a
-:class:`ConfigError` naming the file, the dotted key path and the offending value.
+``benchmark.source``; unknown keys, wrong types, out-of-range values and missing
+files are refused with a :class:`ConfigError` whose one-line message names the file,
+the dotted key path and the offending value, before any model work. What needs the
+model (its depth) is checked by :func:`check_against_model` once it is known.
+
+The file itself must be UTF-8 YAML of at most :data:`MAX_CONFIG_BYTES`, a mapping at
+the top level, without duplicate keys and nested at most :data:`MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import math
+import stat
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,10 +24,29 @@ from typing import Any, Literal, Union, get_args, get_origin
 import yaml
 
 from configs.errors import InputError
+from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
 
-
-SITES = ("resid_post", "attn_out", "mlp_out")
-POSITIONS = ("last", "demographic")
+#: the largest config file read (bytes)
+MAX_CONFIG_BYTES = 1 << 20
+#: the deepest nesting of mappings and lists accepted (the schema needs 4)
+MAX_DEPTH = 32
+#: the most values (scalars, lists, mappings) a config may hold, aliases counted each time
+MAX_VALUES = 100_000
+#: a run name as typed (``runs/<name>``), a race or gender word: at most this many characters
+MAX_NAME_CHARS = 100
+#: a run name in a saved config.json (a sweep item's is ``<name>__<combination>``):
+#: at most one folder name's worth of UTF-8 bytes
+MAX_RUN_NAME_BYTES = 255
+#: seeds are 0 .. 2**32 - 1 (what numpy, pandas and torch all accept)
+MAX_SEED = 2**32 - 1
+#: the largest layer index accepted before the model is known (see check_against_model)
+MAX_LAYER = 10_000
+#: the largest |steering strength| in units of sigma
+MAX_ALPHA = 1000.0
+#: the longest system message (characters)
+MAX_SYSTEM_CHARS = 10_000
+#: the longest path, model id or revision (characters)
+MAX_PATH_CHARS = 4096
 
 
 class ConfigError(InputError, ValueError):
@@ -66,9 +90,9 @@ class BenchmarkConfig:
     mimic: MimicOptions = field(default_factory=MimicOptions)
     n_cases: int | None = None  # None: every case the source has
     seed: int = 42
-    tiers: list[str] = field(default_factory=lambda: ["high", "medium", "low"])
-    races: list[str] = field(default_factory=lambda: ["White", "Black", "Hispanic", "Asian"])
-    genders: list[str] = field(default_factory=lambda: ["Female", "Male", "Intersex"])
+    tiers: list[str] = field(default_factory=lambda: list(TIERS))
+    races: list[str] = field(default_factory=lambda: list(DEFAULT_RACES))
+    genders: list[str] = field(default_factory=lambda: list(DEFAULT_GENDERS))
     descent_word: Literal["descent", "decent"] = "descent"
     system_message: str = "Answer only in Yes or No."
     # collapse: cases that render identically at a tier count once (a tier where all
@@ -94,7 +118,7 @@ class ProbesConfig:
     """Linear probes, steering vectors and the value axis (mfarm-spec.md Part B)."""
 
     n_folds: int = 5
-    bootstrap: int = 1000
+    bootstrap: int = 1000  # resamples of cases for the probe-accuracy CIs; 0: no CI (null in the outputs)
     seed: int = 0
     value_axis_target: Literal["model", "label"] = "model"
     value_axis_layer: int | None = None  # None: the layer with the best held-out AUROC
@@ -107,7 +131,7 @@ class ScoringConfig:
     alpha: float = 0.05
     correction: str = "holm"
     accuracy: Literal["threshold", "l1"] = "threshold"
-    bootstrap: int = 1000
+    bootstrap: int = 1000  # resamples of cases for the group-shift CIs; 0: no CI (null in the outputs)
     seed: int = 0
 
 
@@ -149,10 +173,31 @@ class Config:
         """The config as plain JSON-able data (what results.json records)."""
         return dataclasses.asdict(self)
 
-    def sha256(self) -> str:
-        """A stable hash of the config, for provenance and cache identity."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
+
+# --------------------------------------------------------------------------- messages
+
+
+def _show(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` on one line, cut to about ``limit`` characters."""
+    try:
+        text = repr(value)
+    except RecursionError:  # pragma: no cover - structures are depth-checked first
+        return f"<{type(value).__name__}>"
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return text
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _key_text(key: Any) -> str:
+    """A mapping key for a key path: as it is when printable text, else its repr."""
+    if isinstance(key, str) and key.isprintable() and key.strip() == key and key:
+        return key if len(key) <= 60 else _show(key, 60)
+    return _show(key, 60)
 
 
 def _type_name(tp: Any) -> str:
@@ -165,32 +210,39 @@ def _type_name(tp: Any) -> str:
         return f"list of {_type_name(get_args(tp)[0])}"
     if tp is type(None):
         return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
     return getattr(tp, "__name__", str(tp))
+
+
+# --------------------------------------------------------------------------- types
 
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints widen to float)."""
     origin = get_origin(tp)
     if origin in (Union, types.UnionType):
+        if value is None and type(None) in get_args(tp):
+            return None  # an optional section given as null stays off
         for arm in get_args(tp):
             try:
                 return _coerce(value, arm, where)
             except ConfigError:
                 continue
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
     if origin is Literal:
-        if value in get_args(tp):
+        if isinstance(value, (str, int, float, bool, type(None))) and value in get_args(tp):
             return value
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
         (item,) = get_args(tp)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if tp is type(None):
         if value is None:
             return None
-        raise ConfigError(f"{where}: expected null, got {value!r}")
+        raise ConfigError(f"{where}: expected null, got {_show(value)}")
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
     if tp is bool:
@@ -201,25 +253,35 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:
+                raise ConfigError(f"{where}: number too large, got {_show(value)}") from None
     elif tp is str:
         if isinstance(value, str):
             return value
     else:  # pragma: no cover - schema error, not user error
         raise TypeError(f"unsupported annotation {tp!r}")
-    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    hint = ""
+    if tp in (int, float) and isinstance(value, str):
+        try:
+            float(value)
+            hint = " (YAML reads this as text: drop the quotes; write exponents with a dot and a sign, e.g. 1.0e+6)"
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}{hint}")
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in data:
         if key not in names:
-            path = f"{where}.{key}" if where else str(key)
+            path = f"{where}.{_key_text(key)}" if where else _key_text(key)
             raise ConfigError(f"{path}: unknown key (allowed: {', '.join(sorted(names))})")
     kwargs = {}
     for name in names:
@@ -229,127 +291,444 @@ def _build(cls: type, data: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def _section_type(tp: Any) -> type | None:
+    """The dataclass an annotation holds (``SweepConfig | None`` -> SweepConfig), else None."""
+    if dataclasses.is_dataclass(tp):
+        return tp
+    if get_origin(tp) in (Union, types.UnionType):
+        for arm in get_args(tp):
+            if dataclasses.is_dataclass(arm):
+                return arm
+    return None
+
+
+def _check_structure(data: Any, where: str = "") -> None:
+    """Refuse data nested deeper than MAX_DEPTH or holding more than MAX_VALUES values.
+
+    Iterative, so that neither a deep structure nor one that contains itself (YAML
+    aliases can build both) exhausts the stack; ``where`` prefixes the key path.
+    """
+    stack: list[tuple[Any, int, str]] = [(data, 0, where)]
+    seen = 0
+    while stack:
+        value, depth, path = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{where + ': ' if where else ''}more than {MAX_VALUES} values (a config holds a few dozen; YAML aliases?)")
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise ConfigError(f"{path or 'config'}: nested more than {MAX_DEPTH} levels deep (a config needs 4)")
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    child = path if depth >= 2 else (f"{path}.{_key_text(k)}" if path else _key_text(k))
+                    stack.append((v, depth + 1, child))
+            else:
+                stack.extend((v, depth + 1, path) for v in value)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def _printable(text: str, allow: str = "") -> bool:
+    return all(ch.isprintable() or ch in allow for ch in text)
+
+
+def _int_range(where: str, value: int | None, lo: int, hi: int, *, null: str | None = None) -> None:
+    """``lo <= value <= hi`` (``null``: what None means, when None is allowed)."""
+    if value is None:
+        if null is None:  # pragma: no cover - the type check admits None only where allowed
+            raise ConfigError(f"{where}: must not be null")
+        return
+    if not lo <= value <= hi:
+        extra = f" or null ({null})" if null else ""
+        raise ConfigError(f"{where}: must lie in {lo}..{hi}{extra}, got {_show(value)}")
+
+
+def _check_run_name(where: str, name: str) -> None:
+    """A run name is one folder name under ``runs/``: no path, nothing hidden."""
+    if not name.strip():
+        raise ConfigError(f"{where}: must not be empty or blank, got {name!r}")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_RUN_NAME_BYTES:
+        raise ConfigError(f"{where}: at most {MAX_RUN_NAME_BYTES} bytes (one folder name), got {_show(name)}")
+    if not _printable(name):
+        raise ConfigError(f"{where}: contains a control or non-printable character: {_show(name)}")
+    if name != name.strip():
+        raise ConfigError(f"{where}: has leading or trailing spaces: {name!r}")
+    if "/" in name or "\\" in name:
+        raise ConfigError(f"{where}: a run name is one folder name under runs/, not a path (no '/' or '\\'), got {name!r}")
+    if name in (".", ".."):
+        raise ConfigError(f"{where}: {name!r} is not a run name (it names a folder relative to runs/)")
+
+
+def _check_word(word: str) -> str | None:
+    """Why ``word`` cannot be a race or gender word of the variants (None: it can)."""
+    if not word.strip():
+        return "empty or blank"
+    if len(word) > MAX_NAME_CHARS:
+        return f"longer than {MAX_NAME_CHARS} characters"
+    if not _printable(word):
+        return "contains a control or non-printable character"
+    if word != word.strip():
+        return "has leading or trailing spaces"
+    if "-" in word:
+        return "contains '-', which separates race and gender in variant names such as 'White-Female'"
+    if "/" in word or "\\" in word:
+        return "contains '/' or '\\', which would nest the variant's datasets and files"
+    if word.upper() == BASE:
+        return f"{BASE!r} names the variant without demographic words"
+    return None
+
+
+def _check_text(where: str, value: str | None) -> None:
+    """A path, model id or revision: printable, not blank, of a sane length."""
+    if value is None:
+        return
+    if not value.strip():
+        raise ConfigError(f"{where}: must not be empty or blank, got {value!r}")
+    if len(value) > MAX_PATH_CHARS:
+        raise ConfigError(f"{where}: at most {MAX_PATH_CHARS} characters, got {len(value)}: {_show(value)}")
+    if not _printable(value):
+        raise ConfigError(f"{where}: contains a control or non-printable character: {_show(value)}")
+
+
+def _exists(path: Path, where: str, raw: str, kind: str = "any") -> bool:
+    """``path`` exists (as a folder for ``kind="dir"``); OS errors become ConfigError."""
+    try:
+        return path.is_dir() if kind == "dir" else path.exists()
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{where}: cannot check {raw!r}: {_one_line(getattr(err, 'strerror', None) or err)}") from None
+
+
+def _resolve(raw: str, base: Path, where: str) -> Path:
+    """``raw`` with ``~`` expanded, absolute against ``base``; errors become ConfigError."""
+    try:
+        path = Path(raw).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"{where}: cannot resolve {raw!r}: {_one_line(err)}") from None
+
+
+def _unique_list(where: str, values: list[Any], what: str) -> None:
+    if not values:
+        raise ConfigError(f"{where}: must not be empty")
+    dupes = sorted({repr(v) for v in values if values.count(v) > 1})
+    if dupes:
+        raise ConfigError(f"{where}: duplicate entries in {_show(values)} ({what} {', '.join(dupes)} more than once)")
+
+
 def _check_values(cfg: Config, base_dir: Path) -> None:
-    """Checks beyond types: ranges, non-empty lists, files that must exist."""
-    b = cfg.benchmark
-    if cfg.extract.batch_size < 1:
-        raise ConfigError(f"extract.batch_size: must be >= 1, got {cfg.extract.batch_size}")
-    if cfg.extract.batch_check < 0:
-        raise ConfigError(f"extract.batch_check: must be >= 0, got {cfg.extract.batch_check}")
-    if cfg.extract.threads is not None and cfg.extract.threads < 1:
-        raise ConfigError(f"extract.threads: must be >= 1, got {cfg.extract.threads}")
+    """Checks beyond types: ranges, names, non-empty lists, files that must exist."""
+    b, x, pr, sc, ex = cfg.benchmark, cfg.extract, cfg.probes, cfg.scoring, cfg.explain
+    _check_run_name("name", cfg.name)
+    for where, seed in (
+        ("seed", cfg.seed), ("benchmark.seed", b.seed), ("benchmark.mimic.seed", b.mimic.seed),
+        ("probes.seed", pr.seed), ("scoring.seed", sc.seed), ("explain.seed", ex.seed),
+    ):
+        _int_range(where, seed, 0, MAX_SEED)
+
+    # model
+    m = cfg.model
+    _check_text("model.name", m.name)
+    _check_text("model.revision", m.revision)
+    _check_text("model.cache_dir", m.cache_dir)
+    _check_text("model.adapter", m.adapter)
+    if m.name.startswith((".", "/", "~")) or "\\" in m.name:
+        folder = _resolve(m.name, Path.cwd(), "model.name")
+        if not _exists(folder, "model.name", m.name, "dir"):
+            raise ConfigError(f"model.name: model directory not found: {m.name!r}")
+
+    # extract
+    _int_range("extract.batch_size", x.batch_size, 1, 4096)
+    _int_range("extract.threads", x.threads, 1, 1024, null="torch's default")
+    _int_range("extract.batch_check", x.batch_check, 0, 100_000)
     for key, allowed in (("sites", SITES), ("positions", POSITIONS)):
-        values = getattr(cfg.extract, key)
+        values = getattr(x, key)
         if not values or len(set(values)) != len(values):
-            raise ConfigError(f"extract.{key}: must be a non-empty list without duplicates, got {values!r}")
+            raise ConfigError(f"extract.{key}: must be a non-empty list without duplicates, got {_show(values)}")
         for v in values:
             if v not in allowed:
-                raise ConfigError(f"extract.{key}: unknown {key[:-1]} {v!r} (allowed: {', '.join(allowed)})")
-    if "resid_post" not in cfg.extract.sites:
-        raise ConfigError(f"extract.sites: must include 'resid_post', got {cfg.extract.sites!r}")
-    if "last" not in cfg.extract.positions:
-        raise ConfigError(f"extract.positions: must include 'last', got {cfg.extract.positions!r}")
+                raise ConfigError(f"extract.{key}: unknown {key[:-1]} {_show(v)} (allowed: {', '.join(allowed)})")
+    if "resid_post" not in x.sites:
+        raise ConfigError(f"extract.sites: must include 'resid_post', got {x.sites!r}")
+    if "last" not in x.positions:
+        raise ConfigError(f"extract.positions: must include 'last', got {x.positions!r}")
+
+    # sweep
     if cfg.sweep is not None:
-        allowed = ("float32", "bfloat16", "int8", "bnb-8bit", "bnb-4bit", "gguf")
-        if not cfg.sweep.precisions:
+        sw = cfg.sweep
+        for i, name in enumerate(sw.models):
+            _check_text(f"sweep.models[{i}]", name)
+        if sw.models:
+            _unique_list("sweep.models", sw.models, "model")
+        if not sw.precisions:
             raise ConfigError("sweep.precisions: must not be empty")
-        for p in cfg.sweep.precisions:
-            if p not in allowed and not p.startswith("gguf:"):
-                raise ConfigError(f"sweep.precisions: unknown precision {p!r} (allowed: {', '.join(allowed)}, gguf:<file>)")
-        if not cfg.sweep.adapters:
+        for p in sw.precisions:
+            if p not in PRECISIONS and not (p.startswith("gguf:") and len(p) > 5):
+                raise ConfigError(f"sweep.precisions: unknown precision {_show(p)} (allowed: {', '.join(PRECISIONS)}, gguf:<file>)")
+            _check_text("sweep.precisions", p)
+        _unique_list("sweep.precisions", sw.precisions, "precision")
+        if not sw.adapters:
             raise ConfigError("sweep.adapters: must not be empty (use [null] for no adapter)")
-    if cfg.explain.max_cases is not None and cfg.explain.max_cases < 2:
-        raise ConfigError(f"explain.max_cases: must be >= 2, got {cfg.explain.max_cases}")
-    if not cfg.explain.alphas:
-        raise ConfigError("explain.alphas: must not be empty")
-    if cfg.probes.n_folds < 2:
-        raise ConfigError(f"probes.n_folds: must be >= 2, got {cfg.probes.n_folds}")
-    if cfg.probes.bootstrap < 0:
-        raise ConfigError(f"probes.bootstrap: must be >= 0, got {cfg.probes.bootstrap}")
-    if b.n_cases is not None and b.n_cases < 1:
-        raise ConfigError(f"benchmark.n_cases: must be >= 1, got {b.n_cases}")
-    if not 0 < cfg.scoring.alpha < 1:
-        raise ConfigError(f"scoring.alpha: must lie in (0, 1), got {cfg.scoring.alpha}")
-    if cfg.scoring.bootstrap < 0:
-        raise ConfigError(f"scoring.bootstrap: must be >= 0, got {cfg.scoring.bootstrap}")
-    _check_correction(cfg.scoring.correction, "scoring.correction")
-    for key in ("tiers", "races", "genders"):
+        for i, a in enumerate(sw.adapters):
+            _check_text(f"sweep.adapters[{i}]", a)
+        _unique_list("sweep.adapters", sw.adapters, "adapter")
+
+    # probes and scoring
+    _int_range("probes.n_folds", pr.n_folds, 2, 100)
+    _int_range("probes.bootstrap", pr.bootstrap, 0, 100_000)
+    _int_range("probes.value_axis_layer", pr.value_axis_layer, 0, MAX_LAYER, null="the best held-out layer")
+    if not (math.isfinite(sc.alpha) and 0 < sc.alpha < 1):
+        raise ConfigError(f"scoring.alpha: must lie in (0, 1), got {_show(sc.alpha)}")
+    _int_range("scoring.bootstrap", sc.bootstrap, 0, 100_000)
+    _check_text("scoring.correction", sc.correction)
+    _check_correction(sc.correction, "scoring.correction")
+
+    # benchmark
+    _int_range("benchmark.n_cases", b.n_cases, 1, 1_000_000, null="every case of the source")
+    if not _printable(b.system_message, "\n\t"):
+        raise ConfigError(f"benchmark.system_message: contains a control character: {_show(b.system_message)}")
+    if len(b.system_message) > MAX_SYSTEM_CHARS:
+        raise ConfigError(f"benchmark.system_message: at most {MAX_SYSTEM_CHARS} characters, got {len(b.system_message)}")
+    if not b.tiers:
+        raise ConfigError("benchmark.tiers: must not be empty")
+    for tier in b.tiers:
+        if tier not in TIERS:
+            raise ConfigError(f"benchmark.tiers: unknown tier {_show(tier)} (allowed: {', '.join(TIERS)})")
+    if len(set(b.tiers)) != len(b.tiers):
+        raise ConfigError(f"benchmark.tiers: duplicate entries in {b.tiers!r}")
+    for key, what in (("races", "race"), ("genders", "gender")):
         values = getattr(b, key)
         if not values:
             raise ConfigError(f"benchmark.{key}: must not be empty")
-        if len(set(values)) != len(values):
-            raise ConfigError(f"benchmark.{key}: duplicate entries in {values!r}")
-    for tier in b.tiers:
-        if tier not in ("high", "medium", "low"):
-            raise ConfigError(f"benchmark.tiers: unknown tier {tier!r} (allowed: high, medium, low)")
-    if len(b.races) * len(b.genders) < 2:
-        raise ConfigError("benchmark.races: races x genders must give at least 2 variants")
-    for key in ("races", "genders"):
-        for v in getattr(b, key):
-            if not v or "-" in v or v.upper() == "BASE":
-                raise ConfigError(f"benchmark.{key}: invalid name {v!r} (no '-', not BASE)")
+        for v in values:
+            why = _check_word(v)
+            if why:
+                raise ConfigError(f"benchmark.{key}: invalid name {_show(v)} ({why})")
+        if len({v.casefold() for v in values}) != len(values):
+            raise ConfigError(f"benchmark.{key}: duplicate entries in {_show(values)} (compared ignoring case)")
+        if len(values) < 2:
+            raise ConfigError(
+                f"benchmark.{key}: need at least 2 {what}s, got {_show(values)} (the {what} probe needs two classes, "
+                f"and the scores compare BASE with at least 2 race x gender groups)"
+            )
+    _check_text("benchmark.path", b.path)
+    _check_text("benchmark.data_dir", b.data_dir)
+    mo = b.mimic
+    fr = mo.split_fractions
+    if len(fr) != 3 or not all(math.isfinite(f) and f >= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+        raise ConfigError(f"benchmark.mimic.split_fractions: need three non-negative fractions summing to 1, got {_show(fr)}")
+    _int_range("benchmark.mimic.max_diagnoses", mo.max_diagnoses, 1, 100)
+    _int_range("benchmark.mimic.max_icd_codes", mo.max_icd_codes, 2, 100_000)
     if b.source in ("mimic_ed_demo", "qpain", "csv"):
         if b.path is None:
             raise ConfigError(f"benchmark.path: required for source {b.source!r}")
-        path = Path(b.path)
-        if not path.is_absolute():
-            path = (base_dir / path).resolve()
-        if not path.exists():
+        path = _resolve(b.path, base_dir, "benchmark.path")
+        if not _exists(path, "benchmark.path", b.path):
             raise ConfigError(f"benchmark.path: file not found: {b.path!r} (resolved to {path})")
         b.path = str(path)
-    name = cfg.model.name
-    if name.startswith((".", "/", "~")) or "\\" in name:
-        folder = Path(name).expanduser()
-        if not folder.is_absolute():
-            folder = (Path.cwd() / folder).resolve()
-        if not folder.is_dir():
-            raise ConfigError(f"model.name: model directory not found: {name!r}")
     if b.source == "mimic":
         if b.task not in ("ed_triage", "opioid"):
             raise ConfigError(f"benchmark.task: source 'mimic' needs task ed_triage or opioid, got {b.task!r}")
         if b.data_dir is None:
             raise ConfigError("benchmark.data_dir: required for source 'mimic' (the MIMIC-IV root folder)")
-        data_dir = Path(b.data_dir).expanduser()
-        if not data_dir.is_absolute():
-            data_dir = (base_dir / data_dir).resolve()
-        if not data_dir.is_dir():
+        data_dir = _resolve(b.data_dir, base_dir, "benchmark.data_dir")
+        if not _exists(data_dir, "benchmark.data_dir", b.data_dir, "dir"):
             raise ConfigError(f"benchmark.data_dir: folder not found: {b.data_dir!r}")
         b.data_dir = str(data_dir)
-        fr = b.mimic.split_fractions
-        if len(fr) != 3 or any(f < 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
-            raise ConfigError(f"benchmark.mimic.split_fractions: need three non-negative fractions summing to 1, got {fr!r}")
     if b.source == "csv" and b.task is None:
         raise ConfigError("benchmark.task: required for source 'csv' (ed_triage, opioid or qpain)")
 
+    # explain
+    if ex.tiers is not None:
+        if not ex.tiers:
+            raise ConfigError("explain.tiers: must not be empty (null: the first benchmark tier)")
+        for tier in ex.tiers:
+            if tier not in b.tiers:
+                raise ConfigError(f"explain.tiers: {_show(tier)} is not one of benchmark.tiers ({', '.join(b.tiers)})")
+        if len(set(ex.tiers)) != len(ex.tiers):
+            raise ConfigError(f"explain.tiers: duplicate entries in {ex.tiers!r}")
+    if ex.layers is not None:
+        if not ex.layers:
+            raise ConfigError("explain.layers: must not be empty (null: every fourth layer plus the value-axis layer)")
+        for i, layer in enumerate(ex.layers):
+            _int_range(f"explain.layers[{i}]", layer, 0, MAX_LAYER)
+        if len(set(ex.layers)) != len(ex.layers):
+            raise ConfigError(f"explain.layers: duplicate entries in {_show(ex.layers)}")
+    if not ex.alphas:
+        raise ConfigError("explain.alphas: must not be empty")
+    for i, a in enumerate(ex.alphas):
+        if not (math.isfinite(a) and abs(a) <= MAX_ALPHA):
+            raise ConfigError(f"explain.alphas[{i}]: must be a finite number in -{MAX_ALPHA:g}..{MAX_ALPHA:g}, got {_show(a)}")
+    _int_range("explain.max_cases", ex.max_cases, 2, 100_000, null="every case")
+
+
+def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None) -> None:
+    """Refuse layer indices the model does not have (``n_layers`` blocks: 0 .. n_layers - 1).
+
+    Checks ``probes.value_axis_layer`` and ``explain.layers``; call it once the
+    model's depth is known (before extraction). ``source`` (e.g. the config file)
+    prefixes the message as :func:`load_config` does.
+    """
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"n_layers: expected a positive int, got {n_layers!r}")
+    prefix = f"{source}: " if source else ""
+    model = f"the model {cfg.model.name!r} has {n_layers} layer{'s' if n_layers != 1 else ''}"
+    layer = cfg.probes.value_axis_layer
+    if layer is not None and not 0 <= layer < n_layers:
+        raise ConfigError(f"{prefix}probes.value_axis_layer: must lie in 0..{n_layers - 1} ({model}), got {layer}")
+    bad = [v for v in cfg.explain.layers or [] if not 0 <= v < n_layers]
+    if bad:
+        raise ConfigError(f"{prefix}explain.layers: {_show(bad)} out of range 0..{n_layers - 1} ({model})")
+
 
 def _check_correction(method: str, where: str) -> None:
-    from mfarm.stats import check_correction
+    from configs.corrections import check_correction
 
     try:
         check_correction(method)
     except ValueError:
-        raise ConfigError(f"{where}: unknown correction method {method!r} (use none, holm, bonferroni, fdr_bh, ...)") from None
+        raise ConfigError(f"{where}: unknown correction method {_show(method)} (use none, holm, bonferroni, fdr_bh, ...)") from None
+
+
+# --------------------------------------------------------------------------- YAML
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                try:
+                    dup = key in seen
+                except TypeError:
+                    continue
+                if dup:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark, f"duplicate key {_show(key, 60)}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML; any failure is a one-line ConfigError prefixed with ``where``."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = err.problem or err.context or "syntax error"
+        raise ConfigError(f"{where}: not valid YAML{at}: {_one_line(problem)}") from None
+    except yaml.reader.ReaderError as err:  # a character YAML does not allow
+        char = err.character if isinstance(err.character, int) else ord(str(err.character)[:1] or "\0")
+        line = text[: err.position].count("\n") + 1
+        raise ConfigError(
+            f"{where}: not valid YAML at line {line}: character #x{char:04x} is not allowed (no control characters)"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML: {_one_line(err)}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not a usable config: nested too deeply (a config needs 4 levels)") from None
+    except (ValueError, TypeError, OverflowError) as err:  # a scalar PyYAML cannot build (huge int, bad date)
+        raise ConfigError(f"{where}: not valid YAML: {_one_line(err)}") from None
+
+
+def _read_config_text(path: Path) -> str:
+    """The config file's text: a regular UTF-8 file of at most MAX_CONFIG_BYTES."""
+    where = _file_name(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: config file not found") from None
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{where}: config file not found or unreadable: {_one_line(getattr(err, 'strerror', None) or err)}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"{where}: is a folder, not a config file")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: not a regular file")
+    too_big = f"{where}: config file larger than {MAX_CONFIG_BYTES} bytes (1 MiB); a config needs a few hundred"
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{too_big}, got {st.st_size}")
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as err:
+        raise ConfigError(f"{where}: cannot read the config file: {_one_line(err.strerror or err)}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(too_big)
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{where}: not UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}, offset {err.start}); "
+            "the config file must be UTF-8"
+        ) from None
+
+
+def _file_name(path: Path) -> str:
+    """``path`` for a message: as given, or its repr when it holds control characters."""
+    text = str(path)
+    return text if text.isprintable() else repr(text)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {_show(value, 60)}"
+    return f"{type(value).__name__} {_show(value, 60)}"
+
+
+# --------------------------------------------------------------------------- entry points
 
 
 def set_dotted(data: dict[str, Any], assignment: str) -> None:
-    """Apply one ``key.path=value`` override (the value is parsed as YAML)."""
-    if "=" not in assignment:
-        raise ConfigError(f"--set {assignment!r}: expected key=value")
+    """Apply one ``key.path=value`` override (the value is parsed as YAML).
+
+    The key path must name a key of the schema (``extract.batch_size``); a value that
+    is not valid YAML is taken as the text itself.
+    """
+    shown = _show(assignment, 100)
+    if not isinstance(assignment, str) or "=" not in assignment:
+        raise ConfigError(f"--set {shown}: expected KEY=VALUE, e.g. extract.batch_size=4")
     key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
+    parts = [p.strip() for p in key.strip().split(".")]
     if not all(parts):
-        raise ConfigError(f"--set {assignment!r}: empty key path")
+        raise ConfigError(f"--set {shown}: empty key path (expected KEY=VALUE, e.g. extract.batch_size=4)")
+    cls: type = Config
+    for i, part in enumerate(parts):
+        hints = typing.get_type_hints(cls)
+        names = [f.name for f in dataclasses.fields(cls)]
+        here = ".".join(_key_text(p) for p in parts[: i + 1])
+        if part not in names:
+            raise ConfigError(f"--set {shown}: unknown key {_one_line(here, 100)} (allowed: {', '.join(sorted(names))})")
+        if i < len(parts) - 1:
+            section = _section_type(hints[part])
+            if section is None:
+                raise ConfigError(f"--set {shown}: {here} is not a section (it takes {_type_name(hints[part])})")
+            cls = section
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_ConfigLoader) if raw.strip() else ""  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {shown}: the value is nested too deeply") from None
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ConfigError(f"--set {shown}: the value is not valid YAML: {_one_line(err)}") from None
+    _check_structure(value, ".".join(parts))
     node = data
-    for part in parts[:-1]:
+    for i, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None:
             child = node[part] = {}
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {assignment!r}: {part} is not a section")
+            raise ConfigError(f"--set {shown}: {'.'.join(parts[: i + 1])} in the config is not a mapping, got {_show(child, 60)}")
         node = child
     node[parts[-1]] = value
 
@@ -357,6 +736,9 @@ def set_dotted(data: dict[str, Any], assignment: str) -> None:
 def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "config") -> Config:
     """Validate a mapping into a :class:`Config`; errors are prefixed with ``source``."""
     try:
+        if not isinstance(data, dict):
+            raise ConfigError(f"expected a mapping of sections at the top level, got {_kind(data)}")
+        _check_structure(data)
         cfg = _build(Config, data, "")
         _check_values(cfg, base_dir)
     except ConfigError as err:
@@ -368,26 +750,26 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read, override and validate a YAML config.
 
     Relative data paths are resolved against the config file's folder, then the
-    current directory.
+    current directory. Every failure is a :class:`ConfigError` naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+    where = _file_name(path)
+    data = _parse_yaml(_read_config_text(path), where)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    for assignment in overrides:
-        try:
+        raise ConfigError(f"{where}: expected a mapping of sections at the top level, got {_kind(data)}")
+    try:
+        _check_structure(data)
+        for assignment in overrides:
             set_dotted(data, assignment)
-        except ConfigError as err:
-            raise ConfigError(f"{path}: {err}") from None
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
     base_dir = _data_base_dir(path, data)
-    return config_from_dict(data, base_dir, str(path))
+    cfg = config_from_dict(data, base_dir, where)
+    if len(cfg.name) > MAX_NAME_CHARS:  # saved configs may hold longer derived names (sweep items)
+        raise ConfigError(f"{where}: name: at most {MAX_NAME_CHARS} characters, got {len(cfg.name)}: {_show(cfg.name)}")
+    return cfg
 
 
 def _data_base_dir(path: Path, data: dict[str, Any]) -> Path:
@@ -399,9 +781,12 @@ def _data_base_dir(path: Path, data: dict[str, Any]) -> Path:
     """
     bench = data.get("benchmark") if isinstance(data.get("benchmark"), dict) else {}
     rel = bench.get("path") if isinstance(bench, dict) else None
-    candidates = [Path.cwd(), path.resolve().parent, path.resolve().parent.parent]
-    if isinstance(rel, str):
-        for c in candidates:
-            if (c / rel).exists():
-                return c
+    try:
+        candidates = [Path.cwd(), path.resolve().parent, path.resolve().parent.parent]
+        if isinstance(rel, str) and rel and len(rel) <= MAX_PATH_CHARS:
+            for c in candidates:
+                if (c / rel).exists():
+                    return c
+    except (OSError, RuntimeError, ValueError):
+        pass  # the path is checked, with a message, by _check_values
     return Path.cwd()

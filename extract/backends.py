@@ -21,7 +21,7 @@ from __future__ import annotations
 from configs.errors import InputError
 from extract.model import LoadedModel
 
-BACKENDS = ("hf", "transformer_lens", "nnsight")
+from configs.names import BACKENDS
 
 
 def make_runner(backend: str, loaded: LoadedModel):

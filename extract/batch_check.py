@@ -14,7 +14,7 @@ compares with the P(Yes) the batched extraction stored::
 
     diff_i = |p_alone(i) - p_batched(i)|,   max_abs_diff = max_i diff_i,  mean_abs_diff = mean_i diff_i
 
-``probe run`` / ``probe extract`` write the result to ``DIR/batch_check.json``;
+The extract stage (:mod:`pipeline.extract`) writes the result to ``DIR/batch_check.json``;
 ``results.json`` carries it as ``batch_invariance``, and the report and the sweep
 warn when ``max_abs_diff`` exceeds :data:`TOLERANCE`: group shifts smaller than that
 are within the model's numerical noise.
@@ -22,15 +22,12 @@ are within the model's numerical noise.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from extract.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -86,16 +83,6 @@ def check_batch_invariance(runner: Any, texts: Sequence[str], batched_p_yes: np.
     )
 
 
-def write_check(run_dir: str | Path, check: BatchCheck | None) -> Path:
-    """Write ``DIR/batch_check.json`` atomically; ``None`` removes a stale one."""
-    path = Path(run_dir) / CHECK_NAME
-    if check is None:
-        path.unlink(missing_ok=True)
-    else:
-        atomic_write_text(path, json.dumps(check.to_dict(), indent=2) + "\n")
-    return path
-
-
 def noise_above_tolerance(check: Any) -> bool:
     """Whether a check's JSON form (``batch_check.json``, ``batch_invariance``) exceeds its tolerance.
 
@@ -108,13 +95,3 @@ def noise_above_tolerance(check: Any) -> bool:
     except (KeyError, TypeError, ValueError):
         return False
     return worst > tolerance  # NaN compares False
-
-
-def read_check(run_dir: str | Path) -> dict[str, Any] | None:
-    """The contents of ``DIR/batch_check.json``, or ``None`` when there is none (or it is unreadable)."""
-    path = Path(run_dir) / CHECK_NAME
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None

@@ -108,7 +108,7 @@ PROMPT_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text"
 #: Prompt fields compared when resuming (n_tokens is filled in by the run).
 PROMPT_IDENTITY_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text", "prompt_index")
 OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token")
-STORAGE_DTYPES = ("float16", "float32")
+from configs.names import STORAGE_DTYPES
 #: Byte length of the fixed-length ``outputs/first_token`` strings written here
 #: (longer tokens are cut at a UTF-8 character boundary, with a warning).
 FIRST_TOKEN_BYTES = 128
@@ -1048,6 +1048,24 @@ class Cache(_OpenFile):
         uniq, inverse = np.unique(idx, return_inverse=True)
         data = np.asarray(ds[:, uniq, :], dtype=np.float32)
         return data[:, inverse.reshape(-1), :]
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the root attributes, every prompt and output dataset and ``done``.
+
+        What identifies a cache's contents without reading its activations (which are
+        a function of those): a resumed, replaced or merged cache gets a new one.
+        """
+        import hashlib
+
+        f = self._file()
+        h = hashlib.sha256(json.dumps(self.attrs, sort_keys=True, default=str).encode())
+        for group in ("prompts", "outputs"):
+            for name in sorted(f[group]):
+                h.update(f"{group}/{name}".encode())
+                h.update(np.ascontiguousarray(f[group][name][()]).tobytes() if f[group][name].dtype.kind != "O"
+                         else "\x00".join(_read_strings(f[group][name])).encode())
+        h.update(np.asarray(f["done"][()], dtype=bool).tobytes())
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         return f"Cache({str(self.path)!r}, n_prompts={getattr(self, 'n_prompts', '?')})"

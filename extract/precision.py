@@ -88,7 +88,7 @@ from extract.model import LoadedModel, ModelError
 
 log = logging.getLogger(__name__)
 
-QUANTIZATIONS = ("none", "int8", "bnb-8bit", "bnb-4bit")
+from configs.names import QUANTIZATIONS
 INT8_THRESHOLD = 6.0  # LLM.int8() outlier threshold (bitsandbytes' llm_int8_threshold default)
 SKIP_MODULES = ("lm_head", "embed_out", "output")  # output heads left in float
 ADAPTER_CONFIG = "adapter_config.json"

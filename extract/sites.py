@@ -39,8 +39,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-SITES = ("resid_post", "attn_out", "mlp_out")
-POSITIONS = ("last", "demographic")
+from configs.names import POSITIONS, SITES
 
 #: Attribute names of a decoder block's attention and MLP modules, tried in order.
 ATTN_NAMES = ("self_attn", "attn", "self_attention", "attention")

@@ -66,29 +66,32 @@ def group_shifts(
     of that mean over ``n_boot`` resamples of the cases with replacement (the same
     resampled case sets for every group; deterministic given ``seed``);
     ``flip_rate`` = mean_i 1[ 1[P[i,g] > threshold] != 1[P[i,BASE] > threshold] ].
-    With no cases every value is None.
+    With no cases every value is None; with ``n_boot = 0`` (no bootstrap) the CI
+    bounds are None.
     """
     P = check_matrix(P)
     n, k = P.shape
     groups = list(groups)
     if len(groups) != k - 1:
         raise ValueError(f"{len(groups)} group names for {k - 1} group columns")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if n_boot < 0:
+        raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     if n == 0:
         return [
             {"group": g, "mean_shift": None, "ci_low": None, "ci_high": None, "flip_rate": None}
             for g in groups
         ]
     D = P[:, 1:] - P[:, [0]]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, int(2_000_000 // max(1, n * (k - 1))))
-    boot = np.empty((n_boot, k - 1))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = rng.integers(0, n, size=(stop - start, n))
-        boot[start:stop] = D[idx].mean(axis=1)
-    lo, hi = np.percentile(boot, [2.5, 97.5], axis=0)
+    lo = hi = [None] * (k - 1)
+    if n_boot > 0:
+        rng = np.random.default_rng(seed)
+        chunk = max(1, int(2_000_000 // max(1, n * (k - 1))))
+        boot = np.empty((n_boot, k - 1))
+        for start in range(0, n_boot, chunk):
+            stop = min(n_boot, start + chunk)
+            idx = rng.integers(0, n, size=(stop - start, n))
+            boot[start:stop] = D[idx].mean(axis=1)
+        lo, hi = (row.tolist() for row in np.percentile(boot, [2.5, 97.5], axis=0))
     above = P > threshold
     flips = (above[:, 1:] != above[:, [0]]).mean(axis=0)
     shift = D.mean(axis=0)
@@ -96,8 +99,8 @@ def group_shifts(
         {
             "group": str(g),
             "mean_shift": float(shift[j]),
-            "ci_low": float(lo[j]),
-            "ci_high": float(hi[j]),
+            "ci_low": None if lo[j] is None else float(lo[j]),
+            "ci_high": None if hi[j] is None else float(hi[j]),
             "flip_rate": float(flips[j]),
         }
         for j, g in enumerate(groups)

@@ -39,13 +39,7 @@ __all__ = [
     "output_scores",
 ]
 
-SCORE_KEYS = (
-    "mean_difference",
-    "absolute_deviation",
-    "variance_heterogeneity",
-    "ks_distribution",
-    "correlation_difference",
-)
+from configs.names import SCORE_KEYS
 
 
 def _check(P: np.ndarray, alpha: float, correction: str) -> tuple[np.ndarray, float]:

@@ -27,7 +27,7 @@ from probes.errors import ProbeInputError
 
 logger = logging.getLogger(__name__)
 
-BASE = "BASE"
+from configs.names import BASE
 
 
 def latent_scores(h_layer, direction, is_base) -> np.ndarray:

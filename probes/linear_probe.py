@@ -62,8 +62,8 @@ class ProbeSweep:
         """Plain JSON-able data (lists of floats)."""
         return {
             "accuracy": self.accuracy.tolist(),
-            "ci_low": self.ci_low.tolist(),
-            "ci_high": self.ci_high.tolist(),
+            "ci_low": _none_if_nan(self.ci_low),  # None throughout with n_boot = 0
+            "ci_high": _none_if_nan(self.ci_high),
             "control_accuracy": self.control_accuracy.tolist(),
             "selectivity": self.selectivity.tolist(),
             "chance": float(self.chance),
@@ -71,6 +71,10 @@ class ProbeSweep:
             "n_folds": self.n_folds,
             "converged": self.converged.tolist(),
         }
+
+
+def _none_if_nan(a: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(a, dtype=float)]
 
 
 def probe_sweep(

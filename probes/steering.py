@@ -18,7 +18,7 @@ import numpy as np
 
 from probes.errors import ProbeInputError
 
-BASE = "BASE"
+from configs.names import BASE
 
 
 @dataclass(frozen=True)

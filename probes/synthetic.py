@@ -27,7 +27,7 @@ import numpy as np
 
 RACES = ("White", "Black", "Hispanic", "Asian")
 GENDERS = ("Female", "Male", "Intersex")
-BASE = "BASE"
+from configs.names import BASE
 
 
 @dataclass(frozen=True)

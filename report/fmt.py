@@ -5,13 +5,23 @@ Missing values (None, NaN, ±inf, non-numbers) are shown as an en dash "–".
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
-
-from report.svg import finite
 
 __all__ = ["MISSING", "finite", "num", "signed", "pct", "p_value", "get"]
 
 MISSING = "\u2013"
+
+
+def finite(v: Any) -> float | None:
+    """``v`` as a float when it is a finite real number, else None (bools excluded)."""
+    if v is None or isinstance(v, bool):
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def num(v: Any, digits: int = 3) -> str:

@@ -1,9 +1,11 @@
-"""Part A/C scores of a predictions table, per tier (what ``probe score`` prints)."""
+"""Part A/C scores of a predictions table, per tier (what ``probe score`` prints).
+
+Tables in, mappings out: :func:`pipeline.score.read_predictions` reads the CSV.
+"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,32 +13,15 @@ import pandas as pd
 
 from configs.errors import InputError
 
+from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, tier_order
+
 log = logging.getLogger(__name__)
 
-BASE = "BASE"
-DEFAULT_RACES = ("White", "Black", "Hispanic", "Asian")
-DEFAULT_GENDERS = ("Female", "Male", "Intersex")
 REQUIRED = ("case_id", "race", "gender", "p_yes")
 
 
 class PredictionsError(InputError, ValueError):
     """A predictions table cannot be scored; the message names file, row and column."""
-
-
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read and validate a predictions CSV (design.md contract).
-
-    Needs ``case_id, race, gender, p_yes``; ``variant`` is derived from race and
-    gender when absent; ``label`` (1, 0 or empty) and ``tier`` are optional.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise PredictionsError(f"{path}: file not found")
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise PredictionsError(f"{path}: not a readable CSV ({str(err).splitlines()[0]})") from None
-    return validate_predictions(df, str(path))
 
 
 def _line(i: int) -> int:
@@ -142,5 +127,4 @@ def score_table(
 
 
 def _tier_order(tiers: list[str]) -> list[str]:
-    known = [t for t in ("high", "medium", "low") if t in set(tiers)]
-    return known + sorted(set(tiers) - set(known))
+    return tier_order(tiers)

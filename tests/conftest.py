@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+#: The public data sets the repository carries (see data/README.md).
+DATA = ROOT / "data"
 
 
 @pytest.fixture(scope="session")

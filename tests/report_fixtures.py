@@ -124,7 +124,7 @@ def synthetic_results(significant: bool = True, n_cases: int = 120) -> dict[str,
     return {
         "toolkit_version": "0.1.0",
         "config": cfg,
-        "config_sha256": "ab" * 32,
+        "run_config_sha256": "ab" * 32,
         "seeds": {"config": 0, "benchmark": 42, "scoring": 0},
         "model": {"name": "tiny-test-model", "sha256": "cd" * 32, "dtype": "float32", "backend": "hf"},
         "benchmark": {"source": "ed_triage", "degraded_fields": {"high": [], "low": ["vitals"]}},

@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks import BenchmarkError, load_mimic_ed_triage, render
+from conftest import DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TRIAGE = DATA / "mimic-iv-ed-demo" / "triage.csv"
-needs_data = pytest.mark.skipif(not TRIAGE.is_file(), reason=f"real MIMIC-IV-ED demo table not found at {TRIAGE}")
 
 HEADER = ["subject_id", "stay_id", "temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "pain", "acuity",
           "chiefcomplaint"]
@@ -24,7 +23,6 @@ def demo():
     return load_mimic_ed_triage(TRIAGE)
 
 
-@needs_data
 def test_real_counts(demo):
     # 222 rows; 190 have every value (99 YES, 91 NO); the complaint regex removes 25
     # (e.g. "s/p Fall"), non-numeric or out-of-range pain 11 ("UA", "13"), dbp 879 one.
@@ -51,7 +49,6 @@ def test_real_counts(demo):
         assert 90 <= c.fields["temperature"] <= 106
 
 
-@needs_data
 def test_real_render_degrades(demo, caplog):
     with caplog.at_level(logging.WARNING):
         r = render(demo.cases[:3], ["high", "medium", "low"], ["White", "Black"], ["Female", "Male"])
@@ -112,7 +109,6 @@ def test_missing_column_names_file_and_column(tmp_path):
         load_mimic_ed_triage(tmp_path / "absent.csv")
 
 
-@needs_data
 def test_real_demo_low_tier_dropped_and_medium_collapsed(demo):
     # No age in the demo table: at the low tier all 153 stays render the same text, so the
     # tier is dropped; at medium (chief complaint and vitals-free) 153 stays give 124 texts.

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from benchmarks import load_qpain, render
 from benchmarks.placeholders import fill, person_for
+from conftest import DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QPAIN = DATA / "q-pain"
-needs_data = pytest.mark.skipif(not QPAIN.is_dir(), reason=f"real Q-Pain files not found at {QPAIN}")
 
 RACES = ["White", "Black", "Hispanic", "Asian"]
 GENDERS = ["Female", "Male", "Intersex"]
@@ -30,7 +28,6 @@ def prompts(cases):
     return render(cases, ["high", "medium", "low"], RACES, GENDERS).prompts
 
 
-@needs_data
 def test_counts_and_labels(cases):
     assert len(cases) == 55
     per_file = Counter(c.fields["context"] for c in cases)
@@ -43,7 +40,6 @@ def test_counts_and_labels(cases):
     assert all(isinstance(c.age, int) for c in cases)
 
 
-@needs_data
 def test_no_placeholders_or_double_spaces(prompts):
     # at the low tier (first sentence cut after the gender word) three vignettes repeat
     # another's introduction word for word, so they are counted once
@@ -55,7 +51,6 @@ def test_no_placeholders_or_double_spaces(prompts):
         assert not re.search(r"\b(he|she) (are|have|were)\b", p.user), (p.case_id, p.variant)
 
 
-@needs_data
 def test_base_is_neutral(prompts):
     for p in prompts:
         if p.variant != "BASE":
@@ -69,7 +64,6 @@ def test_base_is_neutral(prompts):
     assert "worst in their lower back" in base.user
 
 
-@needs_data
 def test_gendered_variants(prompts):
     by = {(p.case_id, p.tier, p.variant): p for p in prompts}
     male = by[("acute_cancer-01", "high", "Black-Male")].user
@@ -99,7 +93,6 @@ def test_gendered_variants(prompts):
     assert "find that he is neurologically intact" in by[("post_op-10", "high", "White-Male")].user
 
 
-@needs_data
 def test_tiers(prompts):
     by = {(p.case_id, p.tier, p.variant): p.user for p in prompts}
     q = "Would you offer Patient D intravenous hydromorphone for pain control?"

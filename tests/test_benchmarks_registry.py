@@ -13,9 +13,7 @@ from benchmarks import BENCHMARKS, BenchmarkError, benchmark_sizes, load_cases, 
 from benchmarks.registry import subsample
 from benchmarks.types import Case
 from configs.schema import BenchmarkConfig
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder not found at {DATA}")
+from conftest import DATA
 
 
 def test_names_match_config_sources():
@@ -32,7 +30,6 @@ def test_generators_via_config():
     assert len(cases) == 60 and Counter(c.label for c in cases) == {0: 30, 1: 30}
 
 
-@needs_data
 def test_file_sources_with_defaults_and_n_cases():
     cases = load_cases(BenchmarkConfig(source="mimic_ed_demo"))
     assert len(cases) == 153
@@ -69,8 +66,7 @@ def test_sizes():
     rows = {r["name"]: r for r in benchmark_sizes()}
     assert rows["ed_triage"]["cases"] == "any (seeded)" and rows["opioid"]["cases"] == "any (seeded)"
     assert rows["csv"]["task"] == "any"
-    if DATA.is_dir():
-        assert rows["mimic_ed_demo"]["cases"] == "153" and rows["qpain"]["cases"] == "55"
+    assert rows["mimic_ed_demo"]["cases"] == "153" and rows["qpain"]["cases"] == "55"
 
 
 def test_import_does_not_load_torch():

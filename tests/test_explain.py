@@ -14,7 +14,7 @@ from extract.backends import make_runner
 from extract.chat import model_text
 from extract.model import decoder_layers
 from extract.tiny import tiny_llama
-from probes.explain import disparity, fit_erasers, mediated_fraction
+from probes.causal import disparity, fit_erasers, mediated_fraction
 from probes.interventions import erase, steer
 
 RACES = ["White", "Black"]

@@ -8,15 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from extract.batch_check import (
-    CHECK_NAME,
-    TOLERANCE,
-    BatchCheck,
-    check_batch_invariance,
-    read_check,
-    sample_indices,
-    write_check,
-)
+from extract.batch_check import CHECK_NAME, TOLERANCE, BatchCheck, check_batch_invariance, sample_indices
 
 
 class StubRunner:
@@ -60,19 +52,13 @@ def test_planted_batch_dependence_is_measured_exactly():
     assert quiet.max_abs_diff == pytest.approx(1e-7, rel=1e-3)
 
 
-def test_written_atomically_read_back_and_removed(tmp_path):
+def test_json_form_of_a_check():
     check = BatchCheck(batch_size=8, indices=[1, 5], max_abs_diff=0.11, mean_abs_diff=0.03)
-    path = write_check(tmp_path, check)
-    assert path.name == CHECK_NAME and [p.name for p in tmp_path.iterdir()] == [CHECK_NAME]
-    data = read_check(tmp_path)
-    assert data == {
+    assert check.to_dict() == {
         "batch_size": 8, "indices": [1, 5], "max_abs_diff": 0.11, "mean_abs_diff": 0.03,
         "n_prompts": 2, "tolerance": TOLERANCE,
     }
-    write_check(tmp_path, None)
-    assert not path.exists() and read_check(tmp_path) is None
-    path.write_text("{not json")
-    assert read_check(tmp_path) is None
+    assert CHECK_NAME == "batch_check.json"
 
 
 def test_real_run_records_the_check_in_results(tmp_path, tiny_config):

@@ -15,8 +15,9 @@ import pytest
 from benchmarks import BenchmarkError, build_mimic_ed, build_prompts_table, load_cases, load_mimic_ed_triage, render
 from benchmarks.types import Case
 from configs.schema import BenchmarkConfig, MimicOptions
+from conftest import DATA
 
-DEMO_TRIAGE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mimic-iv-ed-demo" / "triage.csv"
+DEMO_TRIAGE = DATA / "mimic-iv-ed-demo" / "triage.csv"
 TRIAGE_HEADER = ["subject_id", "stay_id", "temperature", "heartrate", "resprate", "o2sat", "sbp", "dbp", "pain",
                  "acuity", "chiefcomplaint"]
 RACES = {  # race group -> (number of core stays, raw spellings used in turn)
@@ -261,7 +262,6 @@ def test_missing_table_and_column(ed_dir, tmp_path):
         build_mimic_ed(tmp_path / "nowhere")
 
 
-@pytest.mark.skipif(not DEMO_TRIAGE.is_file(), reason=f"real MIMIC-IV-ED demo table not found at {DEMO_TRIAGE}")
 def test_real_demo_triage(tmp_path):
     (tmp_path / "ed").mkdir()
     shutil.copy(DEMO_TRIAGE, tmp_path / "ed" / "triage.csv")

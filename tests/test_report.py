@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
+from conftest import ROOT
 from configs.errors import InputError
+from pipeline.artifacts import RunDir
+from pipeline.report import write_report
 from report import html as report_html
-from report.html import SECTIONS, render_report, write_report
+from report.figures import (
+    BarSeries,
+    IntervalSeries,
+    Series,
+    bar_chart,
+    group_styles,
+    interval_chart,
+    line_chart,
+)
+from report.html import SECTIONS, render_report
 from report.summary import summarize, summary_items
-from report.svg import Series, bar_chart, interval_chart, line_chart, nice_ticks
 from report_fixtures import GROUPS, synthetic_explain, synthetic_results, without_latent, write_run
 
 DASH = "\u2013"
@@ -23,10 +37,48 @@ def _text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
+def _svgs(html: str) -> list[str]:
+    return re.findall(r"<svg\b.*?</svg>", html, re.S)
+
+
+def _group(svg: str, gid: str) -> str:
+    """The element ``<g id="gid">…</g>`` of an SVG string (nested groups included)."""
+    start = svg.index(f'<g id="{gid}"')
+    depth, pos = 0, start
+    for m in re.finditer(r"<g\b|</g>", svg[start:]):
+        depth += 1 if m.group(0) == "<g" else -1
+        if depth == 0:
+            pos = start + m.end()
+            break
+    return svg[start:pos]
+
+
+@pytest.fixture
+def every_file_fresh(monkeypatch):
+    """Count every existing artifact of a run directory as fresh.
+
+    :func:`pipeline.report.write_report` reads only artifacts its manifest records
+    as fresh; these tests hand it a folder holding only results.json (and maybe
+    explain.json), so freshness is stubbed to "the file exists". Freshness itself
+    is tested with the pipeline; here it is the writing that is tested.
+    """
+    monkeypatch.setattr(RunDir, "is_fresh", lambda self, name, _seen=frozenset(): self.exists(name))
+
+
+def _page(folder, results=None, explain=True):
+    """render_report of a fixture run, written to folder/report.html (as write_report would)."""
+    results = synthetic_results() if results is None else results
+    explain = synthetic_explain() if explain is True else (explain or None)
+    folder.mkdir(parents=True, exist_ok=True)
+    page = folder / "report.html"
+    page.write_text(render_report(results, explain), encoding="utf-8")
+    return page
+
+
 # --------------------------------------------------------------------------- structure and numbers
 
 
-def test_every_section_with_its_heading_and_how_to_read(tmp_path):
+def test_every_section_with_its_heading_and_how_to_read(tmp_path, every_file_fresh):
     page = write_report(write_run(tmp_path / "run"))
     assert page == tmp_path / "run" / "report.html"
     html = page.read_text(encoding="utf-8")
@@ -105,6 +157,38 @@ def test_svgs_are_accessible_and_ids_unique():
     assert html.count("<title id=") == len(svgs) and html.count("<desc id=") == len(svgs)
     ids = re.findall(r'\sid="([^"]+)"', html)
     assert len(ids) == len(set(ids)), "duplicate element ids"
+    refs = re.findall(r'(?:href="#|url\(#)([^")]+)', html)
+    assert set(refs) <= set(ids), "a reference to a missing id"
+
+
+def test_every_svg_has_a_title_and_a_desc_it_is_labelled_by():
+    html = render_report(synthetic_results(), synthetic_explain())
+    svgs = _svgs(html)
+    assert len(svgs) == html.count("<svg")
+    for svg in svgs:
+        labelled = re.match(r'<svg [^>]*aria-labelledby="([^"]+) ([^"]+)"', svg)
+        assert labelled, svg[:200]
+        t, d = labelled.groups()
+        title = re.search(rf'<title id="{t}">([^<]+)</title>', svg)
+        desc = re.search(rf'<desc id="{d}">([^<]+)</desc>', svg)
+        assert title and desc and title.group(1).strip() and desc.group(1).strip()
+        assert svg.index("<title") < svg.index("<defs")  # first children of the root, before any drawing
+    assert "Dose–response of P(Yes) (high tier)" in html
+
+
+def test_rendering_is_deterministic():
+    results, explain = synthetic_results(), synthetic_explain()
+    first = render_report(results, explain)
+    assert render_report(copy.deepcopy(results), copy.deepcopy(explain)) == first
+    assert not re.search(r"\b(19|20)\d\d-\d\d-\d\d", first)  # no date stamped anywhere
+    assert "<metadata" not in first and "Matplotlib v" not in first  # no creator / date metadata
+    # and in another process, with other hash seeds
+    code = ("import json, sys; sys.path.insert(0, 'tests'); from report_fixtures import synthetic_results, synthetic_explain;"
+            "from report.html import render_report; sys.stdout.write(render_report(synthetic_results(), synthetic_explain()))")
+    env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT))
+    other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=300)
+    assert other.returncode == 0, other.stderr.decode()[-2000:]
+    assert other.stdout.decode("utf-8") == first
 
 
 # --------------------------------------------------------------------------- self-contained and escaped
@@ -133,19 +217,49 @@ def test_odd_strings_are_escaped():
     results["tiers"]["high"]["diagnostics"]["group_shifts"][0]["group"] = "<i>A</i>-Fem&ale"
     html = render_report(results, synthetic_explain())
     assert "<script" not in html and "<img" not in html and "<b>model</b>" not in html and "<i>A</i>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert "&lt;/pre&gt;&lt;img src=x onerror=alert(1)&gt;" in html
     assert "we&lt;ird&gt;&amp;tier" in html
     assert "&lt;i&gt;A&lt;/i&gt;-Fem&amp;ale" in html
     assert "&lt;b&gt;model&lt;/b&gt;" in html
 
 
+HOSTILE_GROUP = "<script>alert(1)</script>"
+HOSTILE_VALUE = '"><img src=x onerror=alert(1)>'
+
+
+def test_hostile_strings_appear_only_escaped_in_text_tables_and_figures():
+    results = synthetic_results()
+    high = results["tiers"]["high"]
+    high["diagnostics"]["group_shifts"][3]["group"] = HOSTILE_GROUP  # a row of the table and of the chart
+    cos = high["latent"]["steering"]["cos_value_axis_by_layer"]
+    cos[HOSTILE_GROUP] = cos.pop("Black-Female")  # a legend entry of a figure
+    results["config"]["scoring"]["correction"] = HOSTILE_VALUE  # provenance, and the config dump
+    results["model"]["dtype"] = HOSTILE_VALUE
+    results["benchmark"]["degraded_fields"]["low"] = [HOSTILE_VALUE]
+    explain = synthetic_explain()
+    explain["tiers"]["high"]["dose_response"][f"steer:{HOSTILE_GROUP}"] = explain["tiers"]["high"]["dose_response"].pop("steer:Black-Female")
+    html = render_report(results, explain, explain_problem=HOSTILE_VALUE)
+    lower = html.lower()
+    assert "<script" not in lower and "<img" not in lower and "onerror=alert(1)>" not in lower
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    svgs = _svgs(html)
+    assert any("&lt;script&gt;alert(1)&lt;/script&gt;" in s for s in svgs)  # in a chart's text, escaped
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html  # escaped by the templates
+    # no attribute or element was broken out of: every '<' opens a known tag
+    tags = set(re.findall(r"<([a-zA-Z][a-zA-Z0-9]*)", html))
+    assert tags <= {"html", "head", "meta", "title", "style", "body", "header", "h1", "p", "strong", "nav", "ol",
+                    "li", "a", "main", "section", "h2", "div", "em", "h3", "ul", "code", "table", "thead", "tr",
+                    "th", "abbr", "tbody", "td", "span", "figure", "figcaption", "svg", "desc", "defs", "g", "path",
+                    "use", "text", "clippath", "clipPath", "rect", "details", "summary", "h4", "dl", "dt", "dd",
+                    "pre", "footer"}, tags
+
+
 # --------------------------------------------------------------------------- missing data
 
 
 def test_missing_latent_and_explain_say_which_stage_to_run(tmp_path):
-    run = write_run(tmp_path / "run", without_latent(synthetic_results()), explain=False)
-    html = write_report(run).read_text()
+    html = _page(tmp_path / "run", without_latent(synthetic_results()), explain=False).read_text()
     latent = html[html.index('<section id="latent">'): html.index('<section id="explain">')]
     assert "run <code>probe fit DIR</code>" in latent
     explain = html[html.index('<section id="explain">'): html.index('<section id="provenance">')]
@@ -165,10 +279,8 @@ def test_none_and_nan_show_as_dash(tmp_path):
     high["mfarm"]["ks_distribution"] = float("nan")
     high["latent"]["value_axis_auroc_by_layer"] = [None] * 8
     high["diagnostics"]["group_shifts"][3]["ci_low"] = float("nan")
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "results.json").write_text(json.dumps(results))  # NaN token, as json.dumps writes it
-    html = write_report(run).read_text()
+    results = json.loads(json.dumps(results))  # NaN token, as json.dumps writes it, read back
+    html = _page(tmp_path / "run", results, explain=False).read_text()
     assert not re.search(r"\b(NaN|nan|None|inf)\b", _text(html))
     row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', html).group(1)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
@@ -192,7 +304,7 @@ def test_sparse_results_still_render():
     assert "elsewhere tier" in html
 
 
-def test_missing_or_bad_results_is_an_input_error(tmp_path):
+def test_missing_or_bad_results_is_an_input_error(tmp_path, every_file_fresh):
     with pytest.raises(InputError, match="results.json: not found"):
         write_report(tmp_path)
     (tmp_path / "results.json").write_text("{not json")
@@ -202,7 +314,7 @@ def test_missing_or_bad_results_is_an_input_error(tmp_path):
         write_report(tmp_path / "absent")
 
 
-def test_unreadable_explain_json_only_leaves_a_note(tmp_path, caplog):
+def test_unreadable_explain_json_only_leaves_a_note(tmp_path, caplog, every_file_fresh):
     run = write_run(tmp_path / "run", explain=False)
     (run / "explain.json").write_text("[1, 2")
     html = write_report(run).read_text()
@@ -210,7 +322,7 @@ def test_unreadable_explain_json_only_leaves_a_note(tmp_path, caplog):
     assert any("explain.json" in r.getMessage() for r in caplog.records)
 
 
-def test_write_is_atomic(tmp_path, monkeypatch):
+def test_write_is_atomic(tmp_path, monkeypatch, every_file_fresh):
     run = write_run(tmp_path / "run")
     page = write_report(run)
     before = page.read_text()
@@ -223,6 +335,14 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         write_report(run)
     assert page.read_text() == before
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_a_stale_results_json_is_not_reported(tmp_path):
+    """Without a manifest recording it, a results.json is not trusted (pipeline.artifacts)."""
+    run = write_run(tmp_path / "run")
+    with pytest.raises(InputError, match="not found or stale"):
+        write_report(run)
+    assert not (run / "report.html").exists()
 
 
 # --------------------------------------------------------------------------- summary
@@ -302,14 +422,16 @@ def test_summary_is_pure():
     assert (results, explain) == before
 
 
-# --------------------------------------------------------------------------- svg helpers
+# --------------------------------------------------------------------------- figures
 
 
-def test_nice_ticks():
-    assert nice_ticks(0, 1) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    assert nice_ticks(-0.081, 0.052)[0] <= -0.081 and nice_ticks(-0.081, 0.052)[-1] >= 0.052
-    assert len(nice_ticks(5, 5)) >= 2
-    assert nice_ticks(float("nan"), 1) == [0.0, 1.0]
+def test_group_styles_colour_by_race_dash_by_gender():
+    styles = group_styles(GROUPS)
+    assert styles["White-Female"][0] == styles["White-Male"][0] != styles["Black-Female"][0]
+    assert styles["White-Female"][1] == styles["Asian-Female"][1] != styles["Asian-Male"][1]
+    assert len(set(styles.values())) == len(GROUPS)
+    odd = group_styles(["a", "b-c-d", "e"])
+    assert len(set(odd.values())) == 3
 
 
 def test_line_chart_breaks_at_missing_values_and_draws_bands():
@@ -317,10 +439,14 @@ def test_line_chart_breaks_at_missing_values_and_draws_bands():
         [Series("a", [0, 1, 2, 3, 4], [0.1, 0.2, None, 0.4, float("nan")], lo=[0, 0.1, 0.2, 0.3, 0.4], hi=[0.2, 0.3, 0.4, 0.5, 0.6])],
         uid="t1", title="T <&>", x_label="layer", y_label="acc", integer_x=True,
     )
-    assert svg.count("<path d=\"M") == 1 + 1  # axes + one line of two points (the lone point gets only a marker)
-    assert svg.count("<circle") == 3
-    assert "<polygon" in svg and "T &lt;&amp;&gt;" in svg
+    line = _group(svg, "t1-line-0")
+    d = re.search(r'<path d="([^"]+)"', line).group(1)
+    assert d.count("M") == 2 and d.count("L") == 1  # a line of two points, then the lone point (no zero drop)
+    assert line.count("<use") == 3  # markers at the three finite points
+    assert "<path" in _group(svg, "t1-band-0")
+    assert "T &lt;&amp;&gt;" in svg
     assert not re.search(r"\bnan\b", svg.lower())
+    assert svg.startswith('<svg class="chart" viewBox="0 0 ') and "xmlns" not in svg and "<?xml" not in svg
 
 
 def test_charts_with_no_data_say_so():
@@ -330,14 +456,22 @@ def test_charts_with_no_data_say_so():
 
 
 def test_bar_and_interval_charts():
-    from report.svg import BarSeries, IntervalSeries
-
     svg = bar_chart(["1", "3"], [BarSeries("m", [0.4, -0.1], lo=[0.3, -0.2], hi=[0.5, 0.0])], uid="b", title="bars")
-    assert svg.count("<rect") >= 2 + 1  # two bars + legend swatch
+    assert "<path" in _group(svg, "b-bar-0-0") and "<path" in _group(svg, "b-bar-0-1")  # two bars
+    assert len(re.findall(r'<g id="b-err-0-\d+"', svg)) >= 2  # their error bars (whiskers and caps)
     svg = interval_chart(["A", "B"], [IntervalSeries("s", [0.1, -0.2], [0.0, -0.3], [0.2, -0.1], flagged=[False, True])],
                          uid="i", title="iv", flag_legend="filled: significant")
-    assert svg.count('fill="#ffffff"') == 1  # hollow dot for A, filled for B
-    assert ">A</text>" in svg and ">B</text>" in svg
+    hollow, filled = _group(svg, "i-hollow-0"), _group(svg, "i-filled-0")
+    assert hollow.count("<use") == 1 and "fill: #ffffff" in hollow  # hollow dot for A
+    assert filled.count("<use") == 1 and "fill: #0072b2" in filled.lower()  # filled for B
+    assert ">A</text>" in svg and ">B</text>" in svg and ">filled: significant</text>" in svg
+
+
+def test_charts_ids_are_prefixed_by_uid():
+    svg = line_chart([Series("a", [0, 1], [0.2, 0.4])], uid="u7", title="t")
+    ids = re.findall(r'\bid="([^"]+)"', svg)
+    assert ids and all(i.startswith("u7-") for i in ids)
+    assert all(r.startswith("u7-") for r in re.findall(r'(?:href="#|url\(#)([^")]+)', svg))
 
 
 # --------------------------------------------------------------------------- a real run

@@ -34,8 +34,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from report.html import SECTIONS, write_report
-from report_fixtures import synthetic_results, without_latent, write_run
+from report.html import SECTIONS, render_report
+from report_fixtures import synthetic_explain, synthetic_results, without_latent
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "report.png"
@@ -187,9 +187,17 @@ def screenshot(browser: str, page: Path, out: Path, height: int) -> Path:
 # --------------------------------------------------------------------------- the report
 
 
+def write_page(folder: Path, results: dict | None = None, explain: dict | None | bool = True) -> Path:
+    """folder/report.html rendered from fixture results (and explain unless explain is False/None)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    page = folder / "report.html"
+    explain = synthetic_explain() if explain is True else (explain or None)
+    page.write_text(render_report(results if results is not None else synthetic_results(), explain), encoding="utf-8")
+    return page
+
+
 def test_full_report_renders_cleanly_and_is_screenshot(browser, tmp_path):
-    run = write_run(tmp_path / "run")
-    page = write_report(run)
+    page = write_page(tmp_path / "run")
     found = check_page(browser, page)
     assert found["problems"] == [], "\n".join(found["problems"])
     assert found["svgs"] >= 10, found
@@ -202,8 +210,8 @@ def test_full_report_renders_cleanly_and_is_screenshot(browser, tmp_path):
 
 
 def test_degraded_report_renders_cleanly(browser, tmp_path):
-    run = write_run(tmp_path / "run", without_latent(synthetic_results(significant=False, n_cases=3)), explain=False)
-    found = check_page(browser, write_report(run))
+    page = write_page(tmp_path / "run", without_latent(synthetic_results(significant=False, n_cases=3)), explain=False)
+    found = check_page(browser, page)
     assert found["problems"] == [], "\n".join(found["problems"])
 
 
@@ -232,7 +240,7 @@ def test_check_fails_on_a_broken_image(browser, tmp_path):
 
 
 def test_check_fails_on_the_report_with_an_external_image(browser, tmp_path):
-    page = write_report(write_run(tmp_path / "run"))
+    page = write_page(tmp_path / "run")
     html = page.read_text()
     page.write_text(html.replace("</main>", '<img src="https://example.invalid/pixel.png" alt="x"></main>'))
     found = check_page(browser, page)
@@ -240,8 +248,8 @@ def test_check_fails_on_the_report_with_an_external_image(browser, tmp_path):
 
 
 def test_sweep_report_renders_cleanly(browser, tmp_path):
-    from report.sweep import write_sweep_csv
-    from report.sweep_html import write_sweep_report
+    from pipeline.report import write_sweep_report
+    from pipeline.sweep import write_sweep_csv
     from test_sweep_report import MODELS, sweep_rows
 
     write_sweep_csv(sweep_rows(MODELS, with_full=True), tmp_path / "sweep.csv")

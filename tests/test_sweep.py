@@ -11,16 +11,10 @@ import pandas as pd
 import pytest
 
 from configs.errors import InputError
+from configs.hashes import run_config_sha256
 from configs.schema import Config, ModelConfig, SweepConfig, load_config
-from report.sweep import (
-    SWEEP_COLUMNS,
-    SweepItem,
-    item_config,
-    run_sweep,
-    sweep_combinations,
-    sweep_summary,
-    sweep_table,
-)
+from pipeline.sweep import SweepItem, item_config, run_sweep, sweep_combinations, sweep_table
+from report.sweep import SWEEP_COLUMNS, sweep_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
@@ -156,11 +150,20 @@ class FakeJob:
             done.write_text("cache complete")
         results = {
             "config": cfg.to_dict(),
-            "config_sha256": cfg.sha256(),
+            "run_config_sha256": run_config_sha256(cfg),
             "tiers": {t: _fake_scores(cfg, t) for t in cfg.benchmark.tiers},
         }
         (run_dir / "results.json").write_text(json.dumps(results))
         return results
+
+
+@pytest.fixture(autouse=True)
+def fake_runs_are_fresh(request, monkeypatch):
+    """The fake jobs write a bare results.json: count an existing one as fresh (see test_artifacts)."""
+    if "tiny_model_dir" not in request.fixturenames and "renderer_dropped" not in request.node.name:
+        from pipeline.artifacts import RunDir
+
+        monkeypatch.setattr(RunDir, "is_fresh", lambda self, name, _seen=frozenset(): (self.path / name).is_file())
 
 
 def test_run_sweep_writes_every_combination_and_tier(tmp_path):
@@ -317,21 +320,14 @@ def test_demo_config_is_a_valid_sweep():
 
 
 def pipeline_job(cfg: Config, run_dir: Path) -> dict:
-    """What 'probe run' does (threads, extract, results, fit), as a run_one."""
+    """What 'probe run' does (extract, score, fit), as a run_one."""
     import torch
 
-    from extract.job import run_extract
-    from probes.stage import run_fit
-    from report.results import build_results, save_run_config, write_results
+    import pipeline
 
     threads = torch.get_num_threads()
     try:
-        if cfg.extract.threads:
-            torch.set_num_threads(cfg.extract.threads)
-        save_run_config(run_dir, cfg)
-        run_extract(cfg, run_dir, progress=False)
-        write_results(run_dir, build_results(run_dir, cfg))
-        return run_fit(run_dir, cfg)
+        return pipeline.run(cfg, run_dir, ("extract", "score", "fit"), progress=False)
     finally:
         torch.set_num_threads(threads)
 
@@ -362,20 +358,27 @@ def test_real_sweep_on_the_tiny_model(tmp_path, tiny_model_dir):
     assert sweep_summary(df)
 
 
-def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path):
-    from report.sweep import is_complete
+def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path, monkeypatch):
+    from configs.hashes import run_config_sha256
+    from pipeline.artifacts import RunDir
+    from pipeline.sweep import is_complete
 
     icfg = _cfg()
     icfg.sweep = None
-    results = {"config_sha256": icfg.sha256(), "tiers": {"high": {}, "medium": {}}}
+    monkeypatch.setattr(RunDir, "is_fresh", lambda self, name: True)  # freshness is tested in test_artifacts
+    results = {"run_config_sha256": run_config_sha256(icfg), "tiers": {"high": {}, "medium": {}}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert not is_complete(tmp_path, icfg)  # low missing
     results["benchmark"] = {"dropped_tiers": {"low": "all 3 cases render to the same prompts"}}
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert is_complete(tmp_path, icfg)
-    results["config_sha256"] = "other"
+    results["run_config_sha256"] = "other"
     (tmp_path / "results.json").write_text(json.dumps(results))
     assert not is_complete(tmp_path, icfg)
+    monkeypatch.undo()
+    results["run_config_sha256"] = run_config_sha256(icfg)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert not is_complete(tmp_path, icfg)  # right config, but no manifest records it: not fresh
 
 
 def test_summary_flags_a_rise_in_mfarm_without_smaller_shifts():
@@ -400,7 +403,8 @@ def test_max_abs_shift_from_diagnostics_and_old_tables(tmp_path):
 
 
 def test_batch_noise_column_and_sentence(tmp_path):
-    from report.sweep import result_rows, write_sweep_csv
+    from pipeline.sweep import write_sweep_csv
+    from report.sweep import result_rows
 
     item = sweep_combinations(_cfg(precisions=("int8",)))[0]
     results = {"tiers": {"high": {"mfarm": {"score": 0.9}}}, "batch_invariance": {"max_abs_diff": 0.11}}

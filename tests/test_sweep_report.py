@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from cli import main
-from report.sweep import SWEEP_COLUMNS, write_sweep_csv
-from report.sweep_html import render_sweep_report, write_sweep_report
+from pipeline.artifacts import RunDir
+from pipeline.report import write_sweep_report
+from pipeline.sweep import write_sweep_csv
+from report.sweep import SWEEP_COLUMNS
+from report.sweep_html import render_sweep_report
 
 MODELS = ("smollm2-135m-instruct", "other-model")
 PRECISIONS = ("float32", "int8", "bfloat16")
@@ -39,14 +41,19 @@ def sweep_rows(models=MODELS[:1], with_full: bool = False) -> list[dict]:
 
 
 def _svgs(html: str) -> list[str]:
-    return re.findall(r"<svg.*?</svg>", html, re.S)
+    return re.findall(r"<svg\b.*?</svg>", html, re.S)
+
+
+def _lines(svg_text: str) -> list[tuple[str, str]]:
+    """(path data, style) of every series line of a chart (ids ``<uid>-line-<i>``), in drawing order."""
+    return re.findall(r'<g id="[^"]+-line-\d+">\s*<path d="([^"]+)"[^>]*style="([^"]*)"', svg_text)
 
 
 def _paths(svg_text: str) -> list[list[tuple[float, float]]]:
-    """The points of every line (path) of a chart, in drawing order."""
+    """The points of every series line of a chart, in drawing order."""
     out = []
-    for d in re.findall(r'<path d="M([^"]+)" fill="none" stroke="#[0-9A-Fa-f]{6}"', svg_text):
-        out.append([tuple(map(float, p.split(","))) for p in d.split("L")])
+    for d, _ in _lines(svg_text):
+        out.append([tuple(map(float, p.split())) for p in re.split(r"[ML]", d) if p.strip()])
     return out
 
 
@@ -83,7 +90,8 @@ def test_full_scores_drawn_dashed():
     html = render_sweep_report(sweep_rows(with_full=True))
     tier_chart = _svgs(html)[0]
     assert len(_paths(tier_chart)) == 6 and "float32 (full)" in tier_chart
-    assert tier_chart.count('stroke-dasharray="7 4"') >= 3
+    dashed = [style for _, style in _lines(tier_chart) if re.search(r"stroke-dasharray: 7,4\b", style)]
+    assert len(dashed) == 3  # the three "(full)" lines
 
 
 def test_answers_and_table():
@@ -94,11 +102,37 @@ def test_answers_and_table():
     assert "<script" not in html
 
 
+def test_sweep_page_is_deterministic_accessible_and_self_contained():
+    rows = sweep_rows(MODELS, with_full=True)
+    html = render_sweep_report(rows, run_links={(MODELS[0], "int8", ""): "m__int8__none/report.html"})
+    assert render_sweep_report(rows, run_links={(MODELS[0], "int8", ""): "m__int8__none/report.html"}) == html
+    for svg in _svgs(html):
+        t, d = re.match(r'<svg [^>]*role="img" aria-labelledby="([^" ]+) ([^"]+)"', svg).groups()
+        assert f'<title id="{t}">' in svg and f'<desc id="{d}">' in svg
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))
+    assert "<script" not in html.lower() and "http://" not in html and "https://" not in html
+    assert "default-src 'none'" in html
+
+
+def test_sweep_page_escapes_names_and_refuses_odd_links():
+    rows = sweep_rows()
+    for r in rows:
+        r["model"] = '<script>alert(1)</script>"><img src=x onerror=alert(1)>'
+    links = {(rows[0]["model"], "int8", ""): "javascript:alert(1)", (rows[0]["model"], "float32", ""): "https://example.invalid/x"}
+    html = render_sweep_report(rows, run_links=links)
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "javascript:" not in html and "example.invalid" not in html and "<a href=" not in html
+
+
 def test_empty_sweep_says_so():
     assert "no combination has finished yet" in render_sweep_report([])
 
 
-def test_write_links_each_finished_run_and_cli(tmp_path):
+def test_write_links_each_finished_run_and_cli(tmp_path, monkeypatch):
+    # a run's report is linked when its manifest records it fresh; stub that to "the file exists"
+    monkeypatch.setattr(RunDir, "is_fresh", lambda self, name, _seen=frozenset(): self.exists(name))
     rows = sweep_rows()
     write_sweep_csv(rows, tmp_path / "sweep.csv")
     items = [{"model": MODELS[0], "precision": p, "adapter": None, "name": f"m__{p}__none"} for p in PRECISIONS]

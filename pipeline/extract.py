@@ -5,12 +5,12 @@ their batched values: :mod:`extract.batch_check`).
 
 Re-running on the same directory resumes from the cache's ``done`` mask; a cache
 made from another model, benchmark or extraction setting is refused unless
-``overwrite`` is set.
+``overwrite`` is set. ``config.json`` is written only once the cache has been
+accepted (created, resumed or replaced), so a refused run changes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -23,8 +23,10 @@ import pandas as pd
 
 from configs.errors import InputError
 from configs.schema import Config
+from configs.files import atomic_path, atomic_write_text
+from configs.hashes import extraction_sha256
 from configs.version import TOOLKIT_VERSION
-from extract.files import atomic_path
+from pipeline.artifacts import RunDir
 
 if TYPE_CHECKING:
     from benchmarks.types import Prompt
@@ -64,24 +66,6 @@ class ExtractResult:
     seconds: float
 
 
-def cache_identity(cfg: Config) -> str:
-    """SHA-256 over the config sections that determine the cache's contents.
-
-    Batch size, thread count and the batch check are left out on purpose: in float32
-    results do not depend on them beyond round-off (at reduced precision they can,
-    and ``batch_check.json`` says by how much). So are ``--limit-cases`` and
-    ``--shard``: they select prompts, which the cache compares one by one, and shards
-    of one job must share an identity to be merged.
-    """
-    ident = {
-        "model": cfg.model.__dict__ | {"cache_dir": None},
-        "benchmark": cfg.benchmark.__dict__,
-        "extract": {k: v for k, v in cfg.extract.__dict__.items() if k not in ("batch_size", "threads", "batch_check")},
-    }
-    blob = json.dumps(ident, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
 def prompt_table(prompts: Sequence[Prompt], texts: Sequence[str]) -> pd.DataFrame:
     """The cache's prompt columns: ``case_id, tier, variant, race, gender, label`` (-1: unknown), ``text``."""
     return pd.DataFrame(
@@ -115,20 +99,34 @@ def run_extract(
     overwrite: bool = False,
     progress: bool = True,
 ) -> ExtractResult:
-    """Run the extract stage into ``out_dir`` (see the module docstring)."""
+    """Run the extract stage into ``out_dir`` (see the module docstring).
+
+    Nothing is written before the benchmark renders and the model loads; if the
+    stage fails before the cache exists, a run directory it created is removed again.
+    """
+    start = time.perf_counter()
+    out = Path(out_dir)
+    created = not out.exists()
+    try:
+        return _run_extract(cfg, RunDir(out), limit_cases, shard, overwrite, progress, start)
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, start) -> ExtractResult:
     from benchmarks.registry import render_benchmark
     from extract.backends import make_runner
     from extract.cache import CacheSpec, CacheWriter
     from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
     from extract.model import load_model
+    from configs.schema import check_against_model
+    from pipeline.results import save_run_config
 
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if limit_cases is not None and limit_cases < 1:
         raise InputError(f"--limit-cases: must be >= 1, got {limit_cases}")
-
-    rendered = render_benchmark(cfg.benchmark)
+    rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
     keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard)
     indexed = [(i, p) for i, p in enumerate(rendered.prompts) if p.case_id in keep]
     if not indexed:
@@ -137,6 +135,7 @@ def run_extract(
     log.info("benchmark %s: %d cases, %d prompts", cfg.benchmark.source, len(keep), len(prompts))
 
     loaded = load_model(cfg.model)
+    check_against_model(cfg, loaded.n_layers)  # layer indices of later stages, before any forward pass
     texts = [model_text(loaded.tokenizer, p) for p in prompts]
     positions = tuple(cfg.extract.positions)
     demographic = None
@@ -152,7 +151,7 @@ def run_extract(
         model_sha256=loaded.sha256,
         dtype=loaded.dtype,
         backend=cfg.extract.backend,
-        config_sha256=cache_identity(cfg),
+        config_sha256=extraction_sha256(cfg),  # the cache contract's name for the extraction hash
         toolkit_version=TOOLKIT_VERSION,
         n_layers=loaded.n_layers,
         d_model=loaded.d_model,
@@ -160,33 +159,41 @@ def run_extract(
         positions=positions,
         storage_dtype=cfg.extract.storage_dtype,
     )
-    cache_path = out_dir / "cache.h5"
+    cache_path = run / "cache.h5"
     runner = make_runner(cfg.extract.backend, loaded)
     extra = {"render_report": json.dumps(rendered.report())}
     if shard is not None:
         extra["shard"] = f"{shard.index}/{shard.count}"
+    run.path.mkdir(parents=True, exist_ok=True)
+    run.invalidate("cache.h5")
     with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
+        save_run_config(run, cfg)  # the cache was accepted: from here on this is the run's config
         todo = writer.todo()
         if len(todo) < len(prompts):
             log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
         _run_batches(runner, writer, texts, todo, cfg.extract.batch_size, spec, demographic, progress)
-    predictions_path = write_predictions(cache_path, out_dir / "predictions.csv")
-    _check_batches(runner, texts, cache_path, out_dir, cfg.extract.batch_size, cfg.extract.batch_check)
+    run.forget("cache.h5")
+    run.record("cache.h5")
+    predictions_path = write_predictions(run)
+    _check_batches(runner, texts, run, cfg.extract.batch_size, cfg.extract.batch_check)
+    run.prune()
     return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
 
 
-def _check_batches(runner, texts, cache_path: Path, out_dir: Path, batch_size: int, n: int) -> None:
+def _check_batches(runner, texts, run: RunDir, batch_size: int, n: int) -> None:
     """Re-run ``n`` prompts alone and record how far their P(Yes) is from the batched one."""
-    from extract.batch_check import check_batch_invariance, write_check
+    from extract.batch_check import CHECK_NAME, check_batch_invariance
     from extract.cache import Cache
 
+    run.invalidate(CHECK_NAME)
     if n == 0 or batch_size == 1:  # nothing to compare: every prompt already ran alone
-        write_check(out_dir, None)
+        (run / CHECK_NAME).unlink(missing_ok=True)
         return
-    with Cache(cache_path) as cache:
+    with Cache(run / "cache.h5") as cache:
         batched = cache.outputs["p_yes"].to_numpy()
     check = check_batch_invariance(runner, texts, batched, batch_size, n)
-    write_check(out_dir, check)
+    atomic_write_text(run / CHECK_NAME, json.dumps(check.to_dict(), indent=2) + "\n")
+    run.record(CHECK_NAME)
     say = log.info if check.within_tolerance else log.warning
     say(
         "batch check: P(Yes) of %d prompts run alone vs in batches of %d: max |diff| %.2g, mean %.2g%s",
@@ -228,15 +235,18 @@ def _run_batches(runner, writer, texts, todo, batch_size, spec, demographic, pro
             bar.update(len(idx))
 
 
-def write_predictions(cache_path: Path, out_path: Path) -> Path:
-    """Write ``predictions.csv`` (design.md contract) from a complete cache, atomically."""
+def write_predictions(run: RunDir) -> Path:
+    """Write ``predictions.csv`` (design.md contract) from the run's complete cache, atomically."""
     from extract.cache import Cache
 
+    cache_path, out_path = run / "cache.h5", run / "predictions.csv"
     with Cache(cache_path) as cache:
         if not cache.done.all():
-            raise RuntimeError(f"{cache_path}: cache incomplete, cannot write predictions")
+            raise InputError(f"{cache_path}: {int((~cache.done).sum())} prompts unfinished, cannot write predictions")
         df = pd.concat([cache.prompts, cache.outputs], axis=1)
     df["label"] = df["label"].map(lambda v: "" if int(v) < 0 else str(int(v)))
+    run.invalidate("predictions.csv")
     with atomic_path(out_path) as tmp:
         df[PREDICTION_COLUMNS].to_csv(tmp, index=False, float_format="%.8g")
+    run.record("predictions.csv")
     return out_path

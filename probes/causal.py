@@ -1,4 +1,4 @@
-"""The explain stage (mfarm-spec.md B3): steering dose–response and LEACE mediation.
+"""Causal tests of mfarm-spec.md B3: steering dose–response and LEACE mediation.
 
 For each explained tier, on the first ``explain.max_cases`` cases:
 
@@ -13,22 +13,19 @@ For each explained tier, on the first ``explain.max_cases`` cases:
   D = mean_{i,g} |p_{i,g} − p_{i,BASE}| before and after, the mediated fraction
   1 − D_after/D_before, and the same for erasing as many random directions.
 
-Writes ``DIR/explain.json`` and puts the best layer's mediation into
-``results.json`` under ``latent.mediation``.
+Functions here take a runner, the model and arrays and return values; the explain
+stage (:mod:`pipeline.explain`) reads the run directory and writes ``explain.json``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from configs.errors import InputError
+from configs.names import BASE
 from configs.schema import Config
 
 log = logging.getLogger(__name__)
@@ -41,8 +38,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def disparity(case_ids: Sequence[str], variants: Sequence[str], p_yes: Sequence[float]) -> float:
     """D = mean over cases i and groups g of |p_{i,g} − p_{i,BASE}|."""
-    base = {c: p for c, v, p in zip(case_ids, variants, p_yes) if v == "BASE"}
-    diffs = [abs(p - base[c]) for c, v, p in zip(case_ids, variants, p_yes) if v != "BASE"]
+    base = {c: p for c, v, p in zip(case_ids, variants, p_yes) if v == BASE}
+    diffs = [abs(p - base[c]) for c, v, p in zip(case_ids, variants, p_yes) if v != BASE]
     return float(np.mean(diffs)) if diffs else 0.0
 
 
@@ -141,10 +138,10 @@ def explain_tier(runner, model, prompts, p_yes, h_last, axis_dirs, value_layer, 
     sub = prompts.iloc[rows].reset_index(drop=True)
     texts = sub["text"].tolist()
     variants = sub["variant"].to_numpy()
-    is_base = variants == "BASE"
+    is_base = variants == BASE
     base_texts = [t for t, b in zip(texts, is_base) if b]
     p_base = p_yes[rows][is_base]
-    all_base = (prompts["variant"] == "BASE").to_numpy()
+    all_base = (prompts["variant"] == BASE).to_numpy()
     sigma = np.median(np.linalg.norm(h_last[:, all_base], axis=-1), axis=1)  # (n_layers,)
 
     start = time.perf_counter()
@@ -194,53 +191,3 @@ def best_mediation(mediation: list[dict[str, Any]]) -> dict[str, Any] | None:
     m = max(scored, key=lambda m: m["mediated_fraction"])
     keys = ("layer", "disparity_before", "disparity_after", "mediated_fraction", "random_control_fraction")
     return {k: m[k] for k in keys}
-
-
-def run_explain(run_dir: str | Path, layers: list[int] | None = None, alphas: list[float] | None = None, cfg: Config | None = None) -> dict[str, Any]:
-    """Run the explain stage on a fitted run directory; write explain.json, update results.json."""
-    import h5py
-
-    from extract.backends import make_runner
-    from extract.cache import Cache
-    from extract.files import atomic_write_text
-    from extract.model import load_model
-    from report.results import load_run_config
-
-    run_dir = Path(run_dir)
-    for name in ("cache.h5", "probes.h5", "results.json"):
-        if not (run_dir / name).is_file():
-            raise InputError(f"{run_dir / name}: not found (run 'probe fit {run_dir}' first)")
-    cfg = cfg or load_run_config(run_dir)
-    if alphas is not None:
-        cfg.explain.alphas = list(alphas)
-    loaded = load_model(cfg.model)
-    runner = make_runner(cfg.extract.backend, loaded)
-    out: dict[str, Any] = {"tiers": {}}
-    with Cache(run_dir / "cache.h5") as cache, h5py.File(run_dir / "probes.h5", "r") as probes:
-        if cache.attrs.get("model_sha256") != loaded.sha256:
-            raise InputError(f"{run_dir}/cache.h5: was made with another model (weights hash differs from {cfg.model.name})")
-        prompts = cache.prompts
-        p_all = cache.outputs["p_yes"].to_numpy(float)
-        for tier in cfg.explain.tiers or cfg.benchmark.tiers[:1]:
-            if f"{tier}/value_axis/resid_post/last" not in probes:
-                continue
-            rows = np.flatnonzero(prompts["tier"].to_numpy() == tier)
-            part = prompts.iloc[rows].reset_index(drop=True)
-            ds = probes[f"{tier}/value_axis/resid_post/last"]
-            axis_dirs, value_layer = ds[()], int(ds.attrs["layer"])
-            steer_group = probes[f"{tier}/steering/resid_post/last"]
-            steering = {g: steer_group[g][()] for g in steer_group}
-            tier_layers = sorted(set(layers if layers is not None else (cfg.explain.layers or default_layers(loaded.n_layers, value_layer))))
-            bad = [l for l in tier_layers if not 0 <= l < loaded.n_layers]
-            if bad:
-                raise InputError(f"--layers: {bad} out of range 0..{loaded.n_layers - 1}")
-            h_last = cache.acts("resid_post", "last", rows)
-            out["tiers"][tier] = explain_tier(runner, loaded.model, part, p_all[rows], h_last, axis_dirs, value_layer, steering, cfg, tier_layers)
-    if not out["tiers"]:
-        raise InputError(f"{run_dir}/probes.h5: no fitted tier to explain")
-    atomic_write_text(run_dir / "explain.json", json.dumps(out, indent=2, allow_nan=False) + "\n")
-    results = json.loads((run_dir / "results.json").read_text())
-    for tier, entry in out["tiers"].items():
-        results["tiers"].setdefault(tier, {}).setdefault("latent", {})["mediation"] = best_mediation(entry["mediation"])
-    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    return out

@@ -1,0 +1,90 @@
+"""The explain stage: steering dose–response and LEACE mediation on a fitted run.
+
+Reads the fresh ``cache.h5`` and ``probes.h5`` of a run directory, re-runs the model
+(:mod:`probes.causal`), writes ``explain.json`` and re-assembles ``results.json``
+(which carries each tier's best mediation as ``latent.mediation``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from configs.errors import InputError
+from configs.files import atomic_write_text
+from configs.names import PRIMARY_SITE
+from configs.schema import Config
+from pipeline.artifacts import RunDir
+
+log = logging.getLogger(__name__)
+
+EXPLAIN_NAME = "explain.json"
+
+
+def run_explain(
+    run_dir: str | Path,
+    layers: list[int] | None = None,
+    alphas: list[float] | None = None,
+    cfg: Config | None = None,
+) -> dict[str, Any]:
+    """Run the explain stage on a fitted run directory; write explain.json, re-assemble results.json.
+
+    ``layers`` and ``alphas`` override ``explain.layers`` and ``explain.alphas`` for
+    this call (and are recorded in explain.json).
+    """
+    import h5py
+
+    from extract.backends import make_runner
+    from extract.cache import Cache
+    from extract.model import load_model
+    from pipeline.results import assemble_results, load_run_config
+    from probes.causal import default_layers, explain_tier
+
+    run = RunDir(run_dir)
+    for name in ("cache.h5", "probes.h5"):
+        if not run.is_fresh(name):
+            state = run.why_stale(name)
+            raise InputError(f"{run / name}: {state} (run 'probe fit {run.path}' first)")
+    cfg = cfg or load_run_config(run.path)
+    layers_key = "--layers" if layers is not None else "explain.layers"
+    if alphas is not None:
+        cfg.explain.alphas = list(alphas)
+    if layers is not None:
+        cfg.explain.layers = list(layers)
+    loaded = load_model(cfg.model)
+    runner = make_runner(cfg.extract.backend, loaded)
+    site, position = PRIMARY_SITE
+    out: dict[str, Any] = {"layers": cfg.explain.layers, "alphas": list(cfg.explain.alphas), "tiers": {}}
+    with Cache(run / "cache.h5") as cache, h5py.File(run / "probes.h5", "r") as probes:
+        if cache.attrs.get("model_sha256") != loaded.sha256:
+            raise InputError(f"{run / 'cache.h5'}: was made with another model (weights hash differs from {cfg.model.name})")
+        prompts = cache.prompts
+        p_all = cache.outputs["p_yes"].to_numpy(float)
+        for tier in cfg.explain.tiers or cfg.benchmark.tiers[:1]:
+            if f"{tier}/value_axis/{site}/{position}" not in probes:
+                continue
+            rows = np.flatnonzero(prompts["tier"].to_numpy() == tier)
+            part = prompts.iloc[rows].reset_index(drop=True)
+            ds = probes[f"{tier}/value_axis/{site}/{position}"]
+            axis_dirs, value_layer = ds[()], int(ds.attrs["layer"])
+            steer_group = probes[f"{tier}/steering/{site}/{position}"]
+            steering = {g: steer_group[g][()] for g in steer_group}
+            tier_layers = sorted(set(cfg.explain.layers or default_layers(loaded.n_layers, value_layer)))
+            bad = [layer for layer in tier_layers if not 0 <= layer < loaded.n_layers]
+            if bad:
+                raise InputError(f"{layers_key}: {bad} out of range 0..{loaded.n_layers - 1}")
+            h_last = cache.acts(site, position, rows)
+            out["tiers"][tier] = explain_tier(
+                runner, loaded.model, part, p_all[rows], h_last, axis_dirs, value_layer, steering, cfg, tier_layers
+            )
+    if not out["tiers"]:
+        raise InputError(f"{run / 'probes.h5'}: no fitted tier to explain")
+    run.invalidate(EXPLAIN_NAME)
+    atomic_write_text(run / EXPLAIN_NAME, json.dumps(out, indent=2, allow_nan=False) + "\n")
+    run.record(EXPLAIN_NAME)
+    assemble_results(run)
+    return out

@@ -1,0 +1,198 @@
+"""``results.json``: assembled in one place, from the fresh artifacts of a run only.
+
+:func:`assemble_results` is the only code that writes ``results.json``. It takes
+
+- the Part A/C scores of every tier from ``predictions.csv`` and ``config:scoring``
+  (reused from the previous ``results.json`` when both are unchanged),
+- ``batch_invariance`` from ``batch_check.json``,
+- ``latent``, ``mfarm_full`` and ``fab_full`` from ``probes.h5``,
+- ``latent.mediation`` from ``explain.json``,
+
+each only when that artifact is fresh (:mod:`pipeline.artifacts`); a key whose
+artifact is missing or stale is absent, never carried over. The result is checked
+against the JSON Schema ``pipeline/schemas/results.schema.json`` before it is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from configs.errors import InputError
+from configs.files import atomic_write_text
+from configs.hashes import extraction_sha256, run_config_sha256
+from configs.names import SCORE_KEYS
+from configs.schema import Config, config_from_dict
+from configs.version import TOOLKIT_VERSION
+from pipeline.artifacts import RunDir
+
+log = logging.getLogger(__name__)
+
+RESULTS_NAME = "results.json"
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "results.schema.json"
+#: per-tier keys that come from later stages (everything else is Part A/C)
+LATENT_KEYS = ("latent", "mfarm_full", "fab_full")
+
+
+class ResultsSchemaError(InputError, ValueError):
+    """A results mapping that does not match ``results.schema.json``."""
+
+
+# ---------------------------------------------------------------------- config.json
+
+
+def save_run_config(run_dir: str | Path | RunDir, cfg: Config) -> Path:
+    """Record the resolved config in ``DIR/config.json`` atomically (later stages read it back)."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    path = run / "config.json"
+    text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n"
+    if path.is_file() and path.read_text(encoding="utf-8") == text and "config.json" in run.manifest:
+        return path
+    run.invalidate("config.json")
+    atomic_write_text(path, text)
+    run.record("config.json")
+    run.forget()
+    return path
+
+
+def load_run_config(run_dir: str | Path) -> Config:
+    """Read ``DIR/config.json`` written by :func:`save_run_config`."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise InputError(f"{path}: not found (is {run_dir} a run directory made by 'probe run' or 'probe extract'?)")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object")
+    return config_from_dict(data, Path.cwd(), str(path))
+
+
+# ---------------------------------------------------------------------- schema
+
+
+@lru_cache(maxsize=1)
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema of ``results.json`` shipped with the toolkit."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def validate_results(results: Any, source: str = RESULTS_NAME) -> None:
+    """Raise :class:`ResultsSchemaError` (one line: the path inside the JSON and the problem) unless valid."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(results_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(results))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ResultsSchemaError(f"{source}: {where}: {error.message.splitlines()[0][:200]}")
+
+
+# ---------------------------------------------------------------------- assembly
+
+
+def _cache_attrs(run: RunDir) -> dict[str, Any]:
+    from extract.cache import Cache
+
+    with Cache(run / "cache.h5") as cache:
+        return dict(cache.attrs)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _output_tiers(run: RunDir, cfg: Config) -> dict[str, Any]:
+    """Part A/C per tier: reused when predictions.csv and config:scoring are what the last results used."""
+    from pipeline.score import read_predictions
+    from report.scoring import score_table
+
+    old = _read_json(run / RESULTS_NAME) if run.exists(RESULTS_NAME) else None
+    recorded = run.recorded_inputs(RESULTS_NAME)
+    same_inputs = all(
+        recorded.get(key) is not None and recorded.get(key) == run.fingerprint(key)
+        for key in ("predictions.csv", "config:scoring")
+    ) and run.fingerprint(RESULTS_NAME) == (run.manifest.get(RESULTS_NAME) or {}).get("sha256")
+    if same_inputs and isinstance(old, dict) and isinstance(old.get("tiers"), dict):
+        return {t: {k: v for k, v in e.items() if k not in LATENT_KEYS} for t, e in old["tiers"].items()}
+    s = cfg.scoring
+    df = read_predictions(run / "predictions.csv")
+    return score_table(df, s.alpha, s.correction, s.accuracy, s.bootstrap, s.seed, str(run / "predictions.csv"))
+
+
+def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
+    """The results mapping of a run from its fresh artifacts (see the module docstring)."""
+    from mfarm.accuracy import fab
+    from mfarm.output_scores import geometric_mean
+    from pipeline.fit import read_latent
+    from probes.causal import best_mediation
+
+    if not run.is_fresh("predictions.csv"):
+        raise InputError(f"{run / 'predictions.csv'}: {run.why_stale('predictions.csv')} (run 'probe extract' first)")
+    attrs = _cache_attrs(run)
+    render_report = json.loads(attrs.get("render_report", "{}") or "{}")
+    tiers = _output_tiers(run, cfg)
+    if run.is_fresh("probes.h5"):
+        for tier, latent in read_latent(run / "probes.h5").items():
+            if tier not in tiers:
+                continue
+            entry = tiers[tier]
+            entry["latent"] = latent
+            scores = [entry["mfarm"][k] for k in SCORE_KEYS] + [latent["value_axis_fairness"]]
+            entry["mfarm_full"] = float(geometric_mean(scores))
+            entry["fab_full"] = fab(entry["mfarm_full"], entry["accuracy"])
+    if run.is_fresh("explain.json"):
+        explain = _read_json(run / "explain.json") or {}
+        for tier, entry in (explain.get("tiers") or {}).items():
+            if tier in tiers and "latent" in tiers[tier]:
+                tiers[tier]["latent"]["mediation"] = best_mediation(entry.get("mediation") or [])
+    check = _read_json(run / "batch_check.json") if run.is_fresh("batch_check.json") else None
+    return {
+        "toolkit_version": TOOLKIT_VERSION,
+        "config": cfg.to_dict(),
+        "run_config_sha256": run_config_sha256(cfg),
+        "extraction_sha256": extraction_sha256(cfg),
+        "seeds": {"config": cfg.seed, "benchmark": cfg.benchmark.seed, "scoring": cfg.scoring.seed, "probes": cfg.probes.seed},
+        "model": {
+            "name": attrs.get("model", cfg.model.name),
+            "sha256": attrs.get("model_sha256"),
+            "dtype": attrs.get("dtype", cfg.model.dtype),
+            "backend": attrs.get("backend", cfg.extract.backend),
+        },
+        "benchmark": {
+            "source": cfg.benchmark.source,
+            "degraded_fields": render_report.get("degraded", {}),
+            "collapsed_duplicates": render_report.get("collapsed", {}),
+            "dropped_tiers": render_report.get("dropped_tiers", {}),
+        },
+        "batch_invariance": check if isinstance(check, dict) else None,
+        "tiers": tiers,
+    }
+
+
+def assemble_results(run_dir: str | Path | RunDir) -> dict[str, Any]:
+    """Build, validate and write ``DIR/results.json`` from the run's fresh artifacts; return it."""
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
+    run.prune()
+    cfg = load_run_config(run.path)
+    results = build_results(run, cfg)
+    validate_results(results, str(run / RESULTS_NAME))
+    run.invalidate(RESULTS_NAME)
+    atomic_write_text(run / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
+    run.record(RESULTS_NAME)
+    return results
+
+
+def summary_table(tiers: dict[str, Any]) -> str:
+    """A short fixed-width table of the per-tier scores for the terminal."""
+    from report.terminal import summary_table as table
+
+    return table(tiers)
