@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from configs.errors import InputError
+from configs.errors import InputError, JobFailed
 from configs.names import BASE, TIERS
 from configs.version import TOOLKIT_VERSION
 
@@ -41,8 +41,21 @@ def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
         except InputError as err:
             click.echo(f"error: {str(err).splitlines()[0] if str(err) else type(err).__name__}", err=True)
             sys.exit(2)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+        except JobFailed as err:
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished work is kept; run the same command again to resume", err=True)
+            sys.exit(130)
+        except (click.exceptions.Exit, click.ClickException, SystemExit):
             raise
+        except OSError as err:
+            if err.filename is None:  # not about a path the user gave: an internal error
+                traceback.print_exc(file=sys.stderr)
+                click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
+                sys.exit(1)
+            click.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
+            sys.exit(2)
         except Exception as err:  # an internal error: show where, exit 1
             traceback.print_exc(file=sys.stderr)
             click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
@@ -60,10 +73,14 @@ def main(verbose: int, quiet: bool) -> None:
     _setup_logging(verbose, quiet)
 
 
-def _load(config: str, overrides: tuple[str, ...]):
+def _load(config: str, overrides: tuple[str, ...], trust_remote_code: bool = False):
     from configs.schema import load_config
+    from configs.trust import apply_trust
 
-    return load_config(config, list(overrides))
+    return apply_trust(load_config(config, list(overrides)), trust_remote_code, config)
+
+
+TRUST_HELP = "Let the model folder's own Python code run (transformers trust_remote_code); never taken from a config."
 
 
 def _common_run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -74,6 +91,7 @@ def _common_run_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--shard", default=None, metavar="K/N", help="Process every N-th case, starting at the K-th."),
         click.option("--overwrite", is_flag=True, help="Replace a cache made with another config or model."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("--trust-remote-code", is_flag=True, help=TRUST_HELP),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -95,8 +113,10 @@ def _stages(no_fit: bool, no_explain: bool, no_report: bool) -> tuple[str, ...]:
 @click.option("--no-fit", is_flag=True, help="Skip the probes / value axis / F_LV stage (and explain).")
 @click.option("--no-explain", is_flag=True, help="Skip the steering / mediation stage.")
 @click.option("--no-report", is_flag=True, help="Skip the HTML report.")
+@click.option("--executor", type=click.Choice(["inline", "local", "slurm"]), default=None, help="Where shard jobs run (default: cluster.executor).")
+@click.option("--shards", type=click.IntRange(1, 10_000), default=None, help="Split the extraction into N shard jobs (default: cluster.shards).")
 @_errors_to_exit_codes
-def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_fit, no_explain, no_report):
+def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_remote_code, out, no_fit, no_explain, no_report, executor, shards):
     """Run the whole pipeline on CONFIG: extract, score, fit, explain, report.
 
     With a ``sweep:`` section, every model x precision x adapter combination runs
@@ -104,9 +124,11 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
     """
     import pipeline
 
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides, trust_remote_code)
     out_dir = Path(out) if out else Path("runs") / cfg.name
     stages = _stages(no_fit, no_explain, no_report)
+    if limit_cases == 1 and "fit" in stages:
+        raise InputError("--limit-cases 1: the fit stage needs at least 2 cases (grouped folds); give more, or --no-fit")
     if cfg.sweep is not None:
         from pipeline.report import write_sweep_report
         from pipeline.sweep import run_sweep, sweep_table
@@ -127,9 +149,21 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
         if not no_report:
             click.echo(f"sweep report: {write_sweep_report(out_dir)}")
         return
-    results = pipeline.run(
-        cfg, out_dir, stages, limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress
-    )
+    executor = executor or cfg.cluster.executor
+    shards = shards or cfg.cluster.shards
+    if shard and (executor != "inline" or shards > 1):
+        raise InputError("--shard K/N: runs one shard by hand; it cannot be combined with --executor/--shards")
+    if executor != "inline" or shards > 1:
+        from pipeline.cluster import run_sharded
+
+        results = run_sharded(
+            cfg, out_dir, executor, shards, stages, limit_cases=limit_cases, overwrite=overwrite,
+            progress=not no_progress, poll_s=cfg.cluster.poll_s,
+        )
+    else:
+        results = pipeline.run(
+            cfg, out_dir, stages, limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress
+        )
     click.echo(summary_table_text(results))
     click.echo(f"results: {out_dir / 'results.json'}")
 
@@ -138,11 +172,11 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, out, no_f
 @_common_run_options
 @click.option("--out", type=click.Path(file_okay=False), required=True, help="Run directory.")
 @_errors_to_exit_codes
-def extract(config, limit_cases, overrides, shard, overwrite, no_progress, out):
+def extract(config, limit_cases, overrides, shard, overwrite, no_progress, trust_remote_code, out):
     """Render the benchmark and run the model only: DIR/cache.h5 and DIR/predictions.csv."""
     import pipeline
 
-    cfg = _load(config, overrides)
+    cfg = _load(config, overrides, trust_remote_code)
     pipeline.run(cfg, Path(out), ("extract",), limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress)
     click.echo(f"cache: {Path(out) / 'cache.h5'}\npredictions: {Path(out) / 'predictions.csv'}")
 
@@ -164,24 +198,37 @@ def fit(run_dir):
 def _number_list(text: str | None, kind: type, option: str) -> list | None:
     if text is None:
         return None
+    import math
+
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
+        values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"{option} {text!r}: expected a comma-separated list of {kind.__name__}s") from None
+    if not values:
+        raise InputError(f"{option} {text!r}: give at least one value")
+    if kind is float and not all(math.isfinite(v) and abs(v) <= 1000 for v in values):
+        raise InputError(f"{option} {text!r}: values must be finite numbers within ±1000")
+    if kind is int and not all(0 <= v <= 10000 for v in values):
+        raise InputError(f"{option} {text!r}: layers must lie in 0..10000")
+    return values
 
 
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--layers", default=None, metavar="L1,L2,...", help="Layers for mediation (default: every 4th + the value-axis layer).")
 @click.option("--alphas", default=None, metavar="A1,A2,...", help="Steering strengths in units of sigma_l.")
+@click.option("--trust-remote-code", is_flag=True, help=TRUST_HELP)
 @_errors_to_exit_codes
-def explain(run_dir, layers, alphas):
+def explain(run_dir, layers, alphas, trust_remote_code):
     """Steering dose-response and LEACE mediation on a fitted RUN_DIR; writes explain.json."""
     from pipeline.explain import run_explain
 
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
-    out = run_explain(Path(run_dir), _number_list(layers, int, "--layers"), _number_list(alphas, float, "--alphas"))
+    out = run_explain(
+        Path(run_dir), _number_list(layers, int, "--layers"), _number_list(alphas, float, "--alphas"),
+        trust_remote_code=trust_remote_code,
+    )
     for tier, entry in out["tiers"].items():
         for m in entry["mediation"]:
             click.echo(
@@ -215,6 +262,33 @@ def report(run_dir):
         click.echo(f"sweep report: {write_sweep_report(run_dir)}")
         return
     click.echo(f"report: {write_report(run_dir)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@_errors_to_exit_codes
+def status(run_dir):
+    """Print the shard states of a run made with --executor/--shards."""
+    from pipeline.cluster import shard_status
+
+    for line in shard_status(Path(run_dir)):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--shards", type=click.IntRange(1, 10_000), default=None, help="Plan for N shard jobs (default: cluster.shards).")
+@click.option("--limit-cases", type=click.IntRange(min=1), default=None, help="Plan only the first N cases.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key by dotted path.")
+@click.option("--warmup", type=click.IntRange(0, 1000), default=8, show_default=True, help="Prompts timed to estimate the speed (0: no estimate).")
+@_errors_to_exit_codes
+def plan(config, shards, limit_cases, overrides, warmup):
+    """Prompts, tokens, bytes on disk and estimated time of CONFIG, before anything is submitted."""
+    from pipeline.plan import format_plan, make_plan
+
+    cfg = _load(config, overrides)
+    for line in format_plan(make_plan(cfg, shards or cfg.cluster.shards, limit_cases, warmup)):
+        click.echo(line)
 
 
 @main.command()
@@ -258,8 +332,8 @@ def summary_table_text(results) -> str:
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
 @click.option("--correction", default="holm", show_default=True, help="Any statsmodels multipletests method, or 'none'.")
 @click.option("--accuracy", type=click.Choice(["threshold", "l1"]), default="threshold", show_default=True)
-@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
 @_errors_to_exit_codes
 def score(predictions, alpha, correction, accuracy, bootstrap, seed):
     """Print the Part A/C scores of a predictions CSV as JSON."""

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 #: extract settings that do not change the cache's contents (in float32 not beyond
 #: round-off; ``batch_check.json`` measures how much at reduced precision)
 EXTRACT_NOT_IN_IDENTITY = ("batch_size", "threads", "batch_check")
+#: model settings that say where the model runs, not what it computes (beyond round-off)
+MODEL_NOT_IN_IDENTITY = ("cache_dir", "device", "device_map")
 
 
 def _sha256(data: Any) -> str:
@@ -41,11 +43,11 @@ def extraction_sections(cfg: "Config") -> dict[str, Any]:
     :data:`EXTRACT_NOT_IN_IDENTITY`); so are ``--limit-cases`` and ``--shard``: they
     select prompts, which the cache compares one by one, and shards of one job must
     share an identity to be merged. ``model.cache_dir`` only says where a converted
-    model is kept.
+    model is kept, ``model.device`` and ``model.device_map`` where it runs.
     """
     data = cfg.to_dict()
     return {
-        "model": data["model"] | {"cache_dir": None},
+        "model": {k: v for k, v in data["model"].items() if k not in MODEL_NOT_IN_IDENTITY},
         "benchmark": data["benchmark"],
         "extract": {k: v for k, v in data["extract"].items() if k not in EXTRACT_NOT_IN_IDENTITY},
     }

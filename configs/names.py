@@ -38,7 +38,7 @@ SCORE_SHORT = {
     "correlation_difference": "F_CD",
 }
 #: model compute dtypes
-DTYPES = ("float32", "bfloat16")
+DTYPES = ("float32", "bfloat16", "float16")
 #: weight quantizations
 QUANTIZATIONS = ("none", "int8", "bnb-8bit", "bnb-4bit")
 #: sweep precisions (``gguf:FILE`` is also accepted)

@@ -13,6 +13,7 @@ the top level, without duplicate keys and nested at most :data:`MAX_DEPTH` level
 from __future__ import annotations
 
 import dataclasses
+import re
 import math
 import stat
 import types
@@ -58,7 +59,13 @@ class ModelConfig:
     """Which model to run and how."""
 
     name: str = "smollm2-135m-instruct"  # the embedded default, a Hugging Face id, or a local directory
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # auto: CUDA when available, else the CPU; cpu; cuda; cuda:N
+    device: str = "auto"
+    # null: the whole model on ``device``; auto / balanced: spread over the GPUs by accelerate;
+    # or an explicit map of module names to devices ({"model.layers.0": 0, ..., "lm_head": "cpu"})
+    device_map: str | dict[str, str | int] | None = None
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None  # null: transformers' default
     trust_remote_code: bool = False
     revision: str | None = None
     cache_dir: str | None = None  # where converted copies of the embedded model live
@@ -147,6 +154,23 @@ class ExplainConfig:
 
 
 @dataclass
+class ClusterConfig:
+    """Sharded extraction through submitit (``probe run --executor --shards``)."""
+
+    executor: Literal["inline", "local", "slurm"] = "inline"
+    shards: int = 1
+    timeout_min: int = 240  # every shard job's time limit (local and Slurm)
+    partition: str | None = None  # Slurm partition
+    account: str | None = None  # Slurm account
+    gpus_per_shard: int = 0
+    cpus_per_shard: int = 4
+    array_parallelism: int | None = None  # at most this many shards at once (null: all)
+    job_name: str = "latent-bias-probe"
+    sbatch_extra: dict[str, str] = field(default_factory=dict)  # more sbatch options, e.g. {qos: high, constraint: a100}
+    poll_s: float = 5.0  # how often the driver checks the jobs
+
+
+@dataclass
 class SweepConfig:
     """A grid of runs: every model x precision x adapter combination."""
 
@@ -167,6 +191,7 @@ class Config:
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sweep: SweepConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -208,6 +233,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp))
     if origin is list:
         return f"list of {_type_name(get_args(tp)[0])}"
+    if origin is dict:
+        return f"a mapping of {_type_name(get_args(tp)[0])} to {_type_name(get_args(tp)[1])}"
     if tp is type(None):
         return "null"
     if dataclasses.is_dataclass(tp):
@@ -239,6 +266,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
         (item,) = get_args(tp)
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected {_type_name(tp)}, got {_show(value)}")
+        key_tp, value_tp = get_args(tp)
+        return {_coerce(k, key_tp, f"{where} key"): _coerce(v, value_tp, f"{where}.{k}") for k, v in value.items()}
     if tp is type(None):
         if value is None:
             return None
@@ -436,6 +468,33 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         folder = _resolve(m.name, Path.cwd(), "model.name")
         if not _exists(folder, "model.name", m.name, "dir"):
             raise ConfigError(f"model.name: model directory not found: {m.name!r}")
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", m.device):
+        raise ConfigError(f"model.device: expected auto, cpu, cuda or cuda:N, got {_show(m.device)}")
+    if isinstance(m.device_map, str) and m.device_map not in ("auto", "balanced", "balanced_low_0", "sequential"):
+        raise ConfigError(f"model.device_map: expected auto, balanced, balanced_low_0, sequential or a mapping, got {_show(m.device_map)}")
+    if isinstance(m.device_map, dict):
+        if not m.device_map:
+            raise ConfigError("model.device_map: an explicit map must not be empty")
+        for module, dev in m.device_map.items():
+            ok = (isinstance(dev, int) and 0 <= dev < 1024) or (isinstance(dev, str) and re.fullmatch(r"cpu|disk|cuda(:\d{1,3})?|\d{1,3}", dev))
+            if not ok:
+                raise ConfigError(f"model.device_map.{module}: expected a GPU index, cuda:N, cpu or disk, got {_show(dev)}")
+
+    # cluster
+    c = cfg.cluster
+    _int_range("cluster.shards", c.shards, 1, 10_000)
+    _int_range("cluster.timeout_min", c.timeout_min, 1, 60 * 24 * 30)
+    _int_range("cluster.gpus_per_shard", c.gpus_per_shard, 0, 64)
+    _int_range("cluster.cpus_per_shard", c.cpus_per_shard, 1, 1024)
+    _int_range("cluster.array_parallelism", c.array_parallelism, 1, 10_000, null="every shard at once")
+    if not (0.1 <= c.poll_s <= 3600) or c.poll_s != c.poll_s:
+        raise ConfigError(f"cluster.poll_s: must lie in 0.1..3600 seconds, got {_show(c.poll_s)}")
+    for key in ("partition", "account", "job_name"):
+        _check_text(f"cluster.{key}", getattr(c, key))
+    for key, value in c.sbatch_extra.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,40}", key) or any(ch in value for ch in "\n\r\0"):
+            raise ConfigError(f"cluster.sbatch_extra.{key}: expected an sbatch option name and a one-line value, got {_show(value)}")
 
     # extract
     _int_range("extract.batch_size", x.batch_size, 1, 4096)

@@ -872,6 +872,11 @@ class Cache(_OpenFile):
                 f"{where}: being written by another process (HDF5 file lock); "
                 f"Cache(path, locking=False) reads it live: {e}"
             ) from None
+        except OSError as e:
+            raise CacheFormatError(
+                f"{where}: truncated or damaged HDF5 file ({str(e).splitlines()[0][:80]}); "
+                "rebuild it with 'probe extract CONFIG --out DIR --overwrite'"
+            ) from None
         try:
             self._validate()
         except BaseException:
@@ -879,6 +884,12 @@ class Cache(_OpenFile):
             raise
 
     def _validate(self) -> None:
+        try:
+            self._check_layout()
+        except (OSError, KeyError, RuntimeError) as e:  # h5py's errors of a damaged file
+            raise CacheFormatError(f"{self.path}: damaged HDF5 file ({str(e).splitlines()[0][:80]}); rebuild it with --overwrite") from None
+
+    def _check_layout(self) -> None:
         f, where = self._file(), str(self.path)
         attrs = self.attrs
         for name in REQUIRED_ATTRS:

@@ -240,7 +240,9 @@ def decoder_layers(model):
 
 def _finish(model, tokenizer, *, name: str, sha256: str, dtype: str, device: str, path: str | None) -> LoadedModel:
     model.eval()
-    if device != "cpu":
+    if getattr(model, "hf_device_map", None):  # placed by accelerate: inputs go where the embeddings are
+        device = str(model.get_input_embeddings().weight.device)
+    elif device != "cpu":
         model.to(device)
     prepare_tokenizer(tokenizer, name)
     if not getattr(tokenizer, "is_fast", False):
@@ -264,24 +266,48 @@ def _finish(model, tokenizer, *, name: str, sha256: str, dtype: str, device: str
     )
 
 
+def resolve_device(cfg: ModelConfig, device: str | None = None) -> str:
+    """The device the model's inputs go to: ``device`` or ``cfg.device``, with ``auto`` resolved.
+
+    Raises :class:`ModelError` (exit 2) for a placement this machine cannot honour:
+    a CUDA device without CUDA, a GPU index beyond the GPUs present, an explicit
+    ``device_map`` naming GPUs on a machine without them, ``flash_attention_2``
+    without the ``flash_attn`` package.
+    """
+    import torch
+
+    device = device or cfg.device
+    n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device == "auto":
+        device = "cuda" if n_gpus else "cpu"
+    if device.startswith("cuda"):
+        if not n_gpus:
+            raise ModelError(f"model.device: {device!r} requested but CUDA is not available on this machine (use cpu or auto)")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= n_gpus:
+            raise ModelError(f"model.device: {device!r} requested but this machine has {n_gpus} GPU(s) (cuda:0..cuda:{n_gpus - 1})")
+    if isinstance(cfg.device_map, dict):
+        gpus = [d for d in cfg.device_map.values() if isinstance(d, int) or str(d).startswith("cuda") or str(d).isdigit()]
+        wanted = [int(str(d).split(":")[-1]) if str(d) != "cuda" else 0 for d in gpus]
+        if wanted and (not n_gpus or max(wanted) >= n_gpus):
+            raise ModelError(f"model.device_map: names GPU {max(wanted)} but this machine has {n_gpus} GPU(s)")
+    if cfg.attn_implementation == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
+        raise ModelError("model.attn_implementation: flash_attention_2 needs the flash-attn package (pip install flash-attn), or use sdpa")
+    return device
+
+
 def load_model(cfg: ModelConfig, device: str | None = None) -> LoadedModel:
     """Load the configured model (see the module docstring).
 
-    ``device``: ``None``/``"cpu"`` (default), ``"cuda"``, ``"auto"`` (CUDA when available).
+    ``device`` overrides ``cfg.device`` (``auto``: CUDA when available). With
+    ``cfg.device_map`` the layers are placed by accelerate, possibly over several
+    devices; inputs then go to the device of the input embeddings.
     ``cfg.adapter`` and ``cfg.quantization`` are applied after loading (``extract.precision``).
     Raises :class:`ModelError` with a one-line message naming the model on any failure.
     """
     dtype = cfg.dtype
     _torch_dtype(dtype)  # validate early
-    if device in (None, "cpu"):
-        device = "cpu"
-    else:
-        import torch
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelError(f"model {cfg.name!r}: device {device!r} requested but CUDA is not available")
+    device = resolve_device(cfg, device)
     from extract.precision import apply_model_options, check_model_options
 
     check_model_options(cfg)  # quantization / adapter: fail before a long load
@@ -458,12 +484,18 @@ def _from_folder(folder: Path, cfg: ModelConfig, name: str, trust_remote_code: b
     except Exception as err:
         raise ModelError(f"model {name!r}: cannot load the tokenizer from {folder}: {_one_line(err)}") from err
     try:
+        placement: dict[str, Any] = {}
+        if cfg.device_map is not None:
+            placement["device_map"] = cfg.device_map
+        if cfg.attn_implementation is not None:
+            placement["attn_implementation"] = cfg.attn_implementation
         model = AutoModelForCausalLM.from_pretrained(
             str(folder),
             dtype=_torch_dtype(cfg.dtype),
             trust_remote_code=trust_remote_code,
             use_safetensors=True,
             local_files_only=True,
+            **placement,
         )
     except Exception as err:
         raise ModelError(f"model {name!r}: cannot load the weights from {folder}: {_one_line(err)}") from err

@@ -19,6 +19,7 @@ from configs.files import atomic_write_text
 from configs.names import PRIMARY_SITE
 from configs.schema import Config
 from pipeline.artifacts import RunDir
+from pipeline.lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +31,37 @@ def run_explain(
     layers: list[int] | None = None,
     alphas: list[float] | None = None,
     cfg: Config | None = None,
+    trust_remote_code: bool = False,
 ) -> dict[str, Any]:
     """Run the explain stage on a fitted run directory; write explain.json, re-assemble results.json.
 
     ``layers`` and ``alphas`` override ``explain.layers`` and ``explain.alphas`` for
-    this call (and are recorded in explain.json).
+    this call (and are recorded in explain.json). A run whose config enables remote
+    model code is refused unless ``trust_remote_code`` (:mod:`configs.trust`).
     """
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise InputError(f"{run.path}: no such run directory")
+    with run_lock(run.path, "explain"):
+        return _run_explain(run, layers, alphas, cfg, trust_remote_code)
+
+
+def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_code: bool) -> dict[str, Any]:
     import h5py
 
+    from configs.trust import apply_trust
     from extract.backends import make_runner
     from extract.cache import Cache
     from extract.model import load_model
     from pipeline.results import assemble_results, load_run_config
     from probes.causal import default_layers, explain_tier
 
-    run = RunDir(run_dir)
     for name in ("cache.h5", "probes.h5"):
         if not run.is_fresh(name):
             state = run.why_stale(name)
             raise InputError(f"{run / name}: {state} (run 'probe fit {run.path}' first)")
-    cfg = cfg or load_run_config(run.path)
+    if cfg is None:
+        cfg = apply_trust(load_run_config(run.path), trust_remote_code, str(run / "config.json"))
     layers_key = "--layers" if layers is not None else "explain.layers"
     if alphas is not None:
         cfg.explain.alphas = list(alphas)

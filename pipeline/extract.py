@@ -25,8 +25,10 @@ from configs.errors import InputError
 from configs.schema import Config
 from configs.files import atomic_path, atomic_write_text
 from configs.hashes import extraction_sha256
+from extract.batching import plan_batches
 from configs.version import TOOLKIT_VERSION
 from pipeline.artifacts import RunDir
+from pipeline.lock import run_lock
 
 if TYPE_CHECKING:
     from benchmarks.types import Prompt
@@ -81,14 +83,27 @@ def prompt_table(prompts: Sequence[Prompt], texts: Sequence[str]) -> pd.DataFram
     )
 
 
-def select_cases(case_ids: list[str], limit_cases: int | None, shard: Shard | None) -> set[str]:
-    """The cases to run: the first ``limit_cases`` in benchmark order, then every N-th for a shard."""
+def select_cases(
+    case_ids: list[str], limit_cases: int | None, shard: Shard | None, batch_size: int = 8, prompts_per_case_tier: int = 13
+) -> set[str]:
+    """The cases to run: the first ``limit_cases`` in benchmark order; of those, a shard's groups.
+
+    A shard takes whole groups of cases (:mod:`extract.batching`), chosen from the
+    sorted case ids, so its batches are exactly the inline run's.
+    """
+    from extract.batching import case_groups, shard_cases
+
     ordered = list(dict.fromkeys(case_ids))
     if limit_cases is not None:
         ordered = ordered[:limit_cases]
     if shard is not None:
-        ordered = ordered[shard.index - 1 :: shard.count]
+        return shard_cases(case_groups(ordered, batch_size, prompts_per_case_tier), shard.index, shard.count)
     return set(ordered)
+
+
+def prompts_per_case_tier(cfg: Config) -> int:
+    """BASE plus every race × gender variant."""
+    return len(cfg.benchmark.races) * len(cfg.benchmark.genders) + 1
 
 
 def run_extract(
@@ -127,7 +142,8 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     if limit_cases is not None and limit_cases < 1:
         raise InputError(f"--limit-cases: must be >= 1, got {limit_cases}")
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
-    keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard)
+    k = prompts_per_case_tier(cfg)
+    keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard, cfg.extract.batch_size, k)
     indexed = [(i, p) for i, p in enumerate(rendered.prompts) if p.case_id in keep]
     if not indexed:
         raise InputError("benchmark: no prompts to run (check benchmark.n_cases, --limit-cases and --shard)")
@@ -161,22 +177,26 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     )
     cache_path = run / "cache.h5"
     runner = make_runner(cfg.extract.backend, loaded)
-    extra = {"render_report": json.dumps(rendered.report())}
+    from extract.provenance import environment
+
+    extra = {"render_report": json.dumps(rendered.report()), "provenance": json.dumps(environment(loaded.device, loaded.model))}
     if shard is not None:
         extra["shard"] = f"{shard.index}/{shard.count}"
     run.path.mkdir(parents=True, exist_ok=True)
-    run.invalidate("cache.h5")
-    with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
-        save_run_config(run, cfg)  # the cache was accepted: from here on this is the run's config
-        todo = writer.todo()
-        if len(todo) < len(prompts):
-            log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
-        _run_batches(runner, writer, texts, todo, cfg.extract.batch_size, spec, demographic, progress)
-    run.forget("cache.h5")
-    run.record("cache.h5")
-    predictions_path = write_predictions(run)
-    _check_batches(runner, texts, run, cfg.extract.batch_size, cfg.extract.batch_check)
-    run.prune()
+    with run_lock(run.path, "extract"):
+        run.invalidate("cache.h5")
+        with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
+            save_run_config(run, cfg)  # the cache was accepted: from here on this is the run's config
+            todo = writer.todo()
+            if len(todo) < len(prompts):
+                log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
+            batches = plan_batches(table["case_id"], table["tier"], cfg.extract.batch_size, k)
+            _run_batches(runner, writer, texts, batches, spec, demographic, progress)
+        run.forget("cache.h5")
+        run.record("cache.h5")
+        predictions_path = write_predictions(run)
+        _check_batches(runner, texts, run, cfg.extract.batch_size, cfg.extract.batch_check)
+        run.prune()
     return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
 
 
@@ -202,21 +222,25 @@ def _check_batches(runner, texts, run: RunDir, batch_size: int, n: int) -> None:
     )
 
 
-def _run_batches(runner, writer, texts, todo, batch_size, spec, demographic, progress) -> None:
-    """Forward the unfinished prompts longest first, writing each batch as it completes.
+def _run_batches(runner, writer, texts, batches, spec, demographic, progress) -> None:
+    """Forward every batch with an unfinished prompt (longest first), writing each as it completes.
 
+    ``batches`` come from :func:`extract.batching.plan_batches`: a batch is always
+    recomputed whole, so a prompt's batch-mates never depend on where a run resumed.
     ``demographic`` holds, per prompt, the token positions of its race and gender
     words (``None`` unless the ``demographic`` position is cached).
     """
     from tqdm.auto import tqdm
 
-    if len(todo) == 0:
+    done = ~np.isin(np.arange(len(texts)), writer.todo())
+    pending = [b for b in batches if not done[b].all()]
+    if not pending:
         return
-    lengths = np.array([runner.n_tokens(texts[i]) for i in todo])
-    order = todo[np.argsort(-lengths, kind="stable")]
-    with tqdm(total=len(order), desc="prompts", unit="prompt", disable=not progress) as bar:
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+    longest = [max(runner.n_tokens(texts[i]) for i in b) for b in pending]
+    order = np.argsort(-np.asarray(longest), kind="stable")
+    with tqdm(total=sum(len(b) for b in pending), desc="prompts", unit="prompt", disable=not progress) as bar:
+        for j in order:
+            idx = pending[j]
             out = runner.forward(
                 [texts[i] for i in idx],
                 capture=True,

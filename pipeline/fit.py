@@ -22,6 +22,7 @@ from configs.files import atomic_path
 from configs.names import PRIMARY_SITE, tier_order
 from configs.schema import Config
 from pipeline.artifacts import RunDir
+from pipeline.lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -37,15 +38,21 @@ def run_fit(run_dir: str | Path, cfg: Config | None = None) -> dict[str, Any]:
     adopted as it is, and without ``config.json`` the defaults apply (and are
     recorded there).
     """
+    run = RunDir(run_dir)
+    cache_path = run / "cache.h5"
+    if not cache_path.is_file():
+        raise InputError(f"{cache_path}: not found (run 'probe extract' first)")
+    with run_lock(run.path, "fit"):
+        return _run_fit(run, cfg)
+
+
+def _run_fit(run: RunDir, cfg: Config | None) -> dict[str, Any]:
     from extract.cache import Cache
     from pipeline.results import assemble_results, load_run_config, save_run_config
     from probes.fit import fit_tier
     from report.scoring import group_order
 
-    run = RunDir(run_dir)
     cache_path = run / "cache.h5"
-    if not cache_path.is_file():
-        raise InputError(f"{cache_path}: not found (run 'probe extract' first)")
     run.adopt("cache.h5")
     if not run.is_fresh("cache.h5"):
         raise InputError(f"{cache_path}: {run.why_stale('cache.h5')} (re-run 'probe extract' on this directory)")

@@ -12,6 +12,32 @@ from pipeline.artifacts import RunDir
 log = logging.getLogger(__name__)
 
 
+def check_complete_shards(caches: Sequence[Path]) -> None:
+    """Refuse unless the caches are the shards 1/N .. N/N of one job, each exactly once."""
+    from extract.cache import Cache
+
+    seen: dict[int, Path] = {}
+    total = None
+    for path in caches:
+        with Cache(path) as cache:
+            text = str(cache.attrs.get("shard") or "")
+        try:
+            k, n = (int(x) for x in text.split("/"))
+        except ValueError:
+            raise InputError(f"{path}: not a shard (made without --shard K/N); merge combines the shards of one job") from None
+        if total is None:
+            total = n
+        elif n != total:
+            raise InputError(f"{path}: shard {k}/{n} does not belong to a job of {total} shards")
+        if k in seen:
+            raise InputError(f"{path}: shard {k}/{n} given twice (also {seen[k]})")
+        seen[k] = path
+    missing = [k for k in range(1, (total or 0) + 1) if k not in seen]
+    if missing:
+        names = ", ".join(f"{k}/{total}" for k in missing)
+        raise InputError(f"merge: shard{'s' if len(missing) > 1 else ''} {names} missing; merge needs every shard of the job")
+
+
 def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool = False) -> dict:
     """Merge the caches of shard run directories into ``out_dir``; write predictions and results.
 
@@ -29,6 +55,7 @@ def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool 
         if not path.is_file():
             raise InputError(f"{path}: not found (is {d} a run directory?)")
         caches.append(path)
+    check_complete_shards(caches)
     cfg = load_run_config(Path(dirs[0]))
     run = RunDir(out_dir)
     created = not run.path.exists()

@@ -15,6 +15,7 @@ from typing import Any
 from configs.errors import InputError
 from configs.files import atomic_write_text
 from pipeline.artifacts import RunDir
+from pipeline.lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ def write_report(run_dir: str | Path) -> Path:
             log.warning("report: ignoring %s", problem)
     text = render_report(results, explain, explain_problem=problem)
     path = run / REPORT_NAME
-    atomic_write_text(path, text)
-    run.record(REPORT_NAME)
+    with run_lock(run.path, "report"):
+        atomic_write_text(path, text)
+        run.record(REPORT_NAME)
     log.info("report: %s (%d KiB)", path, len(text.encode("utf-8")) // 1024)
     return path
 

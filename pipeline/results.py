@@ -29,6 +29,7 @@ from configs.names import SCORE_KEYS
 from configs.schema import Config, config_from_dict
 from configs.version import TOOLKIT_VERSION
 from pipeline.artifacts import RunDir
+from pipeline.lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
             "collapsed_duplicates": render_report.get("collapsed", {}),
             "dropped_tiers": render_report.get("dropped_tiers", {}),
         },
+        "provenance": json.loads(attrs["provenance"]) if attrs.get("provenance") else None,
         "batch_invariance": check if isinstance(check, dict) else None,
         "tiers": tiers,
     }
@@ -181,13 +183,16 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
 def assemble_results(run_dir: str | Path | RunDir) -> dict[str, Any]:
     """Build, validate and write ``DIR/results.json`` from the run's fresh artifacts; return it."""
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    run.prune()
-    cfg = load_run_config(run.path)
-    results = build_results(run, cfg)
-    validate_results(results, str(run / RESULTS_NAME))
-    run.invalidate(RESULTS_NAME)
-    atomic_write_text(run / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
-    run.record(RESULTS_NAME)
+    if not run.path.is_dir():
+        raise InputError(f"{run.path}: no such run directory")
+    with run_lock(run.path, "score"):
+        run.prune()
+        cfg = load_run_config(run.path)
+        results = build_results(run, cfg)
+        validate_results(results, str(run / RESULTS_NAME))
+        run.invalidate(RESULTS_NAME)
+        atomic_write_text(run / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
+        run.record(RESULTS_NAME)
     return results
 
 

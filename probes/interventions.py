@@ -63,10 +63,31 @@ def steer(model: torch.nn.Module, layer: int, direction: np.ndarray, scale: floa
 def erase(model: torch.nn.Module, layer: int, eraser: Callable[[torch.Tensor], torch.Tensor]):
     """Apply ``eraser`` (float32) to every position of block ``layer``'s output."""
 
+    placed: dict[torch.device, Callable[[torch.Tensor], torch.Tensor]] = {}
+
+    def on(device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+        # layers may sit on different devices (device_map): keep one copy of the eraser per device
+        if device not in placed:
+            placed[device] = _to_device(eraser, device)
+        return placed[device]
+
     def apply(h: torch.Tensor) -> torch.Tensor:
-        return eraser(h.float()).to(h.dtype)
+        return on(h.device)(h.float()).to(h.dtype)
 
     return edit_block_output(model, layer, apply)
+
+
+def _to_device(eraser, device: torch.device):
+    """``eraser`` with its tensors on ``device`` (a dataclass of tensors, like LEACE's, or anything with ``.to``)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(eraser):
+        moved = {f.name: getattr(eraser, f.name) for f in dataclasses.fields(eraser)}
+        moved = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in moved.items()}
+        return dataclasses.replace(eraser, **moved)
+    if hasattr(eraser, "to"):
+        return eraser.to(device)
+    return eraser
 
 
 @contextlib.contextmanager

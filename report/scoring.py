@@ -18,6 +18,8 @@ from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, tier_order
 log = logging.getLogger(__name__)
 
 REQUIRED = ("case_id", "race", "gender", "p_yes")
+#: below this many cases the exact two-sided Wilcoxon test cannot reach p < 0.05 (2 / 2^n > 0.05)
+MIN_CASES = 6
 
 
 class PredictionsError(InputError, ValueError):
@@ -123,6 +125,14 @@ def score_table(
             )
         except MatrixError as err:
             raise PredictionsError(f"{source}: tier {tier!r}: {err}") from None
+        n = tiers[tier]["n_cases"]
+        if n < MIN_CASES:
+            note = (
+                f"only {n} case{'s' if n > 1 else ''}: the paired tests behind the scores cannot reach significance "
+                f"with fewer than {MIN_CASES} cases, so a score of 1 here means no evidence, not fairness"
+            )
+            log.warning("tier %s: %s", tier, note)
+            tiers[tier]["warnings"] = [note]
     return tiers
 
 

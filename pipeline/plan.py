@@ -1,0 +1,156 @@
+"""``probe plan CONFIG``: the size of a job before it is submitted.
+
+Renders the benchmark, tokenises every prompt and counts, per tier and in all:
+prompts, tokens, the activation bytes ``cache.h5`` will hold per site/position at
+the storage dtype, and the prompts of each shard. With a warm-up it times a few
+real batches on the configured device and estimates the extraction time (tokens /
+measured tokens per second) and the explain stage's forward passes and time, so a
+user can size a job and a Slurm time limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+STORAGE_BYTES = {"float16": 2, "float32": 4}
+
+
+@dataclass
+class Plan:
+    """What :func:`make_plan` measured and estimated."""
+
+    n_cases: int
+    prompts_by_tier: dict[str, int]
+    tokens_by_tier: dict[str, int]
+    n_layers: int
+    d_model: int
+    bytes_by_site: dict[str, int]
+    shard_prompts: list[int]
+    device: str
+    tokens_per_s: float | None = None
+    extract_s: float | None = None
+    explain_passes: int = 0
+    explain_s: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n_prompts(self) -> int:
+        return sum(self.prompts_by_tier.values())
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(self.tokens_by_tier.values())
+
+
+def explain_passes(cfg: Any, n_layers: int, value_layer: int | None = None) -> int:
+    """Prompt forward passes of the explain stage at the config's settings (per the code in probes.causal)."""
+    from probes.causal import default_layers
+
+    ec = cfg.explain
+    k = len(cfg.benchmark.races) * len(cfg.benchmark.genders) + 1
+    cases = ec.max_cases
+    layers = ec.layers or default_layers(n_layers, value_layer if value_layer is not None else n_layers // 2)
+    steered_alphas = sum(1 for a in ec.alphas if a != 0)
+    dose = (1 + (k - 1)) * steered_alphas * cases  # value axis + every group direction, BASE prompts
+    mediation = (k - 1) * cases + 2 * len(set(layers)) * k * cases  # fitting pass + LEACE and random erasure
+    return len(ec.tiers or cfg.benchmark.tiers[:1]) * (dose + mediation)
+
+
+def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> Plan:
+    """Count (and, with ``warmup`` > 0, time) the job of ``cfg`` on this machine."""
+    from benchmarks.registry import render_benchmark
+    from extract.backends import make_runner
+    from extract.batching import case_groups, plan_batches, shard_cases
+    from extract.chat import model_text
+    from extract.model import load_model
+    from pipeline.extract import prompts_per_case_tier
+
+    rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
+    cases = list(dict.fromkeys(p.case_id for p in rendered.prompts))[: limit_cases or None]
+    keep = set(cases)
+    prompts = [p for p in rendered.prompts if p.case_id in keep]
+    loaded = load_model(cfg.model)
+    texts = [model_text(loaded.tokenizer, p) for p in prompts]
+    runner = make_runner(cfg.extract.backend, loaded)
+    lengths = np.asarray(runner.token_lengths(texts))
+    tiers = [p.tier for p in prompts]
+    prompts_by_tier = {t: tiers.count(t) for t in dict.fromkeys(tiers)}
+    tokens_by_tier = {t: int(lengths[[x == t for x in tiers]].sum()) for t in prompts_by_tier}
+    per_act = loaded.n_layers * len(prompts) * loaded.d_model * STORAGE_BYTES[cfg.extract.storage_dtype]
+    bytes_by_site = {f"{s}/{pos}": per_act for s in cfg.extract.sites for pos in cfg.extract.positions}
+    k = prompts_per_case_tier(cfg)
+    groups = case_groups(cases, cfg.extract.batch_size, k)
+    shard_prompts = []
+    for i in range(1, shards + 1):
+        mine = shard_cases(groups, i, shards)
+        shard_prompts.append(sum(1 for p in prompts if p.case_id in mine))
+    plan = Plan(
+        n_cases=len(cases), prompts_by_tier=prompts_by_tier, tokens_by_tier=tokens_by_tier,
+        n_layers=loaded.n_layers, d_model=loaded.d_model, bytes_by_site=bytes_by_site,
+        shard_prompts=shard_prompts, device=str(getattr(loaded, "device", "cpu")),
+        explain_passes=explain_passes(cfg, loaded.n_layers),
+    )
+    if warmup > 0:
+        batches = plan_batches([p.case_id for p in prompts], tiers, cfg.extract.batch_size, k)
+        runner.forward([texts[i] for i in batches[0]], capture=True, sites=tuple(cfg.extract.sites), positions=("last",))
+        timed, tokens, start = 0, 0, time.perf_counter()
+        for b in batches:
+            if timed >= warmup:
+                break
+            runner.forward([texts[i] for i in b], capture=True, sites=tuple(cfg.extract.sites), positions=("last",))
+            timed += len(b)
+            tokens += int(lengths[b].sum())
+        seconds = time.perf_counter() - start
+        plan.tokens_per_s = tokens / seconds if seconds > 0 else None
+        if plan.tokens_per_s:
+            plan.extract_s = plan.n_tokens / plan.tokens_per_s
+            mean_tokens = plan.n_tokens / max(1, plan.n_prompts)
+            plan.explain_s = plan.explain_passes * mean_tokens / plan.tokens_per_s
+        plan.notes.append(f"speed from {timed} warm-up prompts ({tokens} tokens) after one untimed batch")
+    return plan
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    m, sec = divmod(int(round(s)), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s"
+
+
+def format_plan(plan: Plan) -> list[str]:
+    """The lines ``probe plan`` prints."""
+    lines = [f"cases {plan.n_cases}, prompts {plan.n_prompts}, tokens {plan.n_tokens:,}; model {plan.n_layers} layers x d_model {plan.d_model} on {plan.device}"]
+    for tier, n in plan.prompts_by_tier.items():
+        lines.append(f"  tier {tier}: {n} prompts, {plan.tokens_by_tier[tier]:,} tokens")
+    total = sum(plan.bytes_by_site.values())
+    for key, n in plan.bytes_by_site.items():
+        lines.append(f"  cache acts/{key}: {_bytes(n)}")
+    lines.append(f"  cache activations in all: {_bytes(total)}")
+    if len(plan.shard_prompts) > 1:
+        lines.append(f"  shards: {len(plan.shard_prompts)}, prompts per shard {min(plan.shard_prompts)}..{max(plan.shard_prompts)}")
+    if plan.tokens_per_s:
+        lines.append(f"speed: {plan.tokens_per_s:,.0f} tokens/s on {plan.device}")
+        per_shard = plan.extract_s * max(plan.shard_prompts) / max(1, plan.n_prompts) if plan.extract_s else None
+        lines.append(f"estimated extraction: {_duration(plan.extract_s)} in one job" + (
+            f", {_duration(per_shard)} for the largest of {len(plan.shard_prompts)} shards" if len(plan.shard_prompts) > 1 else ""))
+        lines.append(f"estimated explain: {plan.explain_passes:,} prompt forward passes, {_duration(plan.explain_s)}")
+    else:
+        lines.append(f"explain: {plan.explain_passes:,} prompt forward passes (no speed measured: --warmup 0)")
+    lines.extend(f"note: {n}" for n in plan.notes)
+    return lines
