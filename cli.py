@@ -64,7 +64,32 @@ def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _ProbeGroup(click.Group):
+    """The root command: click's own refusals (an unknown option, a value out of range, a
+    folder where a file is wanted) are bad input like every other: one ``error:`` line, exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        prog_name = prog_name or "probe"
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as err:
+            if isinstance(err, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare 'probe': the help
+                err.show()
+                sys.exit(err.exit_code)
+            message = " ".join(err.format_message().split()) or type(err).__name__
+            ctx = getattr(err, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if isinstance(err, click.UsageError) and ctx is not None else ""
+            click.echo(f"error: {message}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except click.exceptions.Abort:  # Ctrl-C outside a command (while parsing, or in a prompt)
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if type(rv) is int else 0)  # an int only from click's own exits (--help, --version)
+
+
+@click.group(cls=_ProbeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.version_option(TOOLKIT_VERSION, prog_name="probe")
@@ -188,11 +213,31 @@ def fit(run_dir):
     """Fit probes, steering vectors and the value axis on RUN_DIR/cache.h5; adds F_LV and mFARM (full)."""
     from pipeline.fit import run_fit
 
+    from pipeline.lock import run_lock
+
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
-    results = run_fit(Path(run_dir))
+    with run_lock(Path(run_dir), "fit"):
+        _check_received_run(Path(run_dir))
+        results = run_fit(Path(run_dir))
     click.echo(summary_table_text(results))
     click.echo(f"probes: {Path(run_dir) / 'probes.h5'}\nresults: {Path(run_dir) / 'results.json'}")
+
+
+def _check_received_run(run_dir: Path) -> None:
+    """Name what is wrong with a run directory's own config.json or cache.h5.
+
+    A run directory can come from anywhere; the stages see a broken config.json or a
+    damaged cache only as "stale", so say first which file is broken and how.
+    """
+    from extract.cache import Cache
+    from pipeline.results import load_run_config
+
+    if (run_dir / "config.json").is_file():
+        load_run_config(run_dir)
+    if (run_dir / "cache.h5").is_file():
+        with Cache(run_dir / "cache.h5"):
+            pass
 
 
 def _number_list(text: str | None, kind: type, option: str) -> list | None:
@@ -340,6 +385,8 @@ def score(predictions, alpha, correction, accuracy, bootstrap, seed):
     from configs.schema import ConfigError, _check_correction
     from pipeline.score import score_predictions
 
+    if not 0 < alpha < 1:  # click's FloatRange lets nan through
+        raise InputError(f"--alpha {alpha!r}: must be a number strictly between 0 and 1")
     try:
         _check_correction(correction, "--correction")
     except ConfigError as err:

@@ -9,6 +9,7 @@ their modules in library code::
     from extract.scoring import yes_no_ids, p_yes_from_logits
     from extract.hf_runner import HFRunner, BatchOutput, score_prompts
     from extract.tiny import tiny_llama
+    from extract.cache import Cache            # read a cache.h5: prompts, outputs, one layer at a time
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "Cache": "extract.cache",
+    "merge_caches": "extract.cache",
     "load_model": "extract.model",
     "LoadedModel": "extract.model",
     "ModelError": "extract.model",

@@ -71,6 +71,7 @@ __all__ = [
     "CacheMismatch",
     "CacheFormatError",
     "CacheMergeError",
+    "CacheBusy",
     "CacheSpec",
     "CacheWriter",
     "Cache",
@@ -134,8 +135,11 @@ class CacheMergeError(CacheError):
     """Shard caches that cannot be merged."""
 
 
-class _InUse(OSError):
-    """The file is locked by another process (HDF5 file locking)."""
+class CacheBusy(CacheError):
+    """The file is locked by another process (HDF5 file locking): bad timing, not a broken file."""
+
+
+_InUse = CacheBusy  # the writer's name for it
 
 
 # --------------------------------------------------------------------------- spec
@@ -868,9 +872,9 @@ class Cache(_OpenFile):
         try:
             self._f: h5py.File | None = h5py.File(self.path, "r", **kwargs)
         except BlockingIOError as e:
-            raise OSError(
-                f"{where}: being written by another process (HDF5 file lock); "
-                f"Cache(path, locking=False) reads it live: {e}"
+            raise CacheBusy(
+                f"{where}: being written by another process (HDF5 file lock); wait for it to finish "
+                f"(Cache(path, locking=False) reads it live) [{str(e).splitlines()[0][:80]}]"
             ) from None
         except OSError as e:
             raise CacheFormatError(

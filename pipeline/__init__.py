@@ -28,7 +28,21 @@ from pipeline.artifacts import ARTIFACTS, STAGES, Artifact, RunDir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ARTIFACTS", "STAGES", "Artifact", "RunDir", "run", "run_stage"]
+__all__ = ["ARTIFACTS", "STAGES", "Artifact", "RunDir", "read_predictions", "run", "run_stage", "score_predictions"]
+
+
+def score_predictions(path: str | Path, **options: Any) -> dict[str, Any]:
+    """``{tier: Part A/C scores}`` of any predictions CSV (what ``probe score`` prints); see :mod:`pipeline.score`."""
+    from pipeline.score import score_predictions as score
+
+    return score(path, **options)
+
+
+def read_predictions(path: str | Path):
+    """A validated predictions table (DataFrame) from a CSV; see :mod:`pipeline.score`."""
+    from pipeline.score import read_predictions as read
+
+    return read(path)
 
 
 def _as_config(config: Any, overrides: Iterable[str] = ()):

@@ -44,6 +44,8 @@ EXECUTORS = ("inline", "local", "slurm")
 SHARDS_DIR = "shards"
 STATUS_NAME = "status.json"
 LOG_TAIL_LINES = 20
+#: tests only: the shard with this index kills itself (SIGKILL) after writing its first batch
+KILL_SHARD_ENV = "LATENT_BIAS_PROBE_KILL_SHARD"
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ def run_shard(config: dict[str, Any], cwd: str, folder: str, index: int, count: 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before torch is imported in this process
     os.chdir(cwd)
+    if os.environ.get(KILL_SHARD_ENV) == str(index):
+        _die_after_first_batch()
     import pipeline
     from configs.schema import config_from_dict
 
@@ -90,6 +94,21 @@ def run_shard(config: dict[str, Any], cwd: str, folder: str, index: int, count: 
     pipeline.run(cfg, folder, ("extract",), limit_cases=limit_cases, shard=f"{index}/{count}",
                  overwrite=overwrite, progress=False)
     return folder
+
+
+def _die_after_first_batch() -> None:
+    """Make this process die like a preempted job right after its first batch is on disk."""
+    import signal
+
+    from extract.cache import CacheWriter
+
+    write = CacheWriter.write_batch
+
+    def write_then_die(self, *args, **kwargs):
+        write(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    CacheWriter.write_batch = write_then_die
 
 
 def _gpu_count() -> int:
@@ -112,6 +131,10 @@ def make_executor(name: str, folder: Path, cluster, n_jobs: int):
         executor.update_parameters(timeout_min=cluster.timeout_min)
         return executor
     if name == "slurm":
+        import shutil
+
+        if shutil.which("srun") is None or shutil.which("sbatch") is None:
+            raise InputError("--executor slurm: no Slurm on this machine (srun/sbatch not found); use local or inline")
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
         params: dict[str, Any] = {
             "timeout_min": cluster.timeout_min,

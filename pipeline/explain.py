@@ -47,44 +47,43 @@ def run_explain(
 
 
 def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_code: bool) -> dict[str, Any]:
-    import h5py
-
     from configs.trust import apply_trust
-    from extract.backends import make_runner
     from extract.cache import Cache
-    from extract.model import load_model
-    from pipeline.results import assemble_results, load_run_config
-    from probes.causal import default_layers, explain_tier
+    from pipeline.results import load_run_config
 
+    if cfg is None:  # first: a run directory from elsewhere can neither run its model's code nor be half-read
+        cfg = apply_trust(load_run_config(run.path), trust_remote_code, str(run / "config.json"))
+    if (run / "cache.h5").is_file():
+        with Cache(run / "cache.h5"):  # a damaged or foreign file says what is wrong with it
+            pass
     for name in ("cache.h5", "probes.h5"):
         if not run.is_fresh(name):
             state = run.why_stale(name)
             raise InputError(f"{run / name}: {state} (run 'probe fit {run.path}' first)")
-    if cfg is None:
-        cfg = apply_trust(load_run_config(run.path), trust_remote_code, str(run / "config.json"))
     layers_key = "--layers" if layers is not None else "explain.layers"
     if alphas is not None:
         cfg.explain.alphas = list(alphas)
     if layers is not None:
         cfg.explain.layers = list(layers)
+    site, position = PRIMARY_SITE
+    fitted = _read_fitted(run / "probes.h5", cfg.explain.tiers or cfg.benchmark.tiers[:1], site, position)
+
+    from extract.backends import make_runner
+    from extract.model import load_model
+    from pipeline.results import assemble_results
+    from probes.causal import default_layers, explain_tier
+
     loaded = load_model(cfg.model)
     runner = make_runner(cfg.extract.backend, loaded)
-    site, position = PRIMARY_SITE
     out: dict[str, Any] = {"layers": cfg.explain.layers, "alphas": list(cfg.explain.alphas), "tiers": {}}
-    with Cache(run / "cache.h5") as cache, h5py.File(run / "probes.h5", "r") as probes:
+    with Cache(run / "cache.h5") as cache:
         if cache.attrs.get("model_sha256") != loaded.sha256:
             raise InputError(f"{run / 'cache.h5'}: was made with another model (weights hash differs from {cfg.model.name})")
         prompts = cache.prompts
         p_all = cache.outputs["p_yes"].to_numpy(float)
-        for tier in cfg.explain.tiers or cfg.benchmark.tiers[:1]:
-            if f"{tier}/value_axis/{site}/{position}" not in probes:
-                continue
+        for tier, (axis_dirs, value_layer, steering) in fitted.items():
             rows = np.flatnonzero(prompts["tier"].to_numpy() == tier)
             part = prompts.iloc[rows].reset_index(drop=True)
-            ds = probes[f"{tier}/value_axis/{site}/{position}"]
-            axis_dirs, value_layer = ds[()], int(ds.attrs["layer"])
-            steer_group = probes[f"{tier}/steering/{site}/{position}"]
-            steering = {g: steer_group[g][()] for g in steer_group}
             tier_layers = sorted(set(cfg.explain.layers or default_layers(loaded.n_layers, value_layer)))
             bad = [layer for layer in tier_layers if not 0 <= layer < loaded.n_layers]
             if bad:
@@ -93,10 +92,34 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
             out["tiers"][tier] = explain_tier(
                 runner, loaded.model, part, p_all[rows], h_last, axis_dirs, value_layer, steering, cfg, tier_layers
             )
-    if not out["tiers"]:
-        raise InputError(f"{run / 'probes.h5'}: no fitted tier to explain")
     run.invalidate(EXPLAIN_NAME)
     atomic_write_text(run / EXPLAIN_NAME, json.dumps(out, indent=2, allow_nan=False) + "\n")
     run.record(EXPLAIN_NAME)
     assemble_results(run)
     return out
+
+
+def _read_fitted(path: Path, tiers, site: str, position: str) -> dict[str, tuple[np.ndarray, int, dict[str, np.ndarray]]]:
+    """``tier -> (value-axis directions, value-axis layer, steering vectors)`` of the tiers fitted in ``probes.h5``.
+
+    Read before the model loads; a file not in the layout :func:`pipeline.fit.write_probes`
+    writes is bad input (a run directory can come from anywhere), named in one line.
+    """
+    import h5py
+
+    fitted = {}
+    try:
+        with h5py.File(path, "r") as probes:
+            for tier in tiers:
+                if f"{tier}/value_axis/{site}/{position}" not in probes:
+                    continue
+                ds = probes[f"{tier}/value_axis/{site}/{position}"]
+                steer_group = probes[f"{tier}/steering/{site}/{position}"]
+                steering = {g: np.asarray(steer_group[g][()]) for g in steer_group}
+                fitted[tier] = (np.asarray(ds[()]), int(ds.attrs["layer"]), steering)
+    except (OSError, KeyError, ValueError, TypeError) as err:
+        detail = str(err).splitlines()[0][:100] if str(err) else type(err).__name__
+        raise InputError(f"{path}: not a probes file written by 'probe fit' ({detail}); re-run 'probe fit'") from None
+    if not fitted:
+        raise InputError(f"{path}: no fitted tier to explain")
+    return fitted

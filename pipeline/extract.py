@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,18 +117,55 @@ def run_extract(
 ) -> ExtractResult:
     """Run the extract stage into ``out_dir`` (see the module docstring).
 
-    Nothing is written before the benchmark renders and the model loads; if the
-    stage fails before the cache exists, a run directory it created is removed again.
+    The run directory is created and locked first, so an impossible ``out_dir`` (under
+    a file, a name too long, an unwritable place) or a directory in use by another
+    process is refused before the benchmark renders and the model loads. Nothing is
+    written into it before then; if the stage fails before the cache exists, the
+    folders it created (the run directory and any missing parents) are removed again.
     """
     start = time.perf_counter()
+    if limit_cases is not None and limit_cases < 1:
+        raise InputError(f"--limit-cases: must be >= 1, got {limit_cases}")
     out = Path(out_dir)
-    created = not out.exists()
+    created = create_run_dir(out)
     try:
-        return _run_extract(cfg, RunDir(out), limit_cases, shard, overwrite, progress, start)
+        with run_lock(out, "extract"):
+            return _run_extract(cfg, RunDir(out), limit_cases, shard, overwrite, progress, start)
     except BaseException:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()
+        remove_empty_dirs(created)
         raise
+
+
+def create_run_dir(path: Path) -> list[Path]:
+    """Create ``path`` and its missing parents; return the folders created, deepest first.
+
+    Errors name the path (an ``OSError`` with its filename), so the CLI reports them
+    as bad input.
+    """
+    missing: list[Path] = []
+    here = Path(path)
+    while not here.exists() and not here.is_symlink():
+        missing.append(here)
+        if here.parent == here:
+            break
+        here = here.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        remove_empty_dirs(missing)
+        raise
+    return missing
+
+
+def remove_empty_dirs(folders: Sequence[Path]) -> None:
+    """Remove ``folders`` (deepest first) while they are empty folders: undo :func:`create_run_dir`."""
+    for folder in folders:
+        try:
+            folder.rmdir()  # only succeeds on an empty folder
+        except OSError:
+            if os.path.lexists(folder):  # not empty: keep it, and so its parents
+                break
+            # never made (the failed mkdir of a name too long, say): go on with its parents
 
 
 def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, start) -> ExtractResult:
@@ -139,8 +177,6 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     from configs.schema import check_against_model
     from pipeline.results import save_run_config
 
-    if limit_cases is not None and limit_cases < 1:
-        raise InputError(f"--limit-cases: must be >= 1, got {limit_cases}")
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
     k = prompts_per_case_tier(cfg)
     keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard, cfg.extract.batch_size, k)
@@ -182,21 +218,19 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     extra = {"render_report": json.dumps(rendered.report()), "provenance": json.dumps(environment(loaded.device, loaded.model))}
     if shard is not None:
         extra["shard"] = f"{shard.index}/{shard.count}"
-    run.path.mkdir(parents=True, exist_ok=True)
-    with run_lock(run.path, "extract"):
-        run.invalidate("cache.h5")
-        with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
-            save_run_config(run, cfg)  # the cache was accepted: from here on this is the run's config
-            todo = writer.todo()
-            if len(todo) < len(prompts):
-                log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
-            batches = plan_batches(table["case_id"], table["tier"], cfg.extract.batch_size, k)
-            _run_batches(runner, writer, texts, batches, spec, demographic, progress)
-        run.forget("cache.h5")
-        run.record("cache.h5")
-        predictions_path = write_predictions(run)
-        _check_batches(runner, texts, run, cfg.extract.batch_size, cfg.extract.batch_check)
-        run.prune()
+    run.invalidate("cache.h5")  # the caller holds the run lock
+    with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
+        save_run_config(run, cfg)  # the cache was accepted: from here on this is the run's config
+        todo = writer.todo()
+        if len(todo) < len(prompts):
+            log.info("resuming: %d of %d prompts already in %s", len(prompts) - len(todo), len(prompts), cache_path)
+        batches = plan_batches(table["case_id"], table["tier"], cfg.extract.batch_size, k)
+        _run_batches(runner, writer, texts, batches, spec, demographic, progress)
+    run.forget("cache.h5")
+    run.record("cache.h5")
+    predictions_path = write_predictions(run)
+    _check_batches(runner, texts, run, cfg.extract.batch_size, cfg.extract.batch_check)
+    run.prune()
     return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
 
 

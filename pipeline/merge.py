@@ -41,10 +41,13 @@ def check_complete_shards(caches: Sequence[Path]) -> None:
 def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool = False) -> dict:
     """Merge the caches of shard run directories into ``out_dir``; write predictions and results.
 
-    The merged run takes the first shard's config. Returns the merged ``results.json`` mapping.
+    The merged run takes the first shard's config. ``out_dir`` is locked while it is
+    written (:mod:`pipeline.lock`), and folders this call created are removed again if
+    it fails before writing anything. Returns the merged ``results.json`` mapping.
     """
     from extract.cache import merge_caches
-    from pipeline.extract import write_predictions
+    from pipeline.extract import create_run_dir, remove_empty_dirs, write_predictions
+    from pipeline.lock import run_lock
     from pipeline.results import assemble_results, load_run_config, save_run_config
 
     if len(dirs) < 2:
@@ -58,17 +61,16 @@ def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool 
     check_complete_shards(caches)
     cfg = load_run_config(Path(dirs[0]))
     run = RunDir(out_dir)
-    created = not run.path.exists()
-    run.path.mkdir(parents=True, exist_ok=True)
+    created = create_run_dir(run.path)
     try:
-        run.invalidate("cache.h5")
-        merge_caches(caches, run / "cache.h5", overwrite=overwrite)
+        with run_lock(run.path, "merge"):  # one process per run directory, the merged one too
+            run.invalidate("cache.h5")
+            merge_caches(caches, run / "cache.h5", overwrite=overwrite)
+            save_run_config(run, cfg)
+            run.record("cache.h5")
+            write_predictions(run)
+            run.prune()
+            return assemble_results(run)
     except BaseException:
-        if created and not any(run.path.iterdir()):
-            run.path.rmdir()
+        remove_empty_dirs(created)  # only folders this call created and left empty
         raise
-    save_run_config(run, cfg)
-    run.record("cache.h5")
-    write_predictions(run)
-    run.prune()
-    return assemble_results(run)

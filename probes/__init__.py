@@ -1,8 +1,8 @@
 """Mechanistic probes over cached activations (spec ``mfarm-spec.md`` Part B).
 
 Functions here take arrays — activations ``h`` of shape ``(n_layers, N, d)``
-and per-prompt metadata — and never read files; ``extract/`` and the CLI wire
-them to the HDF5 cache.
+and per-prompt metadata — and never read files; the fit and explain stages
+(``pipeline/``) wire them to the HDF5 cache.
 
 - :class:`ValueAxis` — the decision direction v̂_ℓ per layer, its held-out AUROC
   and Spearman ρ, and the value layer ℓ* (B1).
@@ -12,6 +12,7 @@ them to the HDF5 cache.
   selectivity at every layer, batched in torch (B3).
 - :class:`SteeringVectors` — group-minus-BASE mean differences and their cosine
   with the value axis (B3).
+- :func:`fit_tier` — all of Part B for one tier (what ``probe fit`` runs per tier).
 
 Importing this package does not import torch; :func:`probe_sweep` does, when called.
 """
@@ -27,12 +28,14 @@ from probes.latent_fairness import (
 from probes.linear_probe import ProbeSweep, probe_sweep
 from probes.steering import SteeringVectors
 from probes.value_axis import ValueAxis
+from probes.fit import fit_tier
 
 __all__ = [
     "ProbeInputError",
     "ProbeSweep",
     "SteeringVectors",
     "ValueAxis",
+    "fit_tier",
     "group_folds",
     "latent_score_matrix",
     "latent_scores",

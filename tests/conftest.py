@@ -55,9 +55,9 @@ def tiny_config(tmp_path, tiny_model_dir) -> Path:
     return write_config(tmp_path / "tiny.yaml", tiny_model_dir)
 
 
-def run_probe(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the ``probe`` CLI in a subprocess (as a user would)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+def run_probe(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the ``probe`` CLI in a subprocess (as a user would); ``env`` adds variables."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
     return subprocess.run(
         [sys.executable, "-c", "import cli; cli.main()", *args],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,

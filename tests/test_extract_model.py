@@ -215,7 +215,7 @@ def test_folder_without_weights(tmp_path):
 
 def test_bad_dtype():
     with pytest.raises(ModelError, match="dtype"):
-        load_model(ModelConfig(dtype="float16"))  # type: ignore[arg-type]
+        load_model(ModelConfig(dtype="float8"))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- local folders
