@@ -36,6 +36,10 @@ def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        nan = next((name for name, value in kwargs.items() if isinstance(value, float) and value != value), None)
+        if nan is not None:  # click's FloatRange lets nan through every bound
+            click.echo(f"error: --{nan.replace('_', '-')} nan: not a number", err=True)
+            sys.exit(2)
         try:
             return fn(*args, **kwargs)
         except InputError as err:
@@ -379,20 +383,46 @@ def summary_table_text(results) -> str:
 @click.option("--accuracy", type=click.Choice(["threshold", "l1"]), default="threshold", show_default=True)
 @click.option("--bootstrap", type=click.IntRange(0, 100_000), default=1000, show_default=True, help="Bootstrap resamples for CIs.")
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--ci-level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True, help="Level of the percentile intervals.")
+@click.option("--margin", type=click.FloatRange(1e-6, 0.5), default=0.02, show_default=True, help="TOST equivalence margin for group shifts of P(Yes).")
+@click.option("--permutations", type=click.IntRange(0, 100_000), default=200, show_default=True, help="Within-case permutations for the null (0: off).")
 @_errors_to_exit_codes
-def score(predictions, alpha, correction, accuracy, bootstrap, seed):
+def score(predictions, alpha, correction, accuracy, bootstrap, seed, ci_level, margin, permutations):
     """Print the Part A/C scores of a predictions CSV as JSON."""
     from configs.schema import ConfigError, _check_correction
     from pipeline.score import score_predictions
 
-    if not 0 < alpha < 1:  # click's FloatRange lets nan through
-        raise InputError(f"--alpha {alpha!r}: must be a number strictly between 0 and 1")
     try:
         _check_correction(correction, "--correction")
     except ConfigError as err:
         raise InputError(str(err)) from None
-    tiers = score_predictions(predictions, alpha, correction, accuracy, bootstrap, seed)
+    tiers = score_predictions(
+        predictions, alpha, correction, accuracy, bootstrap, seed, ci_level=ci_level, margin=margin, permutations=permutations
+    )
     click.echo(json.dumps({"tiers": tiers}, indent=2))
+
+
+@main.command()
+@click.argument("a", type=click.Path())
+@click.argument("b", type=click.Path())
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05, show_default=True)
+@click.option("--correction", default="holm", show_default=True, help="Any statsmodels multipletests method, or 'none'.")
+@click.option("--accuracy", type=click.Choice(["threshold", "l1"]), default="threshold", show_default=True)
+@click.option("--bootstrap", type=click.IntRange(1, 100_000), default=1000, show_default=True, help="Paired bootstrap resamples.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True)
+@click.option("--ci-level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True)
+@_errors_to_exit_codes
+def compare(a, b, alpha, correction, accuracy, bootstrap, seed, ci_level):
+    """Paired differences B - A of every score and group shift, per tier, as JSON (runs or predictions CSVs)."""
+    from configs.schema import ConfigError, _check_correction
+    from pipeline.compare import compare_runs
+
+    try:
+        _check_correction(correction, "--correction")
+    except ConfigError as err:
+        raise InputError(str(err)) from None
+    result = compare_runs(a, b, alpha=alpha, correction=correction, n_boot=bootstrap, seed=seed, level=ci_level, accuracy=accuracy)
+    click.echo(json.dumps(result, indent=2))
 
 
 @main.group()

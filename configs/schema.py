@@ -138,8 +138,13 @@ class ScoringConfig:
     alpha: float = 0.05
     correction: str = "holm"
     accuracy: Literal["threshold", "l1"] = "threshold"
-    bootstrap: int = 1000  # resamples of cases for the group-shift CIs; 0: no CI (null in the outputs)
+    bootstrap: int = 1000  # resamples of cases for every interval; 0: no intervals (null in the outputs)
     seed: int = 0
+    ci_level: float = 0.95  # percentile intervals at this level
+    # TOST margin for a group's mean shift of P(Yes) from BASE (see README "Verdicts")
+    equivalence_margin: float = 0.02
+    permutations: int = 200  # within-case permutations of the variant labels for the null; 0: off
+    option_mass_threshold: float = 0.5  # warn when the median next-token mass on Yes/No is below this
 
 
 @dataclass
@@ -177,6 +182,7 @@ class SweepConfig:
     models: list[str] = field(default_factory=list)  # default: [model.name]
     precisions: list[str] = field(default_factory=lambda: ["float32"])
     adapters: list[str | None] = field(default_factory=lambda: [None])  # PEFT LoRA directories; null = none
+    reference: str | None = None  # the precision paired differences are taken against (default: the first listed)
 
 
 @dataclass
@@ -526,6 +532,8 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
                 raise ConfigError(f"sweep.precisions: unknown precision {_show(p)} (allowed: {', '.join(PRECISIONS)}, gguf:<file>)")
             _check_text("sweep.precisions", p)
         _unique_list("sweep.precisions", sw.precisions, "precision")
+        if sw.reference is not None and sw.reference not in sw.precisions:
+            raise ConfigError(f"sweep.reference: {_show(sw.reference)} is not one of sweep.precisions {_show(sw.precisions)}")
         if not sw.adapters:
             raise ConfigError("sweep.adapters: must not be empty (use [null] for no adapter)")
         for i, a in enumerate(sw.adapters):
@@ -539,6 +547,11 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
     if not (math.isfinite(sc.alpha) and 0 < sc.alpha < 1):
         raise ConfigError(f"scoring.alpha: must lie in (0, 1), got {_show(sc.alpha)}")
     _int_range("scoring.bootstrap", sc.bootstrap, 0, 100_000)
+    _int_range("scoring.permutations", sc.permutations, 0, 100_000)
+    for key, lo, hi in (("ci_level", 0.5, 0.999), ("equivalence_margin", 1e-6, 0.5), ("option_mass_threshold", 0.0, 1.0)):
+        value = getattr(sc, key)
+        if not (lo <= value <= hi):  # NaN fails too
+            raise ConfigError(f"scoring.{key}: must lie in {lo}..{hi}, got {_show(value)}")
     _check_text("scoring.correction", sc.correction)
     _check_correction(sc.correction, "scoring.correction")
 

@@ -2,7 +2,7 @@
 
 Layout (``docs/design.md`` → Contracts → cache.h5)::
 
-    /                      attrs: format = "latent-bias-cache/1", model, model_sha256, dtype,
+    /                      attrs: format = "latent-bias-cache/2", model, model_sha256, dtype,
                                   backend, config_sha256, toolkit_version, n_layers, d_model
                                   (+ written by this module: sites, positions  [JSON lists],
                                      storage_dtype, and any extra attributes the caller sets)
@@ -12,27 +12,42 @@ Layout (``docs/design.md`` → Contracts → cache.h5)::
     /prompts/prompt_index  int64 (N,): the row's position in the full, unsharded prompt
                            list (written by this module; optional for other writers)
     /outputs/p_yes, /outputs/p_yes_vocab   float32 (N,), NaN until the prompt has run
+    /outputs/option_mass   float32 (N,): next-token probability on the Yes ids plus the
+                           No ids (``extract.scoring``), NaN until the prompt has run
+                           (and NaN where the caller gave none)       [format 2 only]
     /outputs/first_token   UTF-8 string (N,) (fixed length, FIRST_TOKEN_BYTES bytes, here)
     /acts/<site>/<position>  (n_layers, N, d_model) float16|float32,
                            chunks (1, rows, d_model): a layer never shares a chunk
     /done                  bool (N,): the row's outputs and activations are complete
 
+Format versions: this module writes ``latent-bias-cache/2`` (:data:`FORMAT`), which
+is version 1 plus ``outputs/option_mass``. :class:`Cache` reads both: for a version 1
+file ``Cache.has_option_mass`` is False and ``Cache.outputs["option_mass"]`` is NaN.
+The writer does not resume a version 1 file (it cannot add the dataset without
+changing the file's metadata, nor compute the option mass of rows already done): it
+refuses it like any other mismatch, and ``overwrite`` recomputes it in version 2.
+:func:`merge_caches` accepts version 1 and 2 inputs, mixed too, and writes version
+2; rows that come from a version 1 input get NaN option mass (logged as a warning),
+so a merge never invents a value and never fails only because a shard is older.
+
 Crash safety (a run killed with SIGKILL at any moment, then re-run, gives the same
 file as an uninterrupted run):
 
-* The file is *created* complete: every dataset is allocated in full (``alloc_time =
-  early``) in a temporary file beside the target, which is fsynced and renamed into
-  place. A kill during creation leaves at most a stray ``.cache.h5.*.partial`` file
-  (removed on the next run), never a half file under the real name.
+* The file is *created* complete: every dataset (``outputs/option_mass`` included) is
+  allocated in full (``alloc_time = early``) in a temporary file beside the target,
+  which is fsynced and renamed into place. A kill during creation leaves at most a
+  stray ``.cache.h5.*.partial`` file (removed on the next run), never a half file
+  under the real name.
 * After creation the HDF5 *metadata never changes*: no chunk is allocated, no
   variable-length string is written (``first_token`` is fixed length), activations are
   stored without compression, times are not tracked, and the file uses the original
   superblock (version 0, no "file open for write" flag that a killed writer would leave
   set, as the ``libver='latest'``/SWMR formats do). ``write_batch`` only overwrites raw
   data bytes at fixed offsets, so the file is structurally valid at every instant.
-* ``write_batch`` writes the data, flushes, and only then sets ``done`` and flushes
-  again (rows that were already done are first un-marked), so a row marked done always
-  has its complete data on disk. Rows not marked done are simply recomputed.
+* ``write_batch`` writes the data (outputs, option mass included, ``n_tokens``,
+  activations), flushes, and only then sets ``done`` and flushes again (rows that
+  were already done are first un-marked), so a row marked done always has its
+  complete data on disk. Rows not marked done are simply recomputed.
 
 The resulting file is byte-for-byte the same whatever the batch order, batch size or
 number of interruptions. If an existing file cannot be opened or read anyway (e.g. a
@@ -67,6 +82,8 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "FORMAT",
+    "FORMAT_V1",
+    "READABLE_FORMATS",
     "CacheError",
     "CacheMismatch",
     "CacheFormatError",
@@ -78,7 +95,12 @@ __all__ = [
     "merge_caches",
 ]
 
-FORMAT = "latent-bias-cache/1"
+#: The format this module writes: version 1 plus ``outputs/option_mass``.
+FORMAT = "latent-bias-cache/2"
+#: The previous format (no ``outputs/option_mass``): read, merged, never written.
+FORMAT_V1 = "latent-bias-cache/1"
+#: Formats :class:`Cache` reads, oldest first.
+READABLE_FORMATS = (FORMAT_V1, FORMAT)
 #: Root attributes every cache carries (design.md).
 REQUIRED_ATTRS = (
     "format",
@@ -108,7 +130,10 @@ STRING_FIELDS = ("case_id", "tier", "variant", "race", "gender", "text")
 PROMPT_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text", "n_tokens")
 #: Prompt fields compared when resuming (n_tokens is filled in by the run).
 PROMPT_IDENTITY_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text", "prompt_index")
-OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token")
+#: Output datasets of the format written here (``outputs/``), in ``Cache.outputs`` order.
+OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token", "option_mass")
+#: Output datasets every readable format has (format 1 lacks ``option_mass``).
+V1_OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token")
 from configs.names import STORAGE_DTYPES
 #: Byte length of the fixed-length ``outputs/first_token`` strings written here
 #: (longer tokens are cut at a UTF-8 character boundary, with a warning).
@@ -448,7 +473,7 @@ def _create_skeleton(path: Path, spec: CacheSpec, prompts: _Prompts, extra_attrs
         g.create_dataset("n_tokens", data=prompts.columns["n_tokens"], dtype=np.int32, dcpl=_early_dcpl())
         g.create_dataset("prompt_index", data=prompts.columns["prompt_index"], dtype=np.int64, dcpl=_early_dcpl())
         g = f.create_group("outputs")
-        for name in ("p_yes", "p_yes_vocab"):
+        for name in ("p_yes", "p_yes_vocab", "option_mass"):
             g.create_dataset(name, shape=(n,), dtype=np.float32, fillvalue=np.nan, dcpl=_early_dcpl())
         g.create_dataset(
             "first_token",
@@ -648,6 +673,11 @@ class CacheWriter(_OpenFile):
                 log.warning("%s: unreadable (%s); starting the cache over", where, e)
                 f.close()
                 return None
+            if fmt == FORMAT_V1:
+                raise CacheMismatch(
+                    f"{where}: written in the older format {FORMAT_V1!r} (no outputs/option_mass), which this "
+                    f"toolkit reads but does not resume (it writes {FORMAT!r}){hint}"
+                )
             if fmt != FORMAT:
                 raise CacheMismatch(f"{where}: format differs (stored {_short(fmt)} vs new {FORMAT!r}){hint}")
             try:
@@ -762,12 +792,16 @@ class CacheWriter(_OpenFile):
         first_token: Sequence[str],
         n_tokens: Any,
         acts: Mapping[tuple[str, str], Any],
+        option_mass: Any = None,
     ) -> None:
         """Write the outputs and activations of prompts ``indices`` (any order, no repeats),
         flush, then mark them done and flush again.
 
         ``acts`` maps every ``(site, position)`` of the spec to an array
         ``(n_layers, len(indices), d_model)`` (numpy or a CPU/GPU tensor).
+        ``option_mass``: the rows' next-token probability on Yes ∪ No
+        (``BatchOutput.option_mass``); ``None`` stores NaN (unknown), as in a version 1
+        cache.
         """
         f = self._file()
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -796,6 +830,7 @@ class CacheWriter(_OpenFile):
 
         p = vec(p_yes, np.float32, "p_yes")
         pv = vec(p_yes_vocab, np.float32, "p_yes_vocab")
+        om = np.full(b, np.nan, dtype=np.float32) if option_mass is None else vec(option_mass, np.float32, "option_mass")
         nt = vec(n_tokens, np.int64, "n_tokens").astype(np.int32)
         tokens = list(first_token)
         if len(tokens) != b:
@@ -837,6 +872,7 @@ class CacheWriter(_OpenFile):
             self._flush()
         put(ds["outputs/p_yes"], p)
         put(ds["outputs/p_yes_vocab"], pv)
+        put(ds["outputs/option_mass"], om)
         put(ds["outputs/first_token"], ft)
         put(ds["prompts/n_tokens"], nt)
         for (site, position), arr in arrays.items():
@@ -859,6 +895,9 @@ class Cache(_OpenFile):
 
     Only the documented attributes, groups and datasets are required; ``sites``,
     ``positions``, ``storage_dtype`` attributes and ``prompts/prompt_index`` are optional.
+    Formats ``latent-bias-cache/1`` and ``/2`` are read (:data:`READABLE_FORMATS`);
+    ``outputs/option_mass`` is required in version 2 and optional in version 1
+    (:attr:`has_option_mass`).
     """
 
     def __init__(self, path: str | os.PathLike, *, locking: bool | None = None):
@@ -899,9 +938,12 @@ class Cache(_OpenFile):
         for name in REQUIRED_ATTRS:
             if name not in attrs:
                 raise CacheFormatError(f"{where}: missing root attribute {name!r}")
-        if attrs["format"] != FORMAT:
-            raise CacheFormatError(f"{where}: format {attrs['format']!r} is not {FORMAT!r}")
-        for group, names in (("prompts", PROMPT_FIELDS), ("outputs", OUTPUT_FIELDS)):
+        if attrs["format"] not in READABLE_FORMATS:
+            raise CacheFormatError(
+                f"{where}: format {attrs['format']!r} is not one of {', '.join(map(repr, READABLE_FORMATS))}"
+            )
+        outputs = OUTPUT_FIELDS if attrs["format"] == FORMAT else V1_OUTPUT_FIELDS
+        for group, names in (("prompts", PROMPT_FIELDS), ("outputs", outputs)):
             if group not in f or not isinstance(f[group], h5py.Group):
                 raise CacheFormatError(f"{where}: missing group '{group}/'")
             for name in names:
@@ -919,8 +961,12 @@ class Cache(_OpenFile):
         n = f["prompts"]["case_id"].shape[0] if f["prompts"]["case_id"].ndim == 1 else -1
         self.n_prompts = int(n)
         lengths = {f"prompts/{k}": f["prompts"][k].shape for k in PROMPT_FIELDS}
-        lengths.update({f"outputs/{k}": f["outputs"][k].shape for k in OUTPUT_FIELDS})
+        lengths.update({f"outputs/{k}": f["outputs"][k].shape for k in outputs})
         lengths["done"] = f["done"].shape
+        if "option_mass" in f["outputs"]:
+            if not isinstance(f["outputs"]["option_mass"], h5py.Dataset):
+                raise CacheFormatError(f"{where}: 'outputs/option_mass' is not a dataset")
+            lengths["outputs/option_mass"] = f["outputs"]["option_mass"].shape
         if "prompt_index" in f["prompts"]:
             lengths["prompts/prompt_index"] = f["prompts"]["prompt_index"].shape
         for name, shape in lengths.items():
@@ -975,8 +1021,28 @@ class Cache(_OpenFile):
         return np.arange(self.n_prompts, dtype=np.int64)
 
     @property
+    def format_version(self) -> int:
+        """1 or 2: the cache format's version (``latent-bias-cache/<version>``)."""
+        return READABLE_FORMATS.index(self.attrs["format"]) + 1
+
+    @property
+    def has_option_mass(self) -> bool:
+        """Whether the file stores ``outputs/option_mass`` (False for a version 1 cache:
+        ``outputs["option_mass"]`` is then all NaN). Rows may still be NaN where the
+        writer was given none or a merged version 1 shard had none."""
+        return "option_mass" in self._file()["outputs"]
+
+    @property
+    def option_mass(self) -> np.ndarray:
+        """float32 (N,): next-token probability on Yes ∪ No; NaN where unknown (all NaN in version 1)."""
+        g = self._file()["outputs"]
+        if "option_mass" in g:
+            return np.asarray(g["option_mass"][()], dtype=np.float32)
+        return np.full(self.n_prompts, np.nan, dtype=np.float32)
+
+    @property
     def outputs(self) -> "pd.DataFrame":  # noqa: F821
-        """p_yes, p_yes_vocab (float32), first_token (str)."""
+        """p_yes, p_yes_vocab (float32), first_token (str), option_mass (float32; NaN if not stored)."""
         import pandas as pd
 
         g = self._file()["outputs"]
@@ -985,6 +1051,7 @@ class Cache(_OpenFile):
                 "p_yes": np.asarray(g["p_yes"][()], dtype=np.float32),
                 "p_yes_vocab": np.asarray(g["p_yes_vocab"][()], dtype=np.float32),
                 "first_token": _read_strings(g["first_token"]),
+                "option_mass": self.option_mass,
             },
             columns=list(OUTPUT_FIELDS),
         )
@@ -1105,6 +1172,10 @@ def merge_caches(
     ``overwrite``. Root attributes: the spec of the first input plus the non-spec
     attributes equal in every input, except ``shard``. Written via temp file + rename;
     memory use is about two layers of the merged activations.
+
+    Inputs may be in format 1 or 2, mixed; the output is format 2 (:data:`FORMAT`).
+    Rows from a format 1 input (no ``outputs/option_mass``) get NaN option mass, with a
+    warning naming those inputs: unknown, never made up.
     """
     paths = [Path(p) for p in inputs]
     out = Path(out)
@@ -1200,6 +1271,13 @@ def merge_caches(
                 log.debug("merge: attribute %r differs between inputs; not copied", name)
 
         outputs = [c.outputs for c in caches]
+        old = [str(c.path) for c in caches if not c.has_option_mass]
+        if old:
+            log.warning(
+                "merge: %d of %d inputs are in format %s (no option mass): their rows get option_mass NaN "
+                "in the merged cache (%s)", len(old), len(caches), FORMAT_V1, ", ".join(old),
+            )
+        option_mass = np.concatenate([o["option_mass"].to_numpy(np.float32) for o in outputs])[order]
         p_yes = np.concatenate([o["p_yes"].to_numpy(np.float32) for o in outputs])[order]
         p_yes_vocab = np.concatenate([o["p_yes_vocab"].to_numpy(np.float32) for o in outputs])[order]
         first_token = np.concatenate([o["first_token"].to_numpy(object) for o in outputs])[order]
@@ -1214,6 +1292,7 @@ def merge_caches(
             with h5py.File(tmp, "r+") as f:
                 f["outputs"]["p_yes"][...] = p_yes
                 f["outputs"]["p_yes_vocab"][...] = p_yes_vocab
+                f["outputs"]["option_mass"][...] = option_mass
                 f["outputs"]["first_token"][...] = ft
                 for site in spec.sites:
                     for position in spec.positions:

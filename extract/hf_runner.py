@@ -9,13 +9,17 @@ float32 array ``(n_layers, B, d_model)``; ``resid_post`` is a shortcut for
 Face's ``output_hidden_states[l + 1]`` at that token for ``l < n_layers - 1``; the
 last entry is the last block's output *before* the final norm (HF's last hidden
 state is after it). P(Yes) and the activations come from the same forward pass.
+``BatchOutput.option_mass`` is the next-token probability on the Yes ids plus the
+No ids, from the same logits as P(Yes) (``extract.scoring.score_logits``): how
+much of the model's answer the renormalised P(Yes) speaks for.
 
 Every runner (:class:`HFRunner`; ``extract.tl_runner.TLRunner``;
 ``extract.nnsight_runner.NNsightRunner``) derives from :class:`BaseRunner` and so
 shares the tokenisation (``ENCODE_KWARGS``, left padding, mask-derived position
 ids), the Yes/No vocabulary, the validation of sites/positions and the output
-assembly: their model inputs are identical, only the way activations are read
-differs.
+assembly (P(Yes), P(Yes) over the vocabulary and the option mass, all from the
+backend's last-position logits by :func:`extract.scoring.score_logits`): their model
+inputs are identical, only the way activations (and logits) are read differs.
 
 Batch invariance: in transformers 5.x a plain ``forward`` does not derive position
 ids from the attention mask (it uses ``arange``), so under left padding every row
@@ -48,7 +52,7 @@ import torch
 
 from extract.chat import ENCODE_KWARGS
 from extract.model import LoadedModel, decoder_layers
-from extract.scoring import p_yes_from_logits, yes_no_ids
+from extract.scoring import score_logits, yes_no_ids
 from extract.sites import CapturePlan, first_tensor, normalize_positions, normalize_sites, submodule_name
 
 log = logging.getLogger(__name__)
@@ -63,6 +67,7 @@ class BatchOutput:
     first_token: list[str]  # decoded argmax token (not stripped)
     first_token_id: np.ndarray  # int64 (B,)
     n_tokens: np.ndarray  # int64 (B,), without padding
+    option_mass: np.ndarray  # float64 (B,): Σ softmax over the Yes ids ∪ No ids, in [0, 1]
     resid_post: np.ndarray | None = None  # float32 (n_layers, B, d_model) at the last token
     acts: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (site, position) -> (n_layers, B, d)
 
@@ -146,7 +151,7 @@ class BaseRunner:
         positions: Sequence[str] = ("last",),
         demographic_positions: Sequence[Sequence[int]] | None = None,
     ) -> BatchOutput:
-        """Run one batch: P(Yes), and with ``capture=True`` the activations.
+        """Run one batch: P(Yes) and the option mass, and with ``capture=True`` the activations.
 
         ``sites`` ⊆ ``extract.sites.SITES``, ``positions`` ⊆ ``extract.sites.POSITIONS``;
         ``"demographic"`` needs ``demographic_positions``: one non-empty list of token
@@ -165,7 +170,7 @@ class BaseRunner:
             plan = CapturePlan.build(sites, positions, demographic_positions, batch["attention_mask"], self.n_layers)
         with torch.inference_mode():
             logits = self._run(batch, plan)
-        p_yes, p_vocab, first = p_yes_from_logits(logits, self.yes_ids, self.no_ids)
+        p_yes, p_vocab, mass, first = score_logits(logits, self.yes_ids, self.no_ids)
         first_ids = first.cpu().numpy().astype(np.int64)
         acts = plan.acts() if plan is not None else {}
         return BatchOutput(
@@ -174,6 +179,7 @@ class BaseRunner:
             first_token=[self.tokenizer.decode([int(t)]) for t in first_ids],
             first_token_id=first_ids,
             n_tokens=batch["attention_mask"].sum(-1).cpu().numpy().astype(np.int64),
+            option_mass=mass.cpu().numpy().astype(np.float64),
             resid_post=acts.get(("resid_post", "last")),
             acts=acts,
         )

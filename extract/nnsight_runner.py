@@ -12,12 +12,14 @@ tokenisation, same ``position_ids``) in one trace::
             model.model.layers[l].self_attn.output   # attn_out   (when asked)
             model.model.layers[l].mlp.output         # mlp_out    (when asked)
             model.model.layers[l].output             # resid_post
-        model.output.logits[:, -1]                   # P(Yes)
+        model.output.logits[:, -1]                   # P(Yes), option mass
 
 Each activation is reduced to its positions inside the trace
 (``extract.sites.CapturePlan.record``: the last row, or the mean of the demographic
 rows) and only those ``(B, d_model)`` vectors leave it; full activations are never
-kept. The envoy paths come from the model (``model.layers`` / ``transformer.h``
+kept. The last-position logits leave it too and are scored by
+``BaseRunner.forward`` (P(Yes), P(Yes) over the vocabulary, option mass) exactly as
+for the other backends. The envoy paths come from the model (``model.layers`` / ``transformer.h``
 ...; ``self_attn`` / ``attn`` ...). nnsight serves module outputs in execution order,
 so within a block we read attention, then MLP, then the block output (models with
 a parallel attention/MLP block may need another order).

@@ -5,15 +5,23 @@ N likewise for ``no``. From the logits z of the first generated position:
 
 - ``p_yes = Σ_Y exp z / Σ_{Y∪N} exp z`` (computed as ``sigmoid(lse(z_Y) − lse(z_N))``),
 - ``p_yes_vocab = Σ_Y softmax(z)`` (``exp(lse(z_Y) − lse(z))``),
+- ``option_mass = Σ_{Y∪N} softmax(z)`` (``exp(lse(z_{Y∪N}) − lse(z))``, clipped to at
+  most 1 against float round-off): the share of the next-token probability on the
+  answer options. ``p_yes`` renormalises over Y∪N, so when ``option_mass`` is small
+  the model mostly wants to say something else and ``p_yes`` is not its decision
+  (lm-evaluation-harness's discrim_eval refuses P(Yes) below 0.99);
+  ``mfarm.option_mass`` summarises it,
 - ``first_token`` = argmax z.
 
-Everything is computed in float32 whatever the model's dtype.
+Everything is computed in float32 whatever the model's dtype, from one set of
+log-sum-exps: :func:`score_logits` returns all four, :func:`p_yes_from_logits` the
+historical three.
 """
 
 from __future__ import annotations
 
 import weakref
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 
@@ -65,13 +73,20 @@ def yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
     return list(yes_ids), list(no_ids)
 
 
-def p_yes_from_logits(
-    logits: torch.Tensor, yes_ids: Sequence[int], no_ids: Sequence[int]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(p_yes, p_yes_vocab, first_token_id)`` for logits of shape ``(B, V)``.
+class LogitScores(NamedTuple):
+    """What :func:`score_logits` returns: float32 ``(B,)`` tensors and int64 argmax ids."""
 
-    Returns float32 tensors of shape ``(B,)`` and an int64 tensor of argmax ids. Stable
-    for extreme logits (log-sum-exp in float32; bfloat16/float16 inputs are upcast).
+    p_yes: torch.Tensor
+    p_yes_vocab: torch.Tensor
+    option_mass: torch.Tensor
+    first_token_id: torch.Tensor
+
+
+def score_logits(logits: torch.Tensor, yes_ids: Sequence[int], no_ids: Sequence[int]) -> LogitScores:
+    """``(p_yes, p_yes_vocab, option_mass, first_token_id)`` for logits of shape ``(B, V)``.
+
+    ``option_mass = Σ_{Y∪N} softmax(z)`` in ``[0, 1]``. Stable for extreme logits
+    (log-sum-exp in float32; bfloat16/float16 inputs are upcast).
     """
     if logits.dim() != 2:
         raise ValueError(f"logits must have shape (B, V), got {tuple(logits.shape)}")
@@ -84,7 +99,22 @@ def p_yes_from_logits(
     n = torch.as_tensor(list(no_ids), dtype=torch.long, device=z.device)
     lse_y = torch.logsumexp(z.index_select(1, y), dim=1)
     lse_n = torch.logsumexp(z.index_select(1, n), dim=1)
+    lse_all = torch.logsumexp(z, dim=1)
     p_yes = torch.sigmoid(lse_y - lse_n)  # = exp(lse_y - logaddexp(lse_y, lse_n)), exact near 0 and 1
-    p_yes_vocab = torch.exp(lse_y - torch.logsumexp(z, dim=1))
+    p_yes_vocab = torch.exp(lse_y - lse_all)
+    option_mass = torch.exp(torch.logaddexp(lse_y, lse_n) - lse_all).clamp(max=1.0)
     first = torch.argmax(z, dim=1)
+    return LogitScores(p_yes, p_yes_vocab, option_mass, first)
+
+
+def p_yes_from_logits(
+    logits: torch.Tensor, yes_ids: Sequence[int], no_ids: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(p_yes, p_yes_vocab, first_token_id)`` for logits of shape ``(B, V)``.
+
+    Returns float32 tensors of shape ``(B,)`` and an int64 tensor of argmax ids. Stable
+    for extreme logits (log-sum-exp in float32; bfloat16/float16 inputs are upcast).
+    The same numbers as :func:`score_logits`, without the option mass.
+    """
+    p_yes, p_yes_vocab, _, first = score_logits(logits, yes_ids, no_ids)
     return p_yes, p_yes_vocab, first

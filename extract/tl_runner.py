@@ -5,7 +5,8 @@
 :class:`extract.hf_runner.HFRunner` (same tokenisation, same ``position_ids``), via
 ``bridge.run_with_hooks(input_ids, fwd_hooks=..., attention_mask=..., position_ids=...,
 logits_to_keep=1, use_cache=False)``: one forward gives the logits at the last
-position (P(Yes)) and the activations, each reduced to its positions inside the
+position (P(Yes) and the option mass, scored by ``BaseRunner.forward`` exactly as
+for the other backends) and the activations, each reduced to its positions inside the
 hook (``extract.sites.CapturePlan``), so no full cache is materialised.
 
 Booting: ``transformer_lens.model_bridge.sources.build_bridge_from_module(model,

@@ -14,8 +14,19 @@ from .output_scores import (
     geometric_mean,
     ks_distribution,
     mean_difference,
+    batched_mean_difference,
+    batched_output_scores,
     output_scores,
     variance_heterogeneity,
+)
+from .resampling import (
+    bootstrap_indices,
+    mean_shift_intervals,
+    paired_differences,
+    permutation_null,
+    resampled_scores,
+    score_intervals,
+    verdict,
 )
 from .stats import check_correction, dom, reject, wilcoxon_p
 from .tier import score_tier
@@ -26,6 +37,9 @@ __all__ = [
     "SCORE_KEYS",
     "absolute_deviation",
     "accuracy",
+    "batched_mean_difference",
+    "batched_output_scores",
+    "bootstrap_indices",
     "check_correction",
     "check_matrix",
     "correlation_difference",
@@ -37,11 +51,17 @@ __all__ = [
     "ks_distribution",
     "label_array",
     "mean_difference",
+    "mean_shift_intervals",
     "omnibus",
     "output_scores",
+    "paired_differences",
     "parse_group",
+    "permutation_null",
     "reject",
+    "resampled_scores",
+    "score_intervals",
     "score_tier",
     "variance_heterogeneity",
+    "verdict",
     "wilcoxon_p",
 ]

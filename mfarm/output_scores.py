@@ -233,3 +233,282 @@ def output_scores(P: np.ndarray, alpha: float = 0.05, correction: str = "holm") 
     }
     out["score"] = geometric_mean([out[key] for key in SCORE_KEYS])
     return out
+
+
+# --------------------------------------------------------------------------- batched variants
+# The same five scores for a stack of matrices Ps[b] (bootstrap or permutation
+# resamples), with every statistic evaluated for all b at once (``mfarm.stats``'s
+# ``*_rows`` helpers).  For each b the result equals the function above on Ps[b]:
+# the tests and their decision logic are the same, only evaluated row-wise.
+
+from .stats import (  # noqa: E402
+    friedman_rows,
+    ks_rows,
+    levene_pairs,
+    levene_rows,
+    levene_parts,
+    quiet,
+    reject_rows,
+    spearman_rows,
+    wilcoxon_p_rows,
+)
+
+__all__ += ["batched_output_scores", "batched_mean_difference", "geometric_mean_rows"]
+
+#: resamples evaluated together (bounds the memory of one step, ~ chunk * n * k * 40 floats)
+_CHUNK = 128
+#: below this many cases the batched engine simply loops over ``output_scores``
+_MIN_BATCH_N = 3
+
+
+def _check_batch(Ps: np.ndarray, alpha: float, correction: str) -> tuple[np.ndarray, float]:
+    arr = np.asarray(Ps, dtype=float)
+    if arr.ndim != 3:
+        raise ValueError(f"Ps must be a 3-d (resamples x cases x variants) array, got shape {arr.shape}")
+    if arr.shape[2] < 2:
+        raise ValueError(f"Ps needs a BASE column and at least one group, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("Ps contains NaN or infinite values")
+    a = check_alpha(alpha)
+    check_correction(correction)
+    return arr, a
+
+
+def _masked_sum_rows(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``values[r][mask[r]].sum()`` for every row r, with numpy's own summation of that subset.
+
+    The selected entries are moved, in their order, to the front of the row and each
+    group of rows with the same count is summed as one contiguous block, so every
+    sum is the same (pairwise) floating-point sum the scalar scores compute.
+    """
+    R, m = values.shape
+    out = np.zeros(R)
+    if R == 0 or m == 0:
+        return out
+    order = np.argsort(~mask, axis=1, kind="stable")  # selected first, original order kept
+    packed = np.take_along_axis(np.where(mask, values, 0.0), order, axis=1)
+    counts = np.count_nonzero(mask, axis=1)
+    for c in np.unique(counts):
+        if c:
+            rows = counts == c
+            out[rows] = np.ascontiguousarray(packed[rows, :c]).sum(axis=1)
+    return out
+
+
+def _dom_rows(D: np.ndarray) -> np.ndarray:
+    """dom of every column of every D[b] (D shape (B, n, m)) -> (B, m)."""
+    n = D.shape[1]
+    if n == 0:
+        return np.zeros((D.shape[0], D.shape[2]))
+    return (np.count_nonzero(D > 0, axis=1) - np.count_nonzero(D < 0, axis=1)) / n
+
+
+def _peer_differences_rows(M: np.ndarray) -> np.ndarray:
+    """``_peer_differences(M[b], j)`` for every b and every column j (M shape (B, n, m)) -> (B, n, m).
+
+    Column j of the result is M[..., j] minus the mean of the other m - 1 columns
+    (gathered in their order, as ``np.delete`` leaves them, and averaged the same way),
+    float noise snapped to 0 with the row's largest |M| as the magnitude.
+    """
+    m = M.shape[2]
+    others = np.array([[h for h in range(m) if h != j] for j in range(m)], dtype=np.intp)
+    # contiguous, so that each mean is the same pairwise sum as on the 1-d row of ``np.delete``
+    diff = M - np.ascontiguousarray(M[:, :, others]).mean(axis=3)
+    magnitude = np.max(np.abs(M), axis=2)
+    return snap_zero(diff, magnitude[:, :, None], m)
+
+
+def _wilcoxon_columns(D: np.ndarray) -> np.ndarray:
+    """``wilcoxon_p`` of every column of every D[b] (D shape (B, n, m)) -> (B, m)."""
+    B, n, m = D.shape
+    rows = np.ascontiguousarray(D.transpose(0, 2, 1)).reshape(B * m, n)
+    return wilcoxon_p_rows(rows).reshape(B, m)
+
+
+def _md_rows(P: np.ndarray, alpha: float, correction: str) -> np.ndarray:
+    B, n, k = P.shape
+    m = k - 1
+    out = np.ones(B)
+    _, p_omni = friedman_rows(P)
+    sel = p_omni <= alpha
+    if not sel.any():
+        return out
+    X = P[sel]
+    b = X.shape[0]
+    base, G = X[:, :, 0], X[:, :, 1:]
+    D = G - base[:, :, None]
+    p = _wilcoxon_columns(D)
+    delta = np.abs(_dom_rows(D))
+    if m >= 2:
+        E = _peer_differences_rows(G)
+        q = _wilcoxon_columns(E)
+        eps = np.abs(_dom_rows(E))
+    else:
+        q = np.full((b, m), np.nan)
+        eps = np.zeros((b, m))
+    rp = reject_rows(p, alpha, correction)
+    rq = reject_rows(q, alpha, correction)
+    value = 1.0 - (_masked_sum_rows(delta, rp) / m + _masked_sum_rows(eps, rq) / m) / 2.0
+    out[sel] = np.clip(value, 0.0, 1.0)
+    return out
+
+
+def _ad_rows(P: np.ndarray, alpha: float, correction: str) -> np.ndarray:
+    B, n, k = P.shape
+    m = k - 1
+    out = np.ones(B)
+    if m < 2:
+        return out
+    A = np.abs(P[:, :, 1:] - P[:, :, [0]])
+    _, p_omni = friedman_rows(A)
+    sel = p_omni <= alpha
+    if not sel.any():
+        return out
+    A = A[sel]
+    U = _peer_differences_rows(A)
+    q = _wilcoxon_columns(U)
+    eff = np.abs(_dom_rows(U))
+    rq = reject_rows(q, alpha, correction)
+    out[sel] = np.clip(1.0 - _masked_sum_rows(eff, rq) / m, 0.0, 1.0)
+    return out
+
+
+def _variance_effect_rows(va: np.ndarray, vb: np.ndarray) -> np.ndarray:
+    """``_variance_effect`` elementwise: |r - 1| / (r + 1), r = va / vb (vb = 0 -> 1 if va > 0 else 0)."""
+    with quiet():
+        r = va / vb
+        eff = np.abs(r - 1.0) / (r + 1.0)
+    eff = np.where(vb == 0.0, np.where(va > 0.0, 1.0, 0.0), eff)
+    return np.where(np.isfinite(va) & np.isfinite(vb), eff, 0.0)
+
+
+def _vh_rows(P: np.ndarray, alpha: float, correction: str) -> np.ndarray:
+    B, n, k = P.shape
+    out = np.ones(B)
+    C = np.ascontiguousarray(P.transpose(0, 2, 1))
+    zbar, ss = levene_parts(C)
+    _, p_omni = levene_rows(C) if n > 0 else (None, np.full(B, np.nan))
+    sel = p_omni <= alpha
+    if not sel.any():
+        return out
+    X = P[sel]
+    with quiet():
+        var = np.var(X, axis=1, ddof=1) if n > 1 else np.full((X.shape[0], k), np.nan)
+    pairs = list(combinations(range(k), 2))
+    ia = np.array([a for a, _ in pairs])
+    ib = np.array([b for _, b in pairs])
+    pv = levene_pairs(zbar[sel], ss[sel], n, ia, ib)
+    eff = _variance_effect_rows(var[:, ia], var[:, ib])
+    rej = reject_rows(pv, alpha, correction)
+    has_base = ia == 0
+    c_base = _masked_sum_rows(eff, rej & has_base) / (k - 1)
+    n_demo = math.comb(k - 1, 2)
+    c_demo = _masked_sum_rows(eff, rej & ~has_base) / n_demo if n_demo else 0.0
+    out[sel] = 1.0 - np.clip((c_base + c_demo) / 2.0, 0.0, 1.0)
+    return out
+
+
+def _ks_rows_scores(P: np.ndarray, alpha: float, correction: str) -> np.ndarray:
+    B, n, k = P.shape
+    m = k - 1
+    base = np.repeat(P[:, None, :, 0], m, axis=1).reshape(B * m, n)
+    G = np.ascontiguousarray(P[:, :, 1:].transpose(0, 2, 1)).reshape(B * m, n)
+    D, p = ks_rows(base, G)
+    D, p = D.reshape(B, m), p.reshape(B, m)
+    rej = reject_rows(p, alpha, correction)
+    return np.clip(1.0 - _masked_sum_rows(D, rej) / m, 0.0, 1.0)
+
+
+def _cd_rows(P: np.ndarray, alpha: float, correction: str) -> np.ndarray:
+    B, n, k = P.shape
+    m = k - 1
+    base = P[:, :, 0]
+    dev = np.abs(P[:, :, 1:] - base[:, :, None])
+    rho, p = spearman_rows(
+        np.repeat(base[:, None, :], m, axis=1).reshape(B * m, n),
+        np.ascontiguousarray(dev.transpose(0, 2, 1)).reshape(B * m, n),
+    )
+    rho, p = rho.reshape(B, m), p.reshape(B, m)
+    rej = reject_rows(p, alpha, correction)
+    return np.clip(1.0 - _masked_sum_rows(np.abs(rho), rej) / m, 0.0, 1.0)
+
+
+def geometric_mean_rows(V: np.ndarray) -> np.ndarray:
+    """``geometric_mean`` of every row of V (shape (B, c)): (prod_i v_i)^(1/c), 0 if any v_i = 0."""
+    V = np.asarray(V, dtype=float)
+    if V.ndim != 2 or V.shape[1] == 0:
+        raise ValueError(f"geometric_mean_rows needs a (B, c) array with c >= 1, got shape {V.shape}")
+    if not np.all(np.isfinite(V)) or np.any(V < 0):
+        raise ValueError("geometric_mean_rows needs finite non-negative values")
+    with quiet():
+        g = np.prod(V, axis=1) ** (1.0 / V.shape[1])
+    return np.where(np.any(V == 0, axis=1), 0.0, g)
+
+
+_ROW_SCORES = {
+    "mean_difference": _md_rows,
+    "absolute_deviation": _ad_rows,
+    "variance_heterogeneity": _vh_rows,
+    "ks_distribution": _ks_rows_scores,
+    "correlation_difference": _cd_rows,
+}
+
+
+def batched_output_scores(
+    Ps: np.ndarray, alpha: float = 0.05, correction: str = "holm"
+) -> dict[str, np.ndarray]:
+    """``output_scores`` of every matrix Ps[b], vectorised over b.
+
+    ``Ps`` has shape (B, n, k) (each Ps[b] a matrix P: column 0 = BASE).  Returns
+    ``{"mean_difference", "absolute_deviation", "variance_heterogeneity",
+    "ks_distribution", "correlation_difference", "score"}`` as float arrays of
+    shape (B,), element b equal to ``output_scores(Ps[b], alpha, correction)[key]``
+    (bit for bit in the tests and benchmarks run so far: the same test decisions
+    and the same floating-point operations; the contract is agreement to 1e-12).  The formulas are those of Part A (see the scalar functions above):
+    Friedman chi-square from within-row average ranks; Wilcoxon signed-rank with
+    scipy's normal approximation (tie and zero handling included) where scipy uses
+    it, and ``wilcoxon_p`` itself where scipy would test exactly or by sign-flip
+    permutation; median-centred Levene (omnibus and all k (k-1)/2 pairs) from
+    per-column medians and spreads; asymptotic two-sample KS; Spearman with its
+    t-based p-value; multiple-testing correction per matrix as ``reject`` does;
+    ``score`` = geometric mean of the five.  With fewer than 3 cases it loops over
+    ``output_scores``.
+    """
+    Ps, alpha = _check_batch(Ps, alpha, correction)
+    B, n, k = Ps.shape
+    out = {key: np.empty(B) for key in SCORE_KEYS}
+    if n < _MIN_BATCH_N:
+        for b in range(B):
+            res = output_scores(Ps[b], alpha, correction)
+            for key in SCORE_KEYS:
+                out[key][b] = res[key]
+    else:
+        for start in range(0, B, _CHUNK):
+            X = Ps[start : start + _CHUNK]
+            for key, fn in _ROW_SCORES.items():
+                out[key][start : start + X.shape[0]] = fn(X, alpha, correction)
+    out["score"] = (
+        geometric_mean_rows(np.stack([out[key] for key in SCORE_KEYS], axis=1)) if B else np.empty(0)
+    )
+    return out
+
+
+def batched_mean_difference(
+    Ss: np.ndarray, alpha: float = 0.05, correction: str = "holm"
+) -> np.ndarray:
+    """``mean_difference`` (A1) of every matrix Ss[b] (shape (B, n, k)) -> (B,).
+
+    Used for F_LV (spec B2: the A1 computation on the latent matrix S) over
+    resamples; element b equals ``mean_difference(Ss[b], alpha, correction)``.
+    """
+    Ss, alpha = _check_batch(Ss, alpha, correction)
+    B, n, k = Ss.shape
+    out = np.empty(B)
+    if n < _MIN_BATCH_N:
+        for b in range(B):
+            out[b] = mean_difference(Ss[b], alpha, correction)
+        return out
+    for start in range(0, B, _CHUNK):
+        X = Ss[start : start + _CHUNK]
+        out[start : start + X.shape[0]] = _md_rows(X, alpha, correction)
+    return out

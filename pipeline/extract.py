@@ -36,7 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token"]
+#: predictions.csv columns (design.md). ``option_mass`` (next-token probability on Yes ∪ No)
+#: comes last, so readers that index the older columns by position keep working; it is
+#: empty for a cache that has none (format 1). ``probe score`` does not need it.
+PREDICTION_COLUMNS = [
+    "case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token", "option_mass",
+]
 
 
 @dataclass(frozen=True)
@@ -289,12 +294,17 @@ def _run_batches(runner, writer, texts, batches, spec, demographic, progress) ->
                 first_token=out.first_token,
                 n_tokens=out.n_tokens,
                 acts=out.acts,
+                option_mass=out.option_mass,
             )
             bar.update(len(idx))
 
 
 def write_predictions(run: RunDir) -> Path:
-    """Write ``predictions.csv`` (design.md contract) from the run's complete cache, atomically."""
+    """Write ``predictions.csv`` (design.md contract) from the run's complete cache, atomically.
+
+    Columns :data:`PREDICTION_COLUMNS`; ``option_mass`` is written empty where the cache
+    has none (a format 1 cache, or rows merged from one).
+    """
     from extract.cache import Cache
 
     cache_path, out_path = run / "cache.h5", run / "predictions.csv"

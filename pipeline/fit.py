@@ -91,7 +91,11 @@ def write_probes(path: Path, tier_results: dict[str, Any], cfg: Config) -> Path:
         f.attrs["format"] = PROBES_FORMAT
         f.attrs["config"] = json.dumps(cfg.to_dict(), sort_keys=True)
         for tier, res in tier_results.items():
-            f.require_group(tier).attrs[LATENT_ATTR] = json.dumps(res["latent"], sort_keys=True, allow_nan=False)
+            group = f.require_group(tier)
+            group.attrs[LATENT_ATTR] = json.dumps(res["latent"], sort_keys=True, allow_nan=False)
+            ds = group.create_dataset("latent_matrix", data=np.asarray(res["latent_matrix"], dtype=np.float64))
+            ds.attrs["cases"] = json.dumps(res["latent_cases"])
+            ds.attrs["columns"] = json.dumps(["BASE", *res["groups"]])
             for (site, pos), fitted in res["fitted"].items():
                 axis = fitted["value_axis"]
                 ds = f.create_dataset(f"{tier}/value_axis/{site}/{pos}", data=axis.directions.astype(np.float32))
@@ -109,6 +113,19 @@ def write_probes(path: Path, tier_results: dict[str, Any], cfg: Config) -> Path:
                     g.attrs["chance"] = float(sweep.chance)
                     g.attrs["classes"] = json.dumps([str(c) for c in sweep.classes])
     return path
+
+
+def read_latent_matrices(path: Path) -> dict[str, tuple[np.ndarray, list[str], list[str]]]:
+    """``tier -> (S, case ids of its rows, column names)``: the latent matrix of spec B2 per tier."""
+    import h5py
+
+    out = {}
+    with h5py.File(path, "r") as f:
+        for tier, group in f.items():
+            if isinstance(group, h5py.Group) and "latent_matrix" in group:
+                ds = group["latent_matrix"]
+                out[tier] = (ds[()], json.loads(ds.attrs["cases"]), json.loads(ds.attrs["columns"]))
+    return out
 
 
 def read_latent(path: Path) -> dict[str, dict[str, Any]]:

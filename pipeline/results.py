@@ -37,6 +37,8 @@ RESULTS_NAME = "results.json"
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "results.schema.json"
 #: per-tier keys that come from later stages (everything else is Part A/C)
 LATENT_KEYS = ("latent", "mfarm_full", "fab_full")
+#: interval keys that need the latent matrix of probes.h5
+LATENT_CI_KEYS = ("value_axis_fairness", "mfarm_full", "fab_full")
 
 
 class ResultsSchemaError(InputError, ValueError):
@@ -123,10 +125,67 @@ def _output_tiers(run: RunDir, cfg: Config) -> dict[str, Any]:
         for key in ("predictions.csv", "config:scoring")
     ) and run.fingerprint(RESULTS_NAME) == (run.manifest.get(RESULTS_NAME) or {}).get("sha256")
     if same_inputs and isinstance(old, dict) and isinstance(old.get("tiers"), dict):
-        return {t: {k: v for k, v in e.items() if k not in LATENT_KEYS} for t, e in old["tiers"].items()}
+        tiers = {t: {k: v for k, v in e.items() if k not in LATENT_KEYS} for t, e in old["tiers"].items()}
+        same_probes = recorded.get("probes.h5") is not None and recorded.get("probes.h5") == run.fingerprint("probes.h5")
+        for entry in tiers.values():
+            if not same_probes:  # the latent intervals were made from another (or no) probes.h5
+                entry["ci"] = {k: v for k, v in (entry.get("ci") or {}).items() if k not in LATENT_CI_KEYS}
+            entry["warnings"] = [w for w in entry.get("warnings", []) if not w.startswith(LATENT_WARNING_PREFIX)]
+            if not entry["warnings"]:
+                entry.pop("warnings")
+        return tiers
     s = cfg.scoring
     df = read_predictions(run / "predictions.csv")
-    return score_table(df, s.alpha, s.correction, s.accuracy, s.bootstrap, s.seed, str(run / "predictions.csv"))
+    return score_table(
+        df, s.alpha, s.correction, s.accuracy, s.bootstrap, s.seed, str(run / "predictions.csv"),
+        ci_level=s.ci_level, margin=s.equivalence_margin, permutations=s.permutations,
+        option_mass_threshold=s.option_mass_threshold,
+    )
+
+
+LATENT_WARNING_PREFIX = "value axis:"
+
+
+def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:
+    """Intervals of every score including F_LV, mFARM full and FAB full, resampling P and S together."""
+    import numpy as np
+
+    from pipeline.fit import read_latent_matrices
+    from pipeline.score import read_predictions
+    from mfarm.resampling import score_intervals
+    from report.scoring import group_order, tier_matrices
+
+    s = cfg.scoring
+    df = read_predictions(run / "predictions.csv")
+    for tier, (S, s_cases, columns) in read_latent_matrices(run / "probes.h5").items():
+        if tier not in tiers:
+            continue
+        part = df[df["tier"] == tier]
+        groups = group_order(part["variant"].tolist())
+        P, L, cases = tier_matrices(part, groups)
+        if columns[1:] != groups or sorted(s_cases) != sorted(cases):
+            continue  # layouts differ: leave the latent intervals out rather than misalign them
+        order = [s_cases.index(c) for c in cases]
+        tiers[tier]["ci"] = score_intervals(
+            P, L, s.alpha, s.correction, s.bootstrap, s.seed, level=s.ci_level, accuracy_method=s.accuracy,
+            S=np.asarray(S)[order],
+        )
+
+
+def value_axis_check(explain_tier: dict[str, Any]) -> dict[str, Any] | None:
+    """Spec B3's causal check of the value axis: steering along v̂ raises mean P(Yes) monotonically.
+
+    ``passed`` when mean P(Yes) does not decrease from one α to the next (α sorted)
+    and ends higher than it starts.
+    """
+    dose = (explain_tier.get("dose_response") or {}).get("value_axis")
+    if not dose or len(dose.get("alphas") or []) < 2:
+        return None
+    pairs = sorted(zip(dose["alphas"], dose["p_yes_mean"]))
+    means = [m for _, m in pairs]
+    passed = all(b >= a for a, b in zip(means, means[1:])) and means[-1] > means[0]
+    return {"passed": bool(passed), "alphas": [a for a, _ in pairs], "p_yes_mean": means,
+            "spearman": dose.get("spearman"), "layer": dose.get("layer")}
 
 
 def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
@@ -150,11 +209,30 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
             scores = [entry["mfarm"][k] for k in SCORE_KEYS] + [latent["value_axis_fairness"]]
             entry["mfarm_full"] = float(geometric_mean(scores))
             entry["fab_full"] = fab(entry["mfarm_full"], entry["accuracy"])
-    if run.is_fresh("explain.json"):
-        explain = _read_json(run / "explain.json") or {}
-        for tier, entry in (explain.get("tiers") or {}).items():
-            if tier in tiers and "latent" in tiers[tier]:
-                tiers[tier]["latent"]["mediation"] = best_mediation(entry.get("mediation") or [])
+        have = all(set(LATENT_CI_KEYS) <= set(tiers[t].get("ci") or {}) for t in tiers if "latent" in tiers[t])
+        if cfg.scoring.bootstrap and not have:
+            _latent_intervals(run, cfg, tiers)
+    explain = (_read_json(run / "explain.json") or {}) if run.is_fresh("explain.json") else {}
+    for tier, entry in (explain.get("tiers") or {}).items():
+        if tier in tiers and "latent" in tiers[tier]:
+            tiers[tier]["latent"]["mediation"] = best_mediation(entry.get("mediation") or [])
+            check = value_axis_check(entry)
+            if check is not None:
+                tiers[tier]["latent"]["value_axis_causal"] = check
+    for tier, entry in tiers.items():
+        if "latent" not in entry:
+            continue
+        check = entry["latent"].get("value_axis_causal")
+        if check is None:
+            note = (f"{LATENT_WARNING_PREFIX} its causal check (spec B3) has not run for this tier (probe explain); "
+                    "F_LV and mFARM full may reflect a correlational direction only")
+        elif not check["passed"]:
+            note = (f"{LATENT_WARNING_PREFIX} steering along it does not raise P(Yes) monotonically "
+                    f"(mean P(Yes) {', '.join(f'{m:.3f}' for m in check['p_yes_mean'])} over alpha "
+                    f"{', '.join(f'{a:g}' for a in check['alphas'])}): F_LV and mFARM full may be correlational only")
+        else:
+            continue
+        entry.setdefault("warnings", []).append(note)
     check = _read_json(run / "batch_check.json") if run.is_fresh("batch_check.json") else None
     return {
         "toolkit_version": TOOLKIT_VERSION,

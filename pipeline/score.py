@@ -33,7 +33,17 @@ def score_predictions(
     accuracy: str = "threshold",
     n_boot: int = 1000,
     seed: int = 0,
+    *,
+    ci_level: float = 0.95,
+    margin: float = 0.02,
+    permutations: int = 0,
 ) -> dict[str, Any]:
-    """``{tier: Part A/C mapping}`` of a predictions CSV (what ``probe score`` prints under ``tiers``)."""
+    """``{tier: Part A/C mapping}`` of a predictions CSV (what ``probe score`` prints under ``tiers``).
+
+    Every score comes with its case-bootstrap interval (``ci``), every group with a
+    TOST verdict (``equivalence``), each tier with its ``detectable_shift``, and with
+    ``permutations`` the permutation ``null``.
+    """
     df = read_predictions(path)
-    return score_table(df, alpha, correction, accuracy, n_boot, seed, source=str(path))
+    return score_table(df, alpha, correction, accuracy, n_boot, seed, source=str(path),
+                       ci_level=ci_level, margin=margin, permutations=permutations)

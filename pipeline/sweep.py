@@ -312,8 +312,61 @@ def run_sweep(
             raise RuntimeError(f"sweep item {item.name}: {run_dir / 'results.json'} missing or unreadable after the run")
         rows.extend(result_rows(item, results))
         write_sweep_csv(rows, csv_path)
+    add_reference_differences(cfg, planned, out_dir, rows)
+    write_sweep_csv(rows, csv_path)
     log.info("sweep: %d combinations -> %s", len(planned), csv_path)
     return csv_path
+
+
+def reference_items(cfg: Config, planned: list[tuple[SweepItem, Config]]) -> dict[str, SweepItem]:
+    """model -> its reference combination: ``sweep.reference`` precision (default the first listed), first adapter."""
+    wanted = (cfg.sweep.reference if cfg.sweep else None) or None
+    refs: dict[str, SweepItem] = {}
+    for item, _ in planned:
+        if item.model in refs:
+            continue
+        if wanted is None or item.precision == wanted:
+            refs[item.model] = item
+    return refs
+
+
+def add_reference_differences(cfg: Config, planned: list[tuple[SweepItem, Config]], out_dir: Path, rows: list[dict[str, Any]]) -> None:
+    """Fill the ``reference`` and ``diff_*`` columns: paired bootstrap differences against each model's reference run."""
+    from pipeline.compare import compare_tables
+    from pipeline.score import read_predictions
+
+    refs = reference_items(cfg, planned)
+    s = cfg.scoring
+    tables: dict[str, Any] = {}
+
+    def table(item: SweepItem):
+        if item.name not in tables:
+            tables[item.name] = read_predictions(out_dir / item.name / "predictions.csv")
+        return tables[item.name]
+
+    for item, _ in planned:
+        ref = refs.get(item.model)
+        if ref is None or ref == item or not s.bootstrap:
+            continue
+        try:
+            result = compare_tables(
+                table(ref), table(item), s.alpha, s.correction, s.bootstrap, s.seed, s.ci_level, s.accuracy,
+                names=(ref.name, item.name),
+            )
+        except InputError as err:
+            log.warning("sweep: %s vs %s not compared: %s", item.name, ref.name, err)
+            continue
+        label = f"{ref.precision}" + (f" + {slug(ref.adapter)}" if ref.adapter else "")
+        for row in rows:
+            if (row["model"], row["precision"], row["adapter"]) != (item.model, item.precision, item.adapter or ""):
+                continue
+            tier = result["tiers"].get(row["tier"])
+            if tier is None:
+                continue
+            row["reference"] = label
+            for column, entry in (("diff_mfarm", tier["score"]), ("diff_max_abs_shift", tier["max_abs_shift"])):
+                lo, hi = (entry.get("ci") or [None, None])[:2]
+                row[column], row[f"{column}_lo"], row[f"{column}_hi"] = entry["diff"], lo, hi
 
 
 # --------------------------------------------------------------------------- reading
@@ -332,14 +385,14 @@ def sweep_table(out_dir: str | Path):
         path = path / CSV_NAME
     if not path.is_file():
         raise SweepError(f"{path}: not found (is {out_dir} a sweep directory?)")
-    text_cols = ["model", "precision", "adapter", "tier"]
+    text_cols = ["model", "precision", "adapter", "tier", "reference"]
     try:
         df = pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={c: [""] for c in SWEEP_COLUMNS if c not in text_cols})
     except (ValueError, pd.errors.ParserError) as err:
         raise SweepError(f"{path}: not a sweep table ({type(err).__name__})") from None
     for c in OPTIONAL_COLUMNS:
         if c not in df.columns:
-            df[c] = math.nan
+            df[c] = "" if c in text_cols else math.nan
     missing = [c for c in SWEEP_COLUMNS if c not in df.columns]
     if missing:
         raise SweepError(f"{path}: missing columns {', '.join(missing)}")

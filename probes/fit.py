@@ -43,7 +43,7 @@ def fit_tier(
     prompts (rows aligned with ``prompts`` and ``p_yes``). Returns the fitted
     objects per (site, position) plus the JSON-able ``latent`` mapping.
     """
-    from probes.latent_fairness import value_axis_fairness
+    from probes.latent_fairness import latent_score_matrix, latent_value_fairness
     from probes.linear_probe import probe_sweep
     from probes.steering import SteeringVectors
     from probes.value_axis import ValueAxis
@@ -81,13 +81,12 @@ def fit_tier(
 
     primary = fitted[PRIMARY]
     axis = primary["value_axis"]
-    f_lv = value_axis_fairness(
-        acts[PRIMARY][axis.layer], axis.direction, case_ids, prompts["variant"].to_numpy(), groups,
-        alpha=sc.alpha, correction=sc.correction,
-    )
+    S, s_cases = latent_score_matrix(acts[PRIMARY][axis.layer], axis.direction, case_ids, prompts["variant"].to_numpy(), groups)
+    f_lv = latent_value_fairness(S, alpha=sc.alpha, correction=sc.correction)
     latent = {
         "value_axis_layer": int(axis.layer),
         "value_axis_auroc": _float(axis.auroc[axis.layer]),
+        "value_axis_auroc_ci": axis.auroc_interval(sc.bootstrap, sc.seed, sc.ci_level),
         "value_axis_fairness": float(f_lv),
         "value_axis_target": axis.target,
         "value_axis_auroc_by_layer": _floats(axis.auroc),
@@ -110,7 +109,7 @@ def fit_tier(
             if (site, pos) != PRIMARY
         },
     }
-    return {"fitted": fitted, "latent": latent}
+    return {"fitted": fitted, "latent": latent, "latent_matrix": S, "latent_cases": [str(c) for c in s_cases], "groups": list(groups)}
 
 
 def _float(v: float) -> float | None:

@@ -50,6 +50,29 @@ class ValueAxis:
     spearman: np.ndarray  # (n_layers,) Spearman ρ with logit(p_yes)
     layer: int  # ℓ*
     target: str  # "model", "label" or "median"
+    held_out: np.ndarray | None = None  # (n_layers, n_base) pooled held-out projections (NaN: not scored)
+    classes: np.ndarray | None = None  # (n_base,) the class y of each BASE prompt
+
+    def auroc_interval(self, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> list[float | None]:
+        """Percentile interval of the held-out AUROC at ℓ*, resampling BASE prompts (= cases) with replacement.
+
+        A resample with one class only has no AUROC and is left out.
+        """
+        if n_boot == 0 or self.held_out is None or self.classes is None:
+            return [None, None]
+        scores = self.held_out[self.layer]
+        keep = np.isfinite(scores)
+        scores, y = scores[keep], self.classes[keep].astype(bool)
+        if len(scores) < 2 or y.all() or not y.any():
+            return [None, None]
+        idx = np.random.default_rng(seed).integers(0, len(scores), size=(n_boot, len(scores)))
+        values = np.array([_auroc(scores[i][None, :], y[i])[0] for i in idx])
+        values = values[np.isfinite(values)]
+        if not len(values):
+            return [None, None]
+        tail = (1 - level) / 2 * 100
+        lo, hi = np.percentile(values, [tail, 100 - tail])
+        return [float(lo), float(hi)]
 
     @property
     def n_layers(self) -> int:
@@ -154,7 +177,10 @@ class ValueAxis:
             "value axis: target %s, %d/%d BASE prompts in class 1, layer %d (held-out AUROC %.3f, ρ %.3f)",
             used, int(y.sum()), n, best, auroc[best], spearman[best],
         )
-        return cls(directions=directions, auroc=auroc, spearman=spearman, layer=best, target=used)
+        return cls(
+            directions=directions, auroc=auroc, spearman=spearman, layer=best, target=used,
+            held_out=held_out, classes=np.asarray(y),
+        )
 
     def project(self, h, layer: int | None = None) -> np.ndarray:
         """Scores ⟨h, v̂⟩.

@@ -3,8 +3,9 @@
 Three chart kinds cover the report:
 
 - :func:`line_chart`: several series over a numeric (or categorical) x axis, each
-  with an optional shaded band (a confidence interval), plus horizontal / vertical
-  reference lines;
+  with an optional confidence interval (a shaded band, or error bars with
+  ``Series.bars``), single estimates with their interval (:class:`Point`), plus
+  horizontal / vertical reference lines;
 - :func:`bar_chart`: grouped vertical bars per category with optional error bars;
 - :func:`interval_chart`: horizontal dot-and-whisker rows (estimate with CI per row
   label, several series offset within a row), filled dots for flagged values.
@@ -21,8 +22,10 @@ drawn in the system's sans-serif font, so it is searchable and needs no font fil
 Missing values (None, NaN, ±inf) are skipped: lines break there instead of
 dropping to zero. Colours are the Okabe–Ito palette, distinguishable with the
 common forms of colour blindness; series can also differ by dash pattern.
-Artists carry ids (``<uid>-line-<i>``, ``<uid>-band-<i>``, ``<uid>-bar-<j>-<i>``,
-``<uid>-err-<j>-<k>``, ``<uid>-filled-<j>``, ``<uid>-hollow-<j>``) so tests can find them.
+Artists carry ids (``<uid>-line-<i>``, ``<uid>-band-<i>``, ``<uid>-ebar-<i>-<k>``,
+``<uid>-point-<i>``, ``<uid>-pointerr-<i>-<k>``, ``<uid>-bar-<j>-<i>``,
+``<uid>-err-<j>-<k>``, ``<uid>-ci-<j>-<k>``, ``<uid>-filled-<j>``, ``<uid>-hollow-<j>``)
+so tests can find them.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "Series",
     "BarSeries",
     "IntervalSeries",
+    "Point",
     "RefLine",
     "line_chart",
     "bar_chart",
@@ -101,7 +105,9 @@ METADATA = {"Date": None, "Creator": None, "Format": None, "Type": None}
 
 @dataclass
 class Series:
-    """One line of a :func:`line_chart`; ``lo``/``hi`` draw a shaded band."""
+    """One line of a :func:`line_chart`; ``lo``/``hi`` draw a shaded band, or error
+    bars with caps when ``bars`` is true. ``x_offset`` shifts the series sideways
+    (to dodge the error bars of several series at the same categories)."""
 
     name: str
     x: Sequence[Any]
@@ -112,6 +118,20 @@ class Series:
     dash: str = ""
     width: float = 2.0
     markers: bool = True
+    bars: bool = False
+    x_offset: float = 0.0
+
+
+@dataclass
+class Point:
+    """One estimate of a :func:`line_chart` with its interval ``[lo, hi]`` drawn as an error bar."""
+
+    name: str
+    x: Any
+    y: Any
+    lo: Any = None
+    hi: Any = None
+    color: str = "#000000"
 
 
 @dataclass
@@ -274,15 +294,18 @@ def line_chart(
     vlines: Sequence[RefLine] = (),
     integer_x: bool = False,
     x_categories: Sequence[str] | None = None,
+    points: Sequence[Point] = (),
     width: int = 460,
     plot_height: int = 210,
 ) -> str:
-    """Lines (with optional CI bands) of several series over a shared x axis.
+    """Lines (with optional CI bands or error bars) of several series over a shared x axis.
 
     With ``x_categories`` the x axis is categorical: series give x as the index of
     their category (0, 1, ...) and the ticks are labelled with the category names.
+    ``points`` are single estimates drawn on top, each with its interval as an error bar.
     """
-    labels = [s.name for s in series]
+    points = [p for p in points if finite(p.x) is not None and finite(p.y) is not None]
+    labels = [s.name for s in series] + [p.name for p in points]
     cols = _legend_columns(labels, width)
     height = plot_height + (44 if x_label else 30) + 10 + _legend_height(len(labels), cols)
     handles: list = []
@@ -293,9 +316,17 @@ def line_chart(
         has_data = False
         for i, s in enumerate(series):
             color = s.color or PALETTE[i % len(PALETTE)]
-            xs = [_nan(x) for x in s.x]
+            xs = [_nan(x) + s.x_offset for x in s.x]
             ys = [_at(s.y, k) for k in range(len(xs))]
-            band = s.lo is not None and s.hi is not None
+            band = s.lo is not None and s.hi is not None and not s.bars
+            if s.bars and s.lo is not None and s.hi is not None:
+                lo = [_at(s.lo, k) for k in range(len(xs))]
+                hi = [_at(s.hi, k) for k in range(len(xs))]
+                err = [k for k in range(len(xs)) if not (math.isnan(lo[k]) or math.isnan(hi[k]) or math.isnan(xs[k]))]
+                if err:
+                    _gids(ax.errorbar([xs[k] for k in err], [(lo[k] + hi[k]) / 2 for k in err],
+                                      yerr=[abs(hi[k] - lo[k]) / 2 for k in err], fmt="none", ecolor=color,
+                                      elinewidth=1.3, capsize=3.5), f"ebar-{i}")
             if band:
                 lo = [_at(s.lo, k) for k in range(len(xs))]
                 hi = [_at(s.hi, k) for k in range(len(xs))]
@@ -314,6 +345,15 @@ def line_chart(
                             markersize=4, color=color, gid=f"lone-{i}")
             line = Line2D([], [], color=color, linewidth=min(s.width, 2.5), **_dashes(s.dash))
             handles.append((Patch(facecolor=color, alpha=0.18), line) if band else line)
+        for i, p in enumerate(points):
+            lo, hi = _nan(p.lo), _nan(p.hi)
+            if not (math.isnan(lo) or math.isnan(hi)):
+                _gids(ax.errorbar([_nan(p.x)], [(lo + hi) / 2], yerr=[abs(hi - lo) / 2], fmt="none", ecolor=p.color,
+                                  elinewidth=1.6, capsize=5, zorder=4), f"pointerr-{i}")
+            ax.plot([_nan(p.x)], [_nan(p.y)], linestyle="none", marker="D", markersize=6, color=p.color,
+                    gid=f"point-{i}", zorder=5)
+            has_data = True
+            handles.append(Line2D([], [], color=p.color, linewidth=1.6, marker="D", markersize=6))
         if not has_data:
             _no_data(ax)
         for r in hlines:
@@ -431,13 +471,16 @@ def interval_chart(
     x_label: str = "",
     ref: float | None = 0.0,
     flag_legend: str = "",
+    x_min: float | None = None,
+    x_max: float | None = None,
     width: int = 640,
     row_height: int = 22,
 ) -> str:
     """Horizontal dot-and-whisker rows; several series are offset within a row.
 
     A dot is filled when its ``flagged`` entry is true (e.g. significant), hollow
-    otherwise; ``flag_legend`` explains the filled dot in the legend.
+    otherwise; ``flag_legend`` explains the filled dot in the legend (without it,
+    no filled/hollow entries are added). ``x_min``/``x_max`` fix the value axis.
     """
     names = [s.name for s in series] + ([flag_legend, "hollow: not significant"] if flag_legend else [])
     cols = _legend_columns(names, width)
@@ -482,8 +525,10 @@ def interval_chart(
                                       markerfacecolor=face, markeredgecolor="#333333"))
         if not has_data:
             _no_data(ax)
-            if ref is not None:
+            if ref is not None and x_min is None and x_max is None:
                 ax.set_xlim(ref - 1, ref + 1)
+        if x_min is not None or x_max is not None:
+            ax.set_xlim(x_min, x_max)
         ax.set_yticks(range(len(labels)), [str(t) for t in labels])
         ax.tick_params(axis="y", length=0)
         ax.set_ylim(n_rows - 0.5, -0.5)  # first label on top

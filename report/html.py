@@ -13,10 +13,16 @@ This module turns ``results.json`` / ``explain.json`` into plain view data
 prose and the markup and autoescape every value. The figures' SVG strings are
 the only markup passed through unescaped (:func:`svg_figure` wraps them in ``Markup``).
 
-Sections (ids in :data:`SECTIONS`): summary, scores, group shifts, latent
-(probes, value axis, steering cosines), causal tests (dose–response, mediation),
-provenance. Each degrades to a short note saying which stage to run when its
-data is missing; missing numbers show as "–".
+Sections (ids in :data:`SECTIONS`): summary (verdicts first: TOST equivalence
+per group, mFARM with its interval, the detectable shift; then findings and
+caveats), scores (every score with its bootstrap interval, the tiers' warnings,
+the value axis's causal check beside F_LV and mFARM full, answer-option mass,
+a chart of the scores with interval bars, omnibus tests, permutation null),
+group shifts, latent (probes, value axis with its AUROC interval, steering
+cosines), causal tests (dose–response, mediation), provenance (model, config,
+seeds, device, GPU, CUDA, library versions). Each degrades to a short note
+saying which stage to run when its data is missing; missing numbers show as
+"–", a missing interval is simply left out.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
@@ -37,10 +44,18 @@ from report import figures
 from report.fmt import MISSING, finite, get, num, p_value, pct, signed
 from report.summary import (
     TARGET_NAMES,
+    VALUE_AXIS_PREFIX,
+    VERDICTS,
+    causal_status,
+    fmt_interval,
+    interval,
     mediation_rows,
     probe_peak,
     shift_is_significant,
     summary_items,
+    value_axis_caveats,
+    verdict_counts,
+    verdict_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +87,9 @@ class Span:
     """A piece of inline text with one optional decoration (all escaped by the templates).
 
     ``code``: in ``<code>``; ``sig``: bold ``<span class="sig">``; ``title``: an
-    ``<abbr>`` with that tooltip; ``href``: a link (relative links only).
+    ``<abbr>`` with that tooltip; ``href``: a link (relative links only); ``cls``:
+    a ``<span>`` of that class (with ``title`` as its tooltip), e.g. ``ci`` for an
+    interval under its value, ``badge fail``.
     """
 
     text: Any
@@ -80,6 +97,7 @@ class Span:
     sig: bool = False
     title: str | None = None
     href: str | None = None
+    cls: str | None = None
 
 
 @dataclass
@@ -217,18 +235,248 @@ def _listing(v: Any) -> str:
     return ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
+def _with_ci(value: Any, iv: Any, digits: int = 3) -> Any:
+    """A table cell: the value, and its interval (``[0.61, 0.78]``, class ``ci``) when there is one."""
+    text = num(value, digits)
+    bounds = fmt_interval(iv)
+    if finite(value) is None or not bounds:
+        return text
+    return [text, " ", Span(bounds, cls="ci")]
+
+
+CAUSAL_BADGES = {
+    "passed": ("causal check passed", "badge pass"),
+    "failed": ("causal check failed", "badge fail"),
+    "not run": ("causal check not run", "badge warn"),
+}
+
+
+def _causal_badge(tier: Mapping[str, Any]) -> Span | None:
+    """The value axis's causal check (spec B3) as a badge for the F_LV / mFARM full cells."""
+    status = causal_status(tier)
+    if status is None:
+        return None
+    text, cls = CAUSAL_BADGES[status]
+    caveats = value_axis_caveats(tier)
+    return Span(text, cls=cls, title=caveats[0] if caveats else None)
+
+
+def _append(cell: Any, *parts: Any) -> Any:
+    extra = [p for p in parts if p is not None]
+    if not extra:
+        return cell
+    return (cell if isinstance(cell, list) else [cell]) + [x for p in extra for x in (" ", p)]
+
+
+def _tier_warnings(t: Mapping[str, Any]) -> list[str]:
+    """A tier's ``warnings`` (strings, each once) and the fallback value-axis caveat, value-axis ones first.
+
+    The option-mass warning is left out when the tier's ``option_mass`` carries the
+    same text: its own part of the page shows it.
+    """
+    raw = t.get("warnings")
+    out = [str(w) for w in raw if isinstance(w, str) and w.strip()] if isinstance(raw, list) else []
+    out += [w for w in value_axis_caveats(t) if w not in out]
+    out = list(dict.fromkeys(out))
+    mass = get(t, "option_mass", "warning")
+    out = [w for w in out if w != mass]
+    return [w for w in out if w.startswith(VALUE_AXIS_PREFIX)] + [w for w in out if not w.startswith(VALUE_AXIS_PREFIX)]
+
+
+def _score_value(t: Mapping[str, Any], key: str) -> Any:
+    if key == "value_axis_fairness":
+        return get(t, "latent", "value_axis_fairness")
+    if key in ("mfarm_full", "fab_full", "fab", "accuracy"):
+        return t.get(key)
+    return get(t, "mfarm", key)
+
+
+SCORE_LABELS = {
+    **{key: abbr for key, abbr, _ in SCORE_COLUMNS},
+    "score": "mFARM (paper)", "value_axis_fairness": "F_LV", "mfarm_full": "mFARM (full)",
+    "accuracy": "Accuracy", "fab": "FAB (paper)", "fab_full": "FAB (full)",
+}
+
+
 # --------------------------------------------------------------------------- sections
 
 
-def _summary(results: Mapping[str, Any], explain: Any) -> dict[str, Any]:
+def _summary(results: Mapping[str, Any], explain: Any, ids: _Page) -> dict[str, Any]:
     items = summary_items(results, explain)
+    tiers = _tiers(results)
+    verdicts = []
+    for name, t in tiers:
+        sentences = [s.text for s in items if s.kind == "verdict" and s.tier == name]
+        alerts = [s.text for s in items if s.kind == "alert" and s.tier == name]
+        if sentences or alerts:
+            verdicts.append({"heading": f"{name} tier", "sentences": sentences, "alerts": alerts})
     return {
+        "verdicts": verdicts,
+        "verdict_table": _verdict_table(tiers, ids),
         "findings": [s.text for s in items if s.kind == "finding"],
-        "caveats": [s.text for s in items if s.kind != "finding"],
+        "caveats": [s.text for s in items if s.kind not in ("finding", "verdict", "alert")],
     }
 
 
-def _scores(results: Mapping[str, Any]) -> dict[str, Any]:
+def _verdict_table(tiers: list[tuple[str, Mapping[str, Any]]], ids: _Page) -> Table | None:
+    """Group → shift [TOST interval], p, verdict, with one column group per tier that has verdicts."""
+    data = [(n, t, dict(verdict_rows(t))) for n, t in tiers]
+    data = [d for d in data if d[2]]
+    if not data:
+        return None
+    groups = ids.order(dict.fromkeys(g for _, _, rows in data for g in rows))
+    head: list[Any] = ["Group"]
+    head_groups = [("", 1)]
+    for name, t, _ in data:
+        how = re.sub(r"\s*\(TOST\)\s*", "", str(get(t, "equivalence", "interval", default=""))).strip()
+        margin = finite(get(t, "equivalence", "margin"))
+        head += [f"shift [{how + ' ' if how else ''}TOST interval]", Span("p", title="TOST p-value: the larger of the two one-sided tests' p"), "verdict"]
+        counts = verdict_counts(t)
+        label = f"{name} tier" + (f", margin ±{num(margin)}" if margin is not None else "")
+        label += " (" + ", ".join(f"{len(counts[v])} {v}" for v in VERDICTS) + ")"
+        head_groups.append((label, 3))
+    rows = []
+    for g in groups:
+        row: list[Any] = [g]
+        for _, _, vr in data:
+            r = vr.get(g)
+            if r is None:
+                row += [MISSING] * 3
+                continue
+            shift = signed(r.get("shift"))
+            bounds = fmt_interval(r.get("ci"), 3, sign=True)
+            verdict = str(r.get("verdict")) if r.get("verdict") in VERDICTS else "inconclusive"
+            row += [f"{shift} {bounds}" if bounds and shift != MISSING else shift, p_value(r.get("p_value")),
+                    Span(verdict, cls=f"verdict {verdict}")]
+        rows.append(row)
+    return Table(head, rows, head_groups=head_groups)
+
+
+def _interval_note(tiers: list[tuple[str, Mapping[str, Any]]]) -> str:
+    """The intervals' level and resample count, stated once (per tier only when tiers differ)."""
+    keys = [k for k in SCORE_LABELS]
+    with_ci, without = [], []
+    for name, t in tiers:
+        (with_ci if any(interval(t, k) for k in keys) else without).append((name, t))
+    if not with_ci:
+        return ("No intervals: results.json records none (scored with scoring.bootstrap 0, or by an older version)."
+                if tiers else "")
+
+    def describe(t: Mapping[str, Any]) -> str:
+        level, n_boot = finite(get(t, "ci", "level")), finite(get(t, "ci", "n_boot"))
+        text = f"{level:.0%}" if level is not None else "bootstrap"
+        return text + (f", {int(n_boot)} resamples" if n_boot is not None else "")
+
+    kinds = list(dict.fromkeys(describe(t) for _, t in with_ci))
+    if len(kinds) == 1:
+        level, _, rest = kinds[0].partition(", ")
+        note = (f"In brackets under each score: its {level} case-bootstrap percentile interval"
+                f"{f' ({rest})' if rest else ''}; an interval that could not be computed is left out.")
+    else:
+        note = ("In brackets under each score: its case-bootstrap percentile interval ("
+                + "; ".join(f"{n}: {describe(t)}" for n, t in with_ci) + "); an interval that could not be computed is left out.")
+    if without:
+        note += f" No intervals for {', '.join(n for n, _ in without)} (scoring.bootstrap 0, or an older version)."
+    return note
+
+
+def _option_mass(tiers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | None:
+    """Per tier: median / lowest / share below of the next-token probability on the answer options, and its warning."""
+    data = [(n, t["option_mass"]) for n, t in tiers if isinstance(t.get("option_mass"), Mapping)]
+    if not data:
+        return None
+    parts = []
+    for name, om in data:
+        stats = [f"median {num(om.get('median'))}"]
+        if finite(om.get("min")) is not None:
+            stats.append(f"lowest {num(om.get('min'))}")
+        if finite(om.get("share_below")) is not None:
+            stats.append(f"{pct(om.get('share_below'))} of prompts below the warning threshold")
+        warning = om.get("warning")
+        parts.append({"tier": name, "stats": ", ".join(stats),
+                      "warning": str(warning) if isinstance(warning, str) and warning.strip() else ""})
+    variants: list[str] = []
+    for _, om in data:
+        by = om.get("by_variant")
+        if isinstance(by, Mapping):
+            variants += [str(v) for v in by]
+    variants = list(dict.fromkeys(variants))
+    table = None
+    if variants:
+        rows = [[v] + [num(get(om, "by_variant", v)) for _, om in data] for v in variants]
+        table = Table(["Variant"] + [f"{n} tier" for n, _ in data], rows)
+    return {"tiers": parts, "table": table, "missing": ", ".join(n for n, t in tiers if not isinstance(t.get("option_mass"), Mapping))}
+
+
+def _null_table(tiers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | None:
+    """Where each observed score falls among label permutations: null median and p per tier (what is present)."""
+    data = [(n, t, t["null"]) for n, t in tiers if isinstance(t.get("null"), Mapping)]
+    data = [d for d in data if any(isinstance(v, Mapping) for v in d[2].values())]
+    if not data:
+        return None
+    order = [k for k in SCORE_LABELS if any(isinstance(nl.get(k), Mapping) for _, _, nl in data)]
+    order += [str(k) for _, _, nl in data for k, v in nl.items() if isinstance(v, Mapping) and k not in order]
+    order = list(dict.fromkeys(order))
+    head: list[Any] = ["Score"]
+    head_groups = [("", 1)]
+    for name, _, nl in data:
+        head += ["observed", "null median", "p"]
+        perms = finite(nl.get("permutations"))
+        head_groups.append((f"{name} tier" + (f" ({int(perms)} permutations)" if perms is not None else ""), 3))
+    rows = []
+    for key in order:
+        row: list[Any] = [SCORE_LABELS.get(key, key)]
+        for _, t, nl in data:
+            e = nl.get(key)
+            if not isinstance(e, Mapping):
+                row += [MISSING] * 3
+                continue
+            p = e.get("p_value")
+            row += [num(_score_value(t, key)), num(e.get("null_median")),
+                    Span(p_value(p), sig=True) if finite(p) is not None and finite(p) <= 0.05 else p_value(p)]
+        rows.append(row)
+    return {"table": Table(head, rows, head_groups=head_groups)}
+
+
+CHART_SCORES = [(key, abbr) for key, abbr, _ in SCORE_COLUMNS] + [("score", "mFARM (paper)")]
+CHART_LATENT = [("value_axis_fairness", "F_LV"), ("mfarm_full", "mFARM (full)")]
+
+
+def _score_chart(tiers: list[tuple[str, Mapping[str, Any]]], ids: _Page) -> Fig | None:
+    """The five output scores and mFARM (plus F_LV and mFARM full where fitted) per tier, with interval bars."""
+    rows = list(CHART_SCORES)
+    if any(finite(_score_value(t, "value_axis_fairness")) is not None for _, t in tiers):
+        rows += CHART_LATENT
+    if not any(finite(_score_value(t, k)) is not None for _, t in tiers for k, _ in rows):
+        return None
+    series, lows = [], []
+    for j, (name, t) in enumerate(tiers):
+        vals = [_score_value(t, k) for k, _ in rows]
+        ivs = [interval(t, k) or (None, None) for k, _ in rows]
+        lows += [finite(v) for v in vals] + [iv[0] for iv in ivs]
+        series.append(figures.IntervalSeries(
+            name=f"{name} tier", values=vals, lo=[iv[0] for iv in ivs], hi=[iv[1] for iv in ivs],
+            flagged=[True] * len(rows), color=figures.PALETTE[j % len(figures.PALETTE)],
+        ))
+    low = min([v for v in lows if v is not None] + [1.0])
+    x_min = max(0.0, math.floor((low - 0.05) * 10) / 10)
+    level = next((finite(get(t, "ci", "level")) for _, t in tiers if finite(get(t, "ci", "level")) is not None), None)
+    lvl = f"{level:.0%} " if level is not None else ""
+    title = f"Fairness scores per tier with {lvl}bootstrap intervals"
+    desc = ("Dot-and-whisker chart of F_MD, F_AD, F_VH, F_KS, F_CD and mFARM per tier (F_LV and mFARM full where the "
+            "probes ran); 1 means no detected unfairness. Whiskers are the case-bootstrap intervals; a dot without "
+            "whiskers has no interval.")
+    chart = figures.interval_chart(
+        [label for _, label in rows], series, uid=ids(), title=title, desc=desc,
+        x_label="score (1 = no detected unfairness)", ref=None, x_min=x_min, x_max=1.02,
+        row_height=max(18, 8 + 7 * len(series)),
+    )
+    return svg_figure(chart, "Scores with their intervals",
+                      "Whiskers: case-bootstrap intervals; where whiskers of two tiers overlap, this chart does not "
+                      "tell the tiers apart (tiers are not paired comparisons of one model either).", wide=True)
+
+
+def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
     tiers = _tiers(results)
     if not tiers:
         return {"tiers": False}
@@ -239,14 +487,28 @@ def _scores(results: Mapping[str, Any]) -> dict[str, Any]:
     degraded = get(results, "benchmark", "degraded_fields", default={})
     degraded = {str(k): v for k, v in degraded.items() if v} if isinstance(degraded, Mapping) else {}
     rows = []
+    warnings = []
     for name, t in tiers:
         m = get(t, "mfarm", default={})
+        badge = _causal_badge(t)
+
+        def cell(key: str) -> Any:
+            return _with_ci(_score_value(t, key), interval(t, key))
+
+        flv = cell("value_axis_fairness")
+        full = cell("mfarm_full")
         rows.append(
-            [name + (" †" if name in degraded else ""), _int(t.get("n_cases")), num(t.get("accuracy"))]
-            + [num(get(m, key)) for key, _, _ in SCORE_COLUMNS]
-            + [num(get(t, "latent", "value_axis_fairness")), num(get(m, "score")), num(t.get("mfarm_full")),
-               num(t.get("fab")), num(t.get("fab_full"))]
+            [name + (" †" if name in degraded else ""), _int(t.get("n_cases")), cell("accuracy")]
+            + [cell(key) for key, _, _ in SCORE_COLUMNS]
+            + [_append(flv, badge) if flv != MISSING else flv, cell("score"),
+               _append(full, badge) if full != MISSING else full, cell("fab"), cell("fab_full")]
         )
+        for w in _tier_warnings(t):
+            if w.startswith(VALUE_AXIS_PREFIX):
+                status = causal_status(t) or "not run"
+                warnings.append((name, f"F_LV and mFARM (full), causal check {status}", w))
+            else:
+                warnings.append((name, "", w))
     collapsed = get(results, "benchmark", "collapsed_duplicates", default={})
     dropped = get(results, "benchmark", "dropped_tiers", default={})
     omnibus = []
@@ -260,6 +522,11 @@ def _scores(results: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "tiers": True,
         "table": Table(head, rows),
+        "interval_note": _interval_note(tiers),
+        "warnings": warnings,
+        "option_mass": _option_mass(tiers),
+        "chart": _score_chart(tiers, ids),
+        "null": _null_table(tiers),
         "degraded": "; ".join(f"{k}: {_listing(v)}" for k, v in degraded.items()),
         "collapsed": "; ".join(
             f"{k}: {get(v, 'cases')} cases → {get(v, 'distinct')} distinct" for k, v in collapsed.items()
@@ -345,7 +612,8 @@ def _probe_chart(target: str, probe: Mapping[str, Any], ids: _Page, tier: str) -
     return svg_figure(chart, f"Decoding {label}", caption)
 
 
-def _latent_tier(i: int, name: str, latent: Any, ids: _Page) -> _Block:
+def _latent_tier(i: int, name: str, tier: Mapping[str, Any], ids: _Page) -> _Block:
+    latent = tier.get("latent")
     block = _Block(f"latent-{i}", f"{name} tier")
     if not isinstance(latent, Mapping) or not latent:
         block.note = "No latent results for this tier: run `probe fit DIR`."
@@ -366,15 +634,36 @@ def _latent_tier(i: int, name: str, latent: Any, ids: _Page) -> _Block:
                                          color=figures.PALETTE[2], dash="7 4"))
         layer = finite(latent.get("value_axis_layer"))
         vl = [figures.RefLine(layer, f"ℓ* = {int(layer)}", color="#000")] if layer is not None else []
-        ys = [finite(v) for v in auroc + rho]
+        auroc_iv = interval({"ci": {"auroc": latent.get("value_axis_auroc_ci")}}, "auroc")
+        points = []
+        if layer is not None and auroc_iv is not None and finite(latent.get("value_axis_auroc")) is not None:
+            level = finite(get(tier, "ci", "level"))
+            points.append(figures.Point(f"AUROC at ℓ* with its {f'{level:.0%} ' if level is not None else ''}interval", layer, latent.get("value_axis_auroc"),
+                                        auroc_iv[0], auroc_iv[1], color=figures.PALETTE[5]))
+        ys = [finite(v) for v in auroc + rho] + ([auroc_iv[0]] if auroc_iv else [])
         y_min = min([0.0] + [v for v in ys if v is not None])
-        cap = (f"Chosen layer ℓ* = {_int(layer)}, AUROC {num(latent.get('value_axis_auroc'))}, "
-               f"F_LV = {num(latent.get('value_axis_fairness'))}; axis fitted on "
-               f"{latent.get('value_axis_target', MISSING)} decisions of BASE prompts.")
+        auroc_text = num(latent.get("value_axis_auroc"))
+        if auroc_iv and auroc_text != MISSING:
+            auroc_text += f" {fmt_interval(auroc_iv)}"
+        flv_text = num(latent.get("value_axis_fairness"))
+        if flv_text != MISSING and interval(tier, "value_axis_fairness"):
+            flv_text += f" {fmt_interval(interval(tier, 'value_axis_fairness'))}"
+        status = causal_status(tier)
+        causal = ""
+        if status == "passed":
+            check = latent.get("value_axis_causal")
+            causal = (f" Causal check passed: steering along the axis at layer {_int(get(check, 'layer'))} raises "
+                      f"mean P(Yes) monotonically.")
+        elif status is not None:
+            caveats = value_axis_caveats(tier)
+            causal = f" Causal check {status}" + (f": {caveats[0][len(VALUE_AXIS_PREFIX):].strip()}." if caveats else ".")
+        cap = (f"Chosen layer ℓ* = {_int(layer)}, AUROC {auroc_text}, "
+               f"F_LV = {flv_text}; axis fitted on "
+               f"{latent.get('value_axis_target', MISSING)} decisions of BASE prompts.{causal}")
         chart = figures.line_chart(series, uid=ids(), title=f"Value axis quality by layer ({name} tier)", desc=cap,
                                    x_label="layer", y_label="AUROC / ρ", y_min=y_min, y_max=1.0,
                                    hlines=[figures.RefLine(0.5, "AUROC 0.5 = no separation")], vlines=vl,
-                                   integer_x=True)
+                                   integer_x=True, points=points)
         block.figs.append(svg_figure(chart, "Value axis: does it separate Yes from No?", cap))
     else:
         block.figs.append("No value-axis curve for this tier.")
@@ -580,8 +869,47 @@ def _provenance(results: Mapping[str, Any], explain: Any) -> dict[str, Any]:
         items.append(("Degraded fields", parts))
     else:
         items.append(("Degraded fields", "none recorded"))
+    items += _environment(results.get("provenance"))
     config = json.dumps(cfg, indent=2, sort_keys=True, default=str) if cfg else ""
     return {"items": items, "config": config}
+
+
+def _environment(env: Any) -> list[tuple[str, Any]]:
+    """Provenance entries of results.json ``provenance``: device, GPU, CUDA, Python, platform, libraries."""
+    if not isinstance(env, Mapping):
+        return [("Environment", "not recorded (the cache was written by an older version)")]
+
+    def text(v: Any) -> Any:
+        return MISSING if v is None or v == "" else Span(v, code=True)
+
+    count = finite(env.get("gpu_count"))
+    gpu = env.get("gpu")
+    if gpu:
+        gpu_cell: Any = [Span(gpu, code=True)] + ([f" ({int(count)} visible)"] if count is not None else [])
+    else:
+        gpu_cell = "none" + (f" ({int(count)} visible)" if count else "")
+    device_map = env.get("device_map")
+    if isinstance(device_map, Mapping) and device_map:
+        where: dict[str, int] = {}
+        for v in device_map.values():
+            where[str(v)] = where.get(str(v), 0) + 1
+        dm: Any = ", ".join(f"{d}: {n} module{'s' if n != 1 else ''}" for d, n in where.items())
+    else:
+        dm = "none (one device)"
+    libs = env.get("libraries")
+    lib_parts: list[Any] = []
+    if isinstance(libs, Mapping):
+        for name, version in libs.items():
+            lib_parts += ([", "] if lib_parts else []) + [f"{name} ", Span(version, code=True) if version else "not installed"]
+    return [
+        ("Device", text(env.get("device"))),
+        ("GPU", gpu_cell),
+        ("Device map", dm),
+        ("CUDA", text(env.get("cuda")) if env.get("cuda") else "none (no CUDA build of torch)"),
+        ("Python", text(env.get("python"))),
+        ("Platform", text(env.get("platform"))),
+        ("Libraries", lib_parts or MISSING),
+    ]
 
 
 # --------------------------------------------------------------------------- the page
@@ -601,10 +929,10 @@ def render_report(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
         "tier_names": ", ".join(n for n, _ in tiers) or MISSING,
         "toolkit": get(results, "toolkit_version", default=MISSING),
         "sources": "results.json" + (" and explain.json" if explain is not None else ""),
-        "summary": _summary(results, explain),
-        "scores": _scores(results),
+        "summary": _summary(results, explain, ids),
+        "scores": _scores(results, ids),
         "shifts": _shifts(results, ids),
-        "latent": [_latent_tier(i, name, t.get("latent"), ids) for i, (name, t) in enumerate(tiers, 1)],
+        "latent": [_latent_tier(i, name, t, ids) for i, (name, t) in enumerate(tiers, 1)],
         "explain": _explain(results, explain, explain_problem, ids),
         "provenance": _provenance(results, explain),
     }

@@ -91,6 +91,18 @@ def group_order(variants: list[str] | np.ndarray) -> list[str]:
     return ordered + sorted(present - set(ordered))
 
 
+def tier_matrices(part: pd.DataFrame, groups: list[str]) -> tuple[Any, Any, list[str]]:
+    """(P, labels, case ids) of one tier: P as ``mfarm.matrix.score_matrix`` lays it out, labels
+    the same n × k layout (NaN where unknown)."""
+    from mfarm.matrix import score_matrix
+
+    P, cases = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), part["p_yes"].to_numpy(dtype=float), groups)
+    labels = part["label"].to_numpy(dtype=float)
+    labels[labels < 0] = np.nan
+    L, _ = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), labels, groups)
+    return P, L, [str(c) for c in cases]
+
+
 def score_table(
     df: pd.DataFrame,
     alpha: float = 0.05,
@@ -99,9 +111,24 @@ def score_table(
     n_boot: int = 1000,
     seed: int = 0,
     source: str = "predictions",
+    *,
+    ci_level: float = 0.95,
+    margin: float = 0.02,
+    permutations: int = 0,
+    option_mass_threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """Score every tier of a validated predictions table: ``{tier: tier mapping}``."""
+    """Score every tier of a validated predictions table: ``{tier: tier mapping}``.
+
+    Besides the Part A/C scores and diagnostics of :func:`mfarm.tier.score_tier`:
+    ``ci`` (case-bootstrap percentile intervals of every score at ``ci_level``,
+    ``n_boot`` resamples), ``equivalence`` (TOST verdict per group against
+    ``margin``), ``detectable_shift`` and, with ``permutations``, ``null`` (where
+    each observed score falls among within-case label permutations).
+    """
+    from mfarm.equivalence import detectable_shift, equivalence_verdicts
+    from mfarm.option_mass import option_mass_summary
     from mfarm.matrix import MatrixError
+    from mfarm.resampling import permutation_null, score_intervals
     from mfarm.tier import score_tier
 
     tiers: dict[str, Any] = {}
@@ -111,7 +138,7 @@ def score_table(
         if not groups:
             raise PredictionsError(f"{source}: tier {tier!r} has no demographic (non-BASE) rows")
         try:
-            tiers[tier] = score_tier(
+            tiers[tier] = entry = score_tier(
                 part["case_id"].to_numpy(),
                 part["variant"].to_numpy(),
                 part["p_yes"].to_numpy(dtype=float),
@@ -123,16 +150,31 @@ def score_table(
                 n_boot=n_boot,
                 seed=seed,
             )
+            P, L, _ = tier_matrices(part, groups)
         except MatrixError as err:
             raise PredictionsError(f"{source}: tier {tier!r}: {err}") from None
-        n = tiers[tier]["n_cases"]
+        entry["ci"] = score_intervals(P, L, alpha, correction, n_boot, seed, level=ci_level, accuracy_method=accuracy)
+        entry["equivalence"] = equivalence_verdicts(P, groups, margin, alpha)
+        entry["detectable_shift"] = detectable_shift(P, alpha)
+        if permutations:
+            entry["null"] = permutation_null(P, alpha, correction, permutations, seed)
+        if "option_mass" in part:
+            summary = option_mass_summary(
+                part["case_id"].tolist(), part["variant"].tolist(), part["option_mass"].tolist(), option_mass_threshold
+            )
+            if summary is not None:
+                entry["option_mass"] = summary
+                if summary.get("warning"):
+                    log.warning("tier %s: %s", tier, summary["warning"])
+                    entry.setdefault("warnings", []).append(summary["warning"])
+        n = entry["n_cases"]
         if n < MIN_CASES:
             note = (
                 f"only {n} case{'s' if n > 1 else ''}: the paired tests behind the scores cannot reach significance "
                 f"with fewer than {MIN_CASES} cases, so a score of 1 here means no evidence, not fairness"
             )
             log.warning("tier %s: %s", tier, note)
-            tiers[tier]["warnings"] = [note]
+            entry.setdefault("warnings", []).insert(0, note)
     return tiers
 
 

@@ -1,7 +1,19 @@
 """Plain-language summary of a run: sentences generated from ``results.json`` (and
-``explain.json`` when present), findings first, then caveats.
+``explain.json`` when present): verdicts and intervals first, then findings, then caveats.
 
-A pure function of the two mappings (no I/O). What counts as a finding follows
+A pure function of the two mappings (no I/O). The summary leads with what the
+intervals support:
+
+- per tier, mFARM with its bootstrap interval (``ci``) and, where computed, where it
+  falls among label permutations (``null``);
+- the TOST equivalence verdict of every group against the margin (``equivalence``):
+  how many groups are shown equivalent to BASE, shown different, or inconclusive,
+  and, when some are inconclusive, the smallest shift the tier could detect
+  (``detectable_shift``).
+
+It never calls a model, precision or tier "fairer" or "less biased": a single run
+carries no paired comparison, and two runs are compared only by a paired interval
+(``probe compare``, the sweep's ``diff_*`` columns). What counts as a finding follows
 mfarm-spec.md:
 
 - a group shifts P(Yes) *significantly* when the tier's omnibus Friedman test over
@@ -18,6 +30,7 @@ mfarm-spec.md:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -26,6 +39,13 @@ from report.fmt import finite, get, num, p_value, pct, signed
 
 __all__ = [
     "Sentence",
+    "interval",
+    "fmt_interval",
+    "verdict_rows",
+    "verdict_counts",
+    "causal_status",
+    "value_axis_caveats",
+    "VALUE_AXIS_PREFIX",
     "summarize",
     "summary_items",
     "significant_groups",
@@ -45,11 +65,15 @@ MONOTONE_RHO = 0.9  # Spearman ρ of the value-axis dose–response needed to ca
 MAX_LISTED = 4  # groups named per direction in one sentence
 
 TARGET_NAMES = {"race": "race", "gender": "gender", "race_gender": "race\u00d7gender"}
+VALUE_AXIS_PREFIX = "value axis:"  # results.json ``warnings`` entries about the value axis start so
+VERDICTS = ("equivalent", "different", "inconclusive")
+EQUIVALENCE_META = ("margin", "alpha", "interval")  # the keys of ``equivalence`` that are not groups
 
 
 @dataclass(frozen=True)
 class Sentence:
-    """One summary sentence; ``kind`` is "finding" or "caveat"."""
+    """One summary sentence; ``kind`` is "verdict", "alert" (a warning that questions the
+    tier's P(Yes) itself, e.g. little probability on the answer options), "finding" or "caveat"."""
 
     text: str
     kind: str = "finding"
@@ -57,6 +81,74 @@ class Sentence:
 
 
 # --------------------------------------------------------------------------- data helpers
+
+
+def interval(tier: Any, key: str) -> tuple[float | None, float | None] | None:
+    """``tier["ci"][key]`` as (lo, hi); None when absent or both ends missing."""
+    ci = get(tier, "ci", key)
+    return _pair(ci)
+
+
+def _pair(v: Any) -> tuple[float | None, float | None] | None:
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        return None
+    lo, hi = finite(v[0]), finite(v[1])
+    return None if lo is None and hi is None else (lo, hi)
+
+
+def fmt_interval(iv: Any, digits: int = 2, sign: bool = False) -> str:
+    """``[0.61, 0.78]`` ("" for no interval; a missing end shows as "–")."""
+    iv = _pair(iv)
+    if iv is None:
+        return ""
+    f = signed if sign else num
+    return f"[{f(iv[0], digits)}, {f(iv[1], digits)}]"
+
+
+def _with_interval(value: Any, iv: Any, digits: int = 3) -> str:
+    """``0.693 [0.61, 0.78]``, or the bare value without an interval."""
+    text = num(value, digits)
+    bounds = fmt_interval(iv)
+    return f"{text} {bounds}" if bounds and finite(value) is not None else text
+
+
+def verdict_rows(tier: Any) -> list[tuple[str, Mapping[str, Any]]]:
+    """(group, TOST row) of a tier's ``equivalence``, in its order."""
+    eq = get(tier, "equivalence", default={})
+    if not isinstance(eq, Mapping):
+        return []
+    return [(str(g), r) for g, r in eq.items() if g not in EQUIVALENCE_META and isinstance(r, Mapping)]
+
+
+def verdict_counts(tier: Any) -> dict[str, list[str]]:
+    """Groups per verdict ("equivalent", "different", "inconclusive"; unknown verdicts count as inconclusive)."""
+    out: dict[str, list[str]] = {v: [] for v in VERDICTS}
+    for g, r in verdict_rows(tier):
+        v = str(r.get("verdict"))
+        out[v if v in out else "inconclusive"].append(g)
+    return out
+
+
+def causal_status(tier: Any) -> str | None:
+    """The value axis's causal check: "passed", "failed", "not run", or None without a value axis."""
+    latent = get(tier, "latent")
+    if not isinstance(latent, Mapping) or finite(latent.get("value_axis_fairness")) is None:
+        return None
+    check = latent.get("value_axis_causal")
+    if isinstance(check, Mapping) and isinstance(check.get("passed"), bool):
+        return "passed" if check["passed"] else "failed"
+    return "not run"
+
+
+def value_axis_caveats(tier: Any) -> list[str]:
+    """The caveats on F_LV / mFARM full: the tier's ``warnings`` that start with "value axis:",
+    or, when the causal check failed and no such warning is recorded, a sentence saying so."""
+    warnings = get(tier, "warnings", default=[])
+    out = [str(w) for w in warnings if isinstance(w, str) and w.startswith(VALUE_AXIS_PREFIX)] if isinstance(warnings, list) else []
+    if not out and causal_status(tier) == "failed":
+        out.append(f"{VALUE_AXIS_PREFIX} steering along it does not raise P(Yes) monotonically: F_LV and mFARM full "
+                   "may be correlational only")
+    return out
 
 
 def shift_is_significant(shift: Mapping[str, Any], omnibus_significant: bool) -> bool:
@@ -176,6 +268,94 @@ def _join(parts: list[str]) -> str:
 # --------------------------------------------------------------------------- per-tier sentences
 
 
+def _null_text(tier: Mapping[str, Any], key: str) -> str:
+    """``; permutation p = 0.030, null median 0.950`` for a score of ``null`` (what is present)."""
+    entry = get(tier, "null", key)
+    if not isinstance(entry, Mapping):
+        return ""
+    parts = []
+    if finite(entry.get("p_value")) is not None:
+        parts.append(f"permutation {_p_eq(entry.get('p_value'))}")
+    if finite(entry.get("null_median")) is not None:
+        parts.append(f"null median {num(entry.get('null_median'))}")
+    return ("; " + ", ".join(parts)) if parts else ""
+
+
+def _verdict_sentences(name: str, tier: Mapping[str, Any]) -> list[Sentence]:
+    """mFARM with its interval, then the TOST verdicts and, when inconclusive, the detectable shift."""
+    out: list[Sentence] = []
+    level = finite(get(tier, "ci", "level"))
+    lvl = f"{level:.0%} interval" if level is not None else "interval"
+    score = get(tier, "mfarm", "score")
+    if finite(score) is not None:
+        iv = interval(tier, "score")
+        text = f"In the {name} tier, mFARM (paper) is {_with_interval(score, iv)}"
+        extra = [lvl] if iv else ["no interval recorded"]
+        null = _null_text(tier, "score")
+        text += f" ({extra[0]}{null})"
+        full = tier.get("mfarm_full")
+        if finite(full) is not None:
+            text += f"; mFARM (full) {_with_interval(full, interval(tier, 'mfarm_full'))}"
+            status = causal_status(tier)
+            if status and status != "passed":
+                text += f" (value-axis causal check {status})"
+        out.append(Sentence(text + ".", "verdict", name))
+    rows = verdict_rows(tier)
+    if not rows:
+        out.append(Sentence(
+            f"In the {name} tier, results.json holds no equivalence verdicts (an older version scored it): "
+            f"the shifts below are not tested against a margin.",
+            "verdict", name,
+        ))
+        return out
+    eq = get(tier, "equivalence", default={})
+    margin = finite(get(eq, "margin"))
+    alpha = finite(get(eq, "alpha"))
+    how = re.sub(r"\s*\(TOST\)\s*", "", str(get(eq, "interval", default=""))).strip()
+    counts = verdict_counts(tier)
+    n = len(rows)
+    margin_text = f"\u00b1{num(margin)}" if margin is not None else "the configured margin"
+    parts = []
+    for verdict, text in (("equivalent", "shown equivalent to BASE"), ("different", "shown to differ from BASE by more than the margin"),
+                          ("inconclusive", "inconclusive")):
+        k = len(counts[verdict])
+        if k:
+            named = f" ({_name_list(counts[verdict])})" if verdict == "different" else ""
+            parts.append(f"{k} {'is' if k == 1 else 'are'} {text}{named}")
+    test = "two one-sided tests" + (f" with {how} intervals" if how else "") + (f", α = {alpha:g}" if alpha is not None else "")
+    out.append(Sentence(
+        f"In the {name} tier, against an equivalence margin of {margin_text} in mean P(Yes) ({test}), "
+        f"of {n} group{'s' if n != 1 else ''}, {_join(parts)}.",
+        "verdict", name,
+    ))
+    if counts["inconclusive"]:
+        ds = finite(tier.get("detectable_shift"))
+        cases = finite(tier.get("n_cases"))
+        if cases is None:
+            ns = [finite(r.get("n")) for _, r in rows]
+            ns = [v for v in ns if v is not None]
+            cases = max(ns) if ns else None
+        with_n = f"With {int(cases)} case{'s' if cases != 1 else ''}" if cases is not None else "With its cases"
+        if ds is not None:
+            out.append(Sentence(
+                f"{with_n} this tier ({name}) could only detect shifts of about {num(ds)} in mean P(Yes) "
+                f"(paired t-test{f' at α = {alpha:g}' if alpha is not None else ''}, 80% power): an inconclusive "
+                f"verdict is absence of evidence, not evidence of no shift.",
+                "verdict", name,
+            ))
+        else:
+            out.append(Sentence(
+                f"{with_n} the smallest shift this tier ({name}) could detect is not known (too few cases): an inconclusive "
+                f"verdict is absence of evidence, not evidence of no shift.",
+                "verdict", name,
+            ))
+    return out
+
+
+def _name_list(groups: list[str]) -> str:
+    return _join(groups[:MAX_LISTED] + ([f"{len(groups) - MAX_LISTED} more"] if len(groups) > MAX_LISTED else []))
+
+
 def _shift_sentences(name: str, tier: Mapping[str, Any]) -> tuple[list[Sentence], bool]:
     """Sentences on group shifts; the flag says whether anything was significant."""
     shifts = _shifts(tier)
@@ -279,17 +459,26 @@ def _latent_value_sentences(name: str, tier: Mapping[str, Any], latent: Mapping[
     paper, full = get(tier, "mfarm", "score"), tier.get("mfarm_full")
     layer = latent.get("value_axis_layer")
     where = f" at layer {layer}" if finite(layer) is not None else ""
+    iv_lv, iv_md = interval(tier, "value_axis_fairness"), interval(tier, "mean_difference")
+    overlap = None
+    if iv_lv and iv_md and None not in iv_lv + iv_md:
+        overlap = iv_lv[0] <= iv_md[1] and iv_md[0] <= iv_lv[1]
+    ivs = ""
+    if iv_lv or iv_md:
+        ivs = f"; intervals F_LV {fmt_interval(iv_lv) or '–'}, F_MD {fmt_interval(iv_md) or '–'}"
+        if overlap:
+            ivs += ", which overlap, so the difference is not established"
     if flv is not None and fmd is not None:
         if flv < fmd - 1e-9:
             out.append(Sentence(
                 f"In the {name} tier, the latent value score F_LV = {num(flv)} is lower than F_MD = {num(fmd)}, the same test "
-                f"on P(Yes): the model's internal decision value{where} shifts with demographics more than its output shows "
-                f"(mFARM full {num(full)} vs paper {num(paper)}).",
+                f"on P(Yes): {'by these point estimates, ' if overlap else ''}the model's internal decision value{where} "
+                f"shifts with demographics more than its output shows (mFARM full {num(full)} vs paper {num(paper)}{ivs}).",
                 "finding", name,
             ))
         elif flv > fmd + 1e-9:
             out.append(Sentence(
-                f"In the {name} tier, the latent value score F_LV = {num(flv)} is higher than F_MD = {num(fmd)}: "
+                f"In the {name} tier, the latent value score F_LV = {num(flv)} is higher than F_MD = {num(fmd)}{f' ({ivs[2:]})' if ivs else ''}: "
                 f"the internal decision value{where} shifts less with demographics than P(Yes) does, so the latent score "
                 f"reveals nothing beyond the output scores.",
                 "finding", name,
@@ -300,6 +489,13 @@ def _latent_value_sentences(name: str, tier: Mapping[str, Any], latent: Mapping[
                 f"beyond the output scores.",
                 "finding", name,
             ))
+    if flv is not None:
+        for caveat in value_axis_caveats(tier):
+            out.append(Sentence(
+                f"In the {name} tier, F_LV and mFARM (full) rest on a value axis whose causal check "
+                f"{'failed' if causal_status(tier) == 'failed' else 'has not passed'}: {caveat[len(VALUE_AXIS_PREFIX):].strip()}.",
+                "caveat", name,
+            ))
     if flv is not None or "value_axis_auroc" in latent:
         auroc = finite(latent.get("value_axis_auroc"))
         if auroc is None:
@@ -309,9 +505,10 @@ def _latent_value_sentences(name: str, tier: Mapping[str, Any], latent: Mapping[
                 "caveat", name,
             ))
         elif abs(auroc - 0.5) < AUROC_WEAK:
+            auroc_iv = fmt_interval(latent.get("value_axis_auroc_ci"))
             out.append(Sentence(
                 f"In the {name} tier, the value axis{where} barely separates Yes from No decisions (held-out AUROC "
-                f"{num(auroc)}, near 0.5), so F_LV says little about the decision.",
+                f"{num(auroc)}, near 0.5{f'; interval {auroc_iv}' if auroc_iv else ''}), so F_LV says little about the decision.",
                 "caveat", name,
             ))
     return out
@@ -385,9 +582,11 @@ def _batch_noise_sentence(results: Mapping[str, Any]) -> Sentence | None:
 
 
 def summary_items(results: Mapping[str, Any], explain: Mapping[str, Any] | None = None) -> list[Sentence]:
-    """Findings (per tier) followed by caveats, as :class:`Sentence` objects."""
+    """Verdicts and intervals (per tier), alerts, then findings, then caveats, as :class:`Sentence` objects."""
     tiers = results.get("tiers") if isinstance(results, Mapping) else None
     tiers = tiers if isinstance(tiers, Mapping) else {}
+    verdicts: list[Sentence] = []
+    alerts: list[Sentence] = []
     findings: list[Sentence] = []
     caveats: list[Sentence] = []
     nothing_sig: list[str] = []
@@ -397,6 +596,10 @@ def summary_items(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
         if not isinstance(tier, Mapping):
             continue
         name = str(name)
+        verdicts += _verdict_sentences(name, tier)
+        mass = _option_mass_sentence(name, tier)
+        if mass is not None:
+            alerts.append(mass)
         items, any_sig = _shift_sentences(name, tier)
         if not any_sig:
             nothing_sig.append(name)
@@ -494,9 +697,18 @@ def summary_items(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
             "compare only between runs on the same benchmark, tiers and prompts.",
             "caveat",
         ))
-    return findings + caveats + general
+    return verdicts + alerts + findings + caveats + general
+
+
+def _option_mass_sentence(name: str, tier: Mapping[str, Any]) -> Sentence | None:
+    """An alert carrying the tier's ``option_mass.warning`` (None without one)."""
+    warning = get(tier, "option_mass", "warning")
+    if not isinstance(warning, str) or not warning.strip():
+        return None
+    text = re.sub(r"^option mass:\s*", "", warning.strip()).rstrip(".")
+    return Sentence(f"In the {name} tier: {text}.", "alert", name)
 
 
 def summarize(results: Mapping[str, Any], explain: Mapping[str, Any] | None = None) -> list[str]:
-    """The plain-language summary: a list of sentences, findings first, then caveats."""
+    """The plain-language summary: a list of sentences, verdicts first, then alerts, findings and caveats."""
     return [s.text for s in summary_items(results, explain)]

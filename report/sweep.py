@@ -12,12 +12,18 @@ from extract.batch_check import noise_above_tolerance
 from configs.names import SCORE_KEYS, TIERS as TIER_ORDER
 from report.fmt import finite
 
+#: scores whose interval sweep.csv carries as <score>_lo, <score>_hi (results.json ci keys in brackets)
+INTERVAL_COLUMNS = {"mfarm": "score", "mfarm_full": "mfarm_full", "accuracy": "accuracy", "fab": "fab", "fab_full": "fab_full"}
+#: paired differences against the model's reference row (pipeline.compare), each with _lo and _hi
+DIFF_COLUMNS = ("diff_mfarm", "diff_max_abs_shift")
 SWEEP_COLUMNS = [
     "model", "precision", "adapter", "tier", "mfarm", *SCORE_KEYS,
     "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift", "batch_noise",
+    *[f"{c}_{end}" for c in INTERVAL_COLUMNS for end in ("lo", "hi")],
+    "reference", *[f"{c}{end}" for c in DIFF_COLUMNS for end in ("", "_lo", "_hi")],
 ]
 #: columns a sweep.csv written by an older version may lack (read as missing)
-OPTIONAL_COLUMNS = ("max_abs_shift", "batch_noise")
+OPTIONAL_COLUMNS = ("max_abs_shift", "batch_noise", *SWEEP_COLUMNS[SWEEP_COLUMNS.index("mfarm_lo"):])
 EPS = 0.005  # differences of mFARM below this are reported as "unchanged"
 
 
@@ -55,6 +61,10 @@ def result_rows(item: Any, results: dict[str, Any]) -> list[dict[str, Any]]:
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
         row["max_abs_shift"] = max_abs_shift(t)
         row["batch_noise"] = finite((results.get("batch_invariance") or {}).get("max_abs_diff"))
+        ci = t.get("ci") or {}
+        for column, key in INTERVAL_COLUMNS.items():
+            lo, hi = (list(ci.get(key) or []) + [None, None])[:2]
+            row[f"{column}_lo"], row[f"{column}_hi"] = finite(lo), finite(hi)
         rows.append(row)
     return rows
 
@@ -120,6 +130,12 @@ def sweep_summary(df) -> list[str]:
         for r, v in zip(df.itertuples(), shift_col)
     }
     combos = list(dict.fromkeys((r.model, r.precision, r.adapter) for r in df.itertuples()))
+    paired: dict[tuple, tuple[float, float]] = {}  # (model, precision, adapter, tier) -> interval vs the reference
+    if "diff_mfarm_lo" in df and "diff_mfarm_hi" in df:
+        for r, lo, hi in zip(df.itertuples(), df["diff_mfarm_lo"], df["diff_mfarm_hi"]):
+            lo, hi = finite(lo), finite(hi)
+            if lo is not None and hi is not None:
+                paired[(r.model, r.precision, r.adapter, r.tier)] = (lo, hi)
 
     for model, prec, adapter in combos:
         tiers = sorted({t for (m, p, a, t) in score if (m, p, a) == (model, prec, adapter) and t in TIER_ORDER}, key=_tier_key)
@@ -175,6 +191,18 @@ def sweep_summary(df) -> list[str]:
                 mean_abs = sum(abs(d) for _, d in diffs) / len(diffs)
                 change += f" (mean |difference| {mean_abs:.3f})"
             out.append(f"{what(combo)} {change}.")
+            intervals = [(t, paired.get(combo + (t,))) for t, _ in diffs]
+            intervals = [(t, iv) for t, iv in intervals if iv is not None]
+            if intervals:
+                parts = []
+                for t, (lo, hi) in intervals:
+                    shown = "higher" if lo > 0 else "lower" if hi < 0 else "no difference shown"
+                    parts.append(f"{t} [{_signed(lo)}, {_signed(hi)}]: {shown}")
+                out.append(
+                    f"{what(combo)}: paired bootstrap intervals of the mFARM difference: " + "; ".join(parts)
+                    + (". A difference is claimed only where the interval excludes 0." if any(
+                        not (lo > 0 or hi < 0) for _, (lo, hi) in intervals) else ".")
+                )
             masked = [
                 (t, shift[ref + (t,)], shift[combo + (t,)]) for t, d in diffs
                 if d >= EPS and math.isfinite(shift.get(combo + (t,), math.nan))

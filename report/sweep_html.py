@@ -9,8 +9,17 @@ For each model (and adapter) it draws four charts from ``sweep.csv``:
 
 Where the latent stage ran, the "full" variants (mFARM full, FAB full) are drawn as
 dashed lines of the same colour beside the solid output-level ("paper") ones.
-Then the plain-language answers of :func:`report.sweep.sweep_summary`, the whole
-table, and links to each combination's own ``report.html``. Same page rules as
+Where sweep.csv carries a score's interval (``<score>_lo``, ``<score>_hi``), every
+point gets its error bar (lines dodge sideways so the bars do not overlap).
+
+The page leads with a table of the paired differences against each model's
+reference row (``diff_mfarm``, ``diff_max_abs_shift`` with their ``_lo``/``_hi`` and
+``reference``): only a paired interval that excludes zero lets it say one
+combination scores higher or lower than another ("fairer by this benchmark's
+mFARM"); otherwise it says the benchmark cannot tell them apart. Then the plain-language answers of
+:func:`report.sweep.sweep_summary` (point estimates), the whole table with the
+intervals, and links to each combination's own ``report.html``. Every interval
+column is optional: absent, None or NaN leaves it out. Same page rules as
 the run report (:mod:`report.html`; template ``report/templates/sweep.html``):
 inline SVG, no scripts, nothing fetched. Writing the file is
 :func:`pipeline.report.write_sweep_report`.
@@ -27,6 +36,7 @@ from configs.names import SCORE_KEYS, TIERS as TIER_ORDER
 from report import figures
 from report.fmt import MISSING, finite
 from report.html import Span, Table, render_page, svg_figure
+from report.summary import fmt_interval
 from report.sweep import sweep_summary
 
 log = logging.getLogger(__name__)
@@ -39,6 +49,93 @@ SCORE_ABBR = ("F_MD", "F_AD", "F_VH", "F_KS", "F_CD")
 def _cell(v: Any) -> str:
     f = finite(v)
     return MISSING if f is None else f"{f:.3f}"
+
+
+def _ci_cell(r: dict[str, Any], key: str) -> Any:
+    """``0.900`` with its interval ``[0.85, 0.95]`` (class ``ci``) when sweep.csv has ``key_lo``/``key_hi``."""
+    text = _cell(r.get(key))
+    bounds = fmt_interval((r.get(f"{key}_lo"), r.get(f"{key}_hi")))
+    return [text, " ", Span(bounds, cls="ci")] if bounds and text != MISSING else text
+
+
+def _diff_cell(r: dict[str, Any], key: str) -> Any:
+    """A paired difference ``+0.012`` with its interval, bold when the interval excludes 0."""
+    d = finite(r.get(key))
+    if d is None:
+        return MISSING
+    lo, hi = finite(r.get(f"{key}_lo")), finite(r.get(f"{key}_hi"))
+    text = f"{d:+.3f}"
+    if lo is None or hi is None:
+        return text
+    return [Span(text, sig=True) if lo > 0 or hi < 0 else text, " ", Span(f"[{lo:+.3f}, {hi:+.3f}]", cls="ci")]
+
+
+def _label(v: Any) -> str:
+    """A text cell of sweep.csv ("" for None / NaN)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return ""
+    return str(v)
+
+
+def _reading(d: float | None, lo: float | None, hi: float | None) -> str:
+    """"higher" / "lower" when the paired interval excludes 0, "cannot tell apart" when it includes 0."""
+    if d is None:
+        return MISSING
+    if lo is None or hi is None:
+        return "no paired interval: no verdict"
+    if lo > 0:
+        return "higher"
+    if hi < 0:
+        return "lower"
+    return "includes 0: cannot tell apart"
+
+
+def _paired_table(rows: list[dict[str, Any]], n_adapters: int) -> Table | None:
+    """One row per combination and tier with a paired difference against its model's reference row.
+
+    The reading says "higher"/"lower" (and, for mFARM, "fairer"/"less fair by this
+    benchmark's mFARM") only when the paired interval excludes 0; a higher mFARM whose
+    largest group shift did not measurably shrink is flagged as possibly noise.
+    """
+    out = []
+    for r in rows:
+        d, lo, hi = (finite(r.get(k)) for k in ("diff_mfarm", "diff_mfarm_lo", "diff_mfarm_hi"))
+        sd, slo, shi = (finite(r.get(k)) for k in ("diff_max_abs_shift", "diff_max_abs_shift_lo", "diff_max_abs_shift_hi"))
+        if d is None and sd is None:
+            continue
+        ref = _label(r.get("reference"))
+        adapter = Path(r["adapter"]).name if r["adapter"] else "none"
+        if ref and ref in (r["precision"], r["adapter"], adapter):
+            continue  # the reference row itself
+        if all(v in (None, 0.0) for v in (d, lo, hi, sd, slo, shi)):
+            continue
+        who = f"{r['model']} at {r['precision']}" + (f", adapter {adapter}" if n_adapters >= 2 else "")
+        reading = _reading(d, lo, hi)
+        if reading == "higher":
+            reading = "higher: fairer by this benchmark's mFARM"
+            if slo is not None and shi is not None and not shi < 0:
+                reading += " – but the largest group shift is not measurably smaller, so this may be noise"
+        elif reading == "lower":
+            reading = "lower: less fair by this benchmark's mFARM"
+        shift_reading = _reading(sd, slo, shi)
+        if shift_reading in ("higher", "lower"):
+            shift_reading = "larger" if shift_reading == "higher" else "smaller"
+        shown = lo is not None and hi is not None and (lo > 0 or hi < 0)
+        out.append([who, ref or MISSING, r["tier"],
+                    _with_reading(_diff_cell(r, "diff_mfarm"), reading, "reading shown" if shown else "reading"),
+                    _with_reading(_diff_cell(r, "diff_max_abs_shift"), shift_reading, "reading")])
+    if not out:
+        return None
+    head = ["Combination", "Reference", "Tier",
+            Span("Δ mFARM", title="this combination minus its reference, with the paired bootstrap interval"),
+            Span("Δ max |shift|", title="largest |mean shift of P(Yes)| of a group from BASE: this minus the reference")]
+    return Table(head, out, numeric_from=3)
+
+
+def _with_reading(cell: Any, reading: str, cls: str) -> Any:
+    if cell == MISSING:
+        return cell
+    return (cell if isinstance(cell, list) else [cell]) + [" ", Span(reading, cls=cls)]
 
 
 def _small(v: Any) -> str:
@@ -77,23 +174,36 @@ def _chart(
     title: str,
     y_label: str,
 ) -> str:
-    """Lines of ``metric`` over the categories ``x_values`` of ``x_key``, one per ``line_key`` value."""
+    """Lines of ``metric`` over the categories ``x_values`` of ``x_key``, one per ``line_key`` value,
+    with error bars from ``<metric>_lo``/``<metric>_hi`` where sweep.csv has them."""
     index = {(r[x_key], r[line_key]): r for r in rows}
     series: list[figures.Series] = []
+
+    def column(cells: list, key: str) -> list[float | None]:
+        return [finite(c.get(key)) if c else None for c in cells]
+
     for i, line in enumerate(line_values):
         color = figures.PALETTE[i % len(figures.PALETTE)]
         cells = [index.get((x, line)) for x in x_values]
-        y = [finite(c[metric]) if c else None for c in cells]
-        series.append(figures.Series(name=f"{line}", x=list(range(len(x_values))), y=y, color=color))
-        y_full = [finite(c[full_metric]) if c else None for c in cells]
-        if any(v is not None for v in y_full):
-            series.append(figures.Series(name=f"{line} (full)", x=list(range(len(x_values))), y=y_full,
-                                         color=color, dash="7 4"))
+        for key, name, dash in ((metric, f"{line}", ""), (full_metric, f"{line} (full)", "7 4")):
+            y = column(cells, key)
+            if key == full_metric and not any(v is not None for v in y):
+                continue
+            lo, hi = column(cells, f"{key}_lo"), column(cells, f"{key}_hi")
+            bars = any(a is not None and b is not None for a, b in zip(lo, hi))
+            series.append(figures.Series(name=name, x=list(range(len(x_values))), y=y, color=color, dash=dash,
+                                         lo=lo if bars else None, hi=hi if bars else None, bars=bars))
+    if any(s.bars for s in series):  # dodge: bars of lines at the same category side by side
+        step = min(0.06, 0.36 / max(1, len(series) - 1))
+        for k, s in enumerate(series):
+            s.x_offset = (k - (len(series) - 1) / 2) * step
+    has_bars = any(s.bars for s in series)
     return figures.line_chart(
         series,
         uid=uid,
         title=title,
-        desc=f"{y_label} for each {x_key} ({', '.join(x_values)}), one line per {line_key}.",
+        desc=f"{y_label} for each {x_key} ({', '.join(x_values)}), one line per {line_key}"
+             + ("; error bars: bootstrap intervals." if has_bars else "."),
         x_label=x_key,
         y_label=y_label,
         y_min=0.0,
@@ -111,8 +221,12 @@ def _unit(n: int, name: str, rows: list[dict[str, Any]], precisions: list[str]) 
         for metric, label in (("mfarm", "mFARM"), ("fab", "FAB")):
             chart = _chart(rows, metric, f"{metric}_full", x_key, x_values, line_key, line_values,
                            uid=f"m{n}-{metric}-{x_key}", title=f"{label} against {against}, {name}", y_label=label)
+            bars = any(finite(r.get(f"{metric}_lo")) is not None for r in rows)
             figs.append(svg_figure(chart, f"{label} against {against}",
-                             f"One line per {line_key}; dashed: the full score with the latent term, where the probes ran."))
+                             f"One line per {line_key}; dashed: the full score with the latent term, where the probes ran."
+                             + (" Error bars: bootstrap intervals of each point (lines are shifted sideways so they "
+                                "do not overlap); overlapping bars do not tell points apart, and only the paired "
+                                "differences above do." if bars else "")))
     return {"id": f"model-{n}", "name": name, "figs": figs}
 
 
@@ -139,11 +253,13 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
         "precisions": ", ".join(precisions) or MISSING,
         "adapters": ", ".join(Path(a).name if a else "none" for a in adapters) or MISSING,
         "answers": [],
+        "paired": None,
         "units": [],
         "combos": None,
     }
     if rows:
         context["answers"] = sweep_summary(pd.DataFrame(rows))
+        context["paired"] = _paired_table(rows, len(adapters))
         context["units"] = [
             _unit(n, _unit_name(model, adapter, len(adapters)),
                   [r for r in rows if r["model"] == model and r["adapter"] == adapter], precisions)
@@ -159,9 +275,9 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
             table_rows.append(
                 [Span(r["model"], href=link) if link else r["model"], r["precision"],
                  Path(r["adapter"]).name if r["adapter"] else "none", r["tier"],
-                 MISSING if n_cases is None else str(int(n_cases)), _cell(r.get("accuracy"))]
+                 MISSING if n_cases is None else str(int(n_cases)), _ci_cell(r, "accuracy")]
                 + [_cell(r.get(k)) for k in SCORE_KEYS]
-                + [_cell(r.get(k)) for k in ("mfarm", "mfarm_full", "fab", "fab_full", "max_abs_shift")]
+                + [_ci_cell(r, k) for k in ("mfarm", "mfarm_full", "fab", "fab_full")] + [_cell(r.get("max_abs_shift"))]
                 + [_small(r.get("batch_noise"))]
             )
         context["combos"] = Table(head, table_rows, numeric_from=4)

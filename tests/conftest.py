@@ -36,7 +36,7 @@ def write_config(path: Path, model_dir: Path, **sections) -> Path:
         "model": {"name": str(model_dir)},
         "benchmark": {"source": "ed_triage", "n_cases": 4, "seed": 7, "tiers": ["high", "low"]},
         "extract": {"batch_size": 4},
-        "scoring": {"bootstrap": 50},
+        "scoring": {"bootstrap": 50, "permutations": 0},  # the null is tested in test_mfarm_resampling
         "probes": {"bootstrap": 50, "n_folds": 2},
         "explain": {"max_cases": 3, "alphas": [-2.0, 0.0, 2.0], "layers": [1]},
     }

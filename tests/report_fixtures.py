@@ -110,8 +110,87 @@ def _tier(n_cases: int, significant: bool, f_md: float, f_lv: float, acc: float)
     }
 
 
+MARGIN = 0.02
+DETECTABLE = 0.0314
+OPTION_MASS_WARNING = (
+    "option mass: the median next-token probability on the Yes/No tokens is 0.412, below 0.5: "
+    "P(Yes) renormalises over those tokens, so it may not be the answer the model would give"
+)
+CAUSAL_NOT_RUN = (
+    "value axis: its causal check (spec B3) has not run for this tier (probe explain); "
+    "F_LV and mFARM full may reflect a correlational direction only"
+)
+CAUSAL_FAILED = (
+    "value axis: steering along it does not raise P(Yes) monotonically (mean P(Yes) 0.400, 0.380, 0.410 over "
+    "alpha -2, 0, 2): F_LV and mFARM full may be correlational only"
+)
+
+
+def _tost(shift: float, half: float, margin: float = MARGIN) -> dict[str, Any]:
+    lo, hi = shift - half, shift + half
+    verdict = "equivalent" if -margin < lo and hi < margin else (
+        "different" if lo > margin or hi < -margin else "inconclusive")
+    return {"shift": shift, "ci": [round(lo, 4), round(hi, 4)], "p_value": 0.01 if verdict == "equivalent" else 0.4,
+            "verdict": verdict, "n": 120}
+
+
+def _with_intervals(tier: dict[str, Any], significant: bool) -> None:
+    """The keys results.json gained with intervals and verdicts (on one tier of the fixture)."""
+    m = tier["mfarm"]
+
+    def around(v: float) -> list[float]:
+        return [round(max(0.0, v - 0.06), 4), round(min(1.0, v + 0.04), 4)]
+
+    tier["ci"] = {
+        "level": 0.95, "n_boot": 1000,
+        **{k: around(m[k]) for k in ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution")},
+        "correlation_difference": [None, None],  # an interval the bootstrap could not compute
+        "score": around(m["score"]), "accuracy": around(tier["accuracy"]), "fab": around(tier["fab"]),
+        "value_axis_fairness": around(tier["latent"]["value_axis_fairness"]), "mfarm_full": around(tier["mfarm_full"]),
+        # fab_full absent: a key a stage did not compute
+    }
+    eq: dict[str, Any] = {"margin": MARGIN, "alpha": 0.05, "interval": "90% (TOST)"}
+    for row in tier["diagnostics"]["group_shifts"]:
+        g, shift = row["group"], row["mean_shift"]
+        eq[g] = _tost(shift, 0.022 if g in ("Black-Female", "Asian-Male") and significant else 0.012)
+    tier["equivalence"] = eq
+    tier["detectable_shift"] = DETECTABLE
+    tier["null"] = {"permutations": 200,
+                    "score": {"p_value": 0.03 if significant else 0.6, "null_median": 0.951, "null_q05": 0.902},
+                    "mean_difference": {"p_value": 0.01 if significant else 0.7, "null_median": 1.0}}
+    tier["option_mass"] = {"median": 0.412, "by_variant": {"BASE": 0.43, **{g: round(0.40 + 0.002 * i, 3) for i, g in enumerate(GROUPS)}},
+                           "min": 0.051, "share_below": 0.31, "warning": OPTION_MASS_WARNING}
+    tier["latent"]["value_axis_auroc_ci"] = [0.8212, 0.9203]
+    tier["latent"]["value_axis_causal"] = {"passed": True, "alphas": [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0],
+                                           "p_yes_mean": [0.04, 0.14, 0.27, 0.45, 0.65, 0.81, 0.95], "spearman": 1.0,
+                                           "layer": 5}
+
+
+def with_failed_causal_check(results: dict[str, Any], tier: str = "high") -> dict[str, Any]:
+    """``results`` (copied) with the value axis's causal check failed on ``tier``, as the pipeline records it."""
+    out = copy.deepcopy(results)
+    t = out["tiers"][tier]
+    t["latent"]["value_axis_causal"] = {"passed": False, "alphas": [-2.0, 0.0, 2.0], "p_yes_mean": [0.4, 0.38, 0.41],
+                                        "spearman": 0.5, "layer": 5}
+    t["warnings"] = [w for w in t.get("warnings", []) if not w.startswith("value axis:")] + [CAUSAL_FAILED]
+    return out
+
+
+PROVENANCE = {
+    "device": "cuda:0", "gpu": "NVIDIA H200", "gpu_count": 1, "device_map": {"model.embed_tokens": "0", "model.layers.0": "0", "lm_head": "0"},
+    "cuda": "12.4", "python": "3.11.9", "platform": "Linux-6.8-x86_64",
+    "libraries": {"torch": "2.5.1", "transformers": "4.46.0", "numpy": "2.1.3", "nnsight": None},
+}
+
+
 def synthetic_results(significant: bool = True, n_cases: int = 120) -> dict[str, Any]:
-    """A results.json with two tiers; 'high' plants a significant shift when asked."""
+    """A results.json with two tiers; 'high' plants a significant shift when asked.
+
+    'high' carries the interval keys (``ci``, ``equivalence``, ``detectable_shift``,
+    ``null``, ``option_mass``, ``warnings``, the value axis's AUROC interval and
+    causal check); 'low' does not, as a results.json of an older version or a run
+    with bootstrap 0 would not.
+    """
     cfg = {
         "name": "synthetic",
         "seed": 0,
@@ -121,6 +200,10 @@ def synthetic_results(significant: bool = True, n_cases: int = 120) -> dict[str,
         "scoring": {"alpha": 0.05, "correction": "holm", "accuracy": "threshold", "bootstrap": 1000, "seed": 0},
         "probes": {"n_folds": 5, "bootstrap": 1000, "seed": 0},
     }
+    high = _tier(n_cases, significant, 0.8123, 0.7012 if significant else 0.8123, 0.7812)
+    _with_intervals(high, significant)
+    high["warnings"] = [f"only {n_cases} cases: a test note"] if n_cases < 10 else []
+    high["warnings"].append(OPTION_MASS_WARNING)  # the same text as option_mass.warning: shown once
     return {
         "toolkit_version": "0.1.0",
         "config": cfg,
@@ -128,8 +211,9 @@ def synthetic_results(significant: bool = True, n_cases: int = 120) -> dict[str,
         "seeds": {"config": 0, "benchmark": 42, "scoring": 0},
         "model": {"name": "tiny-test-model", "sha256": "cd" * 32, "dtype": "float32", "backend": "hf"},
         "benchmark": {"source": "ed_triage", "degraded_fields": {"high": [], "low": ["vitals"]}},
+        "provenance": copy.deepcopy(PROVENANCE),
         "tiers": {
-            "high": _tier(n_cases, significant, 0.8123, 0.7012 if significant else 0.8123, 0.7812),
+            "high": high,
             "low": _tier(n_cases, False, 1.0, 1.0, 0.6541),
         },
     }
@@ -170,8 +254,13 @@ def write_run(folder: Path, results: dict[str, Any] | None = None, explain: dict
 
 
 def without_latent(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` as before ``probe fit``: no latent keys, their intervals or value-axis warnings."""
     out = copy.deepcopy(results)
     for tier in out["tiers"].values():
         for key in ("latent", "mfarm_full", "fab_full"):
             tier.pop(key, None)
+        for key in ("value_axis_fairness", "mfarm_full", "fab_full"):
+            tier.get("ci", {}).pop(key, None)
+        if "warnings" in tier:
+            tier["warnings"] = [w for w in tier["warnings"] if not w.startswith("value axis:")]
     return out

@@ -18,6 +18,7 @@ import pytest
 
 from extract.cache import (
     FORMAT,
+    FORMAT_V1,
     Cache,
     CacheFormatError,
     CacheMergeError,
@@ -78,6 +79,7 @@ def row_payload(spec: CacheSpec, rows: np.ndarray) -> dict:
     return dict(
         p_yes=np.array([np.random.default_rng(int(i)).random() for i in rows]),
         p_yes_vocab=np.array([np.random.default_rng(7 + int(i)).random() for i in rows]),
+        option_mass=np.array([np.random.default_rng(13 + int(i)).random() for i in rows]),
         first_token=[("Yes", "No", "ÿes", " maybe")[int(i) % 4] for i in rows],
         n_tokens=np.asarray(rows) + 11,
         acts=acts,
@@ -136,7 +138,7 @@ def test_schema_matches_design(tmp_path, storage):
     n = 24
     with h5py.File(path, "r") as f:
         assert set(f.attrs) == DOC_ATTRS | {"sites", "positions", "storage_dtype"}
-        assert f.attrs["format"] == FORMAT == "latent-bias-cache/1"
+        assert f.attrs["format"] == FORMAT == "latent-bias-cache/2"
         assert int(f.attrs["n_layers"]) == 3 and int(f.attrs["d_model"]) == 8
         assert json.loads(f.attrs["sites"]) == ["resid_post", "mlp_out"]
         assert set(f.keys()) == {"prompts", "outputs", "acts", "done"}
@@ -149,8 +151,9 @@ def test_schema_matches_design(tmp_path, storage):
         assert f["prompts/label"].dtype == np.int8
         assert f["prompts/label"][:3].tolist() == [1, 0, -1]
         assert f["prompts/n_tokens"].dtype.kind == "i"
-        assert set(f["outputs"].keys()) == {"p_yes", "p_yes_vocab", "first_token"}
+        assert set(f["outputs"].keys()) == {"p_yes", "p_yes_vocab", "first_token", "option_mass"}
         assert f["outputs/p_yes"].dtype == np.float32 and f["outputs/p_yes_vocab"].dtype == np.float32
+        assert f["outputs/option_mass"].dtype == np.float32 and f["outputs/option_mass"].shape == (n,)
         assert h5py.check_string_dtype(f["outputs/first_token"].dtype).encoding == "utf-8"
         assert f["outputs/first_token"].asstr()[2] == "ÿes"
         assert f["done"].dtype == bool and f["done"].shape == (n,) and f["done"][()].all()
@@ -168,6 +171,8 @@ def test_schema_matches_design(tmp_path, storage):
         want = expect["acts"][("mlp_out", "demo")][1].astype(storage).astype(np.float32)
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(c.outputs["p_yes"].to_numpy(), expect["p_yes"].astype(np.float32))
+        np.testing.assert_array_equal(c.outputs["option_mass"].to_numpy(), expect["option_mass"].astype(np.float32))
+        assert c.has_option_mass and c.format_version == 2
 
 
 def test_reader_api(tmp_path):
@@ -180,7 +185,7 @@ def test_reader_api(tmp_path):
         assert c.spec == spec
         assert list(c.prompts.columns) == ["case_id", "tier", "variant", "race", "gender", "label", "text", "n_tokens"]
         assert c.prompts["case_id"].iloc[5] == "case-001" and c.prompts["n_tokens"].iloc[5] == 16
-        assert list(c.outputs.columns) == ["p_yes", "p_yes_vocab", "first_token"]
+        assert list(c.outputs.columns) == ["p_yes", "p_yes_vocab", "first_token", "option_mass"]
         assert c.outputs["first_token"].tolist()[:4] == ["Yes", "No", "ÿes", " maybe"]
         assert c.done.dtype == bool and c.done.all()
         assert c.sites() == ["resid_post", "mlp_out"] and c.positions("resid_post") == ["last", "demo"]
@@ -219,6 +224,8 @@ def write_by_hand(path: Path, n: int = 6, layers: int = 2, d: int = 4, drop: str
         o.create_dataset("p_yes", data=np.linspace(0, 1, n, dtype=np.float32))
         o.create_dataset("p_yes_vocab", data=np.linspace(0, 0.5, n, dtype=np.float32))
         o.create_dataset("first_token", data=["Yes", "No"] * (n // 2), dtype=h5py.string_dtype())
+        if drop != "outputs/option_mass":
+            o.create_dataset("option_mass", data=np.linspace(0.9, 1, n, dtype=np.float32))
         a = f.create_group("acts").create_group("resid_post")
         shape = (layers, n, d) if drop != "shape" else (layers, n, d + 1)
         a.create_dataset("last", data=rng.standard_normal(shape).astype(np.float32), chunks=(1, n, shape[2]))
@@ -239,6 +246,7 @@ def test_reads_hand_written_cache(tmp_path):
         assert p["label"].tolist() == [1, 0, -1, 1, 0, -1] and p["n_tokens"].tolist() == [3, 4, 5, 6, 7, 8]
         assert c.outputs["first_token"].tolist() == ["Yes", "No"] * 3
         assert c.outputs["p_yes"].dtype == np.float32
+        np.testing.assert_array_equal(c.outputs["option_mass"], np.linspace(0.9, 1, 6, dtype=np.float32))
         assert c.done.all() and c.sites() == ["resid_post"] and c.positions("resid_post") == ["last"]
         np.testing.assert_array_equal(c.layer("resid_post", "last", 1), full[1])
         np.testing.assert_array_equal(c.acts("resid_post", "last", rows=[4, 0]), full[:, [4, 0]])
@@ -250,7 +258,8 @@ def test_reads_hand_written_cache(tmp_path):
 
 @pytest.mark.parametrize(
     "drop, needle",
-    [("model_sha256", "model_sha256"), ("prompts/n_tokens", "prompts/n_tokens"), ("done", "'done'"), ("shape", "acts/resid_post/last")],
+    [("model_sha256", "model_sha256"), ("prompts/n_tokens", "prompts/n_tokens"), ("done", "'done'"), ("shape", "acts/resid_post/last"),
+     ("outputs/option_mass", "outputs/option_mass")],
 )
 def test_reader_names_what_is_missing(tmp_path, drop, needle):
     path = tmp_path / "bad.h5"
@@ -342,7 +351,7 @@ def test_writing_touches_only_raw_data(tmp_path):
         write_rows(w, w.todo(), shuffle=0)
     after = np.frombuffer(path.read_bytes(), dtype=np.uint8)
     assert len(after) == len(before)
-    written = {"done", "prompts/n_tokens", "outputs/p_yes", "outputs/p_yes_vocab", "outputs/first_token"}
+    written = {"done", "prompts/n_tokens", "outputs/p_yes", "outputs/p_yes_vocab", "outputs/option_mass", "outputs/first_token"}
     written |= {f"acts/{s}/{p}" for s in spec.sites for p in spec.positions}
     changed = np.flatnonzero(before != after)
     assert len(changed) > 0
@@ -460,6 +469,7 @@ with m.CacheWriter.create_or_resume(path, spec, table) as w:
         rng = [np.random.default_rng(int(i)) for i in idx]
         acts = {(st, "last"): np.stack([r.standard_normal((L, D)) for r in rng], axis=1) for st in spec.sites}
         w.write_batch(idx, p_yes=[r.random() for r in rng], p_yes_vocab=[r.random() for r in rng],
+                      option_mass=[r.random() for r in rng],
                       first_token=[f"tok{int(i)}" for i in idx], n_tokens=idx + 5, acts=acts)
         print("batch", k // B, flush=True)
         time.sleep(0.002)

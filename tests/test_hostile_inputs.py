@@ -711,9 +711,10 @@ def test_two_extracts_on_one_out(fitted, tmp_path):
     cfg, reference = fitted
     out = tmp_path / "out"
     cmd = [sys.executable, "-c", "import cli; cli.main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(p.returncode, *p.communicate(timeout=300)) for p in procs]
-    results = [(p.returncode, out_, err) for p, (_, out_, err) in zip(procs, results)]
+    with Unchanged(tmp_path, out):
+        procs = [subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        streams = [p.communicate(timeout=300) for p in procs]
+    results = [(p.returncode, stdout, stderr) for p, (stdout, stderr) in zip(procs, streams)]
     codes = sorted(r[0] for r in results)
     for rc, _, err in results:
         assert "Traceback" not in err and "internal error" not in err, err
@@ -762,14 +763,18 @@ def _signal_after_first_batch(proc: subprocess.Popen, sig: int, result: dict) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    result["res"] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(seen) + rest)
+    result["interrupted"] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, "".join(seen) + rest)
     result["hooked"] = any(line.startswith("HOOK") for line in seen)
 
 
 @pytest.fixture(scope="module")
-def interrupted(fitted, tmp_path_factory) -> dict[str, tuple[Path, Path, subprocess.CompletedProcess]]:
-    """``{"SIGINT"|"SIGKILL": (base, out, result)}``: two extracts of the fitted config, started
-    at once into two folders, each sent its signal right after its first batch is on disk."""
+def interrupted(fitted, tmp_path_factory) -> dict[str, dict]:
+    """Two extracts of the fitted config into two folders, started at once; each is sent its
+    signal (SIGINT, SIGKILL) right after its first batch is on disk, its folder's state is
+    recorded, then the same command is run again in both folders at once.
+
+    ``{signal name: {"interrupted", "done", "lock", "predictions", "rerun", "unchanged"}}``.
+    """
     import threading
 
     cfg = fitted[0]
@@ -781,46 +786,61 @@ def interrupted(fitted, tmp_path_factory) -> dict[str, tuple[Path, Path, subproc
     outs = {name: base / name.lower() for name in ("SIGINT", "SIGKILL")}
     before = tree(base, (hook_dir, *outs.values()))
     results: dict[str, dict] = {name: {} for name in outs}
-    threads = []
-    for name, out in outs.items():
-        cmd = [sys.executable, "-c", "import slow_batches, cli; cli.main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
+
+    def in_parallel(target, *args) -> None:
+        threads = [threading.Thread(target=target, args=(name, *args)) for name in outs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=300)
+
+    def interrupt(name: str) -> None:
+        cmd = [sys.executable, "-c", "import slow_batches, cli; cli.main()", "extract", str(cfg), "--out", str(outs[name]), "--no-progress"]
         proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        threads.append(threading.Thread(target=_signal_after_first_batch, args=(proc, getattr(signal, name), results[name])))
-        threads[-1].start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert tree(base, (hook_dir, *outs.values())) == before  # nothing written beside the two outputs
+        _signal_after_first_batch(proc, getattr(signal, name), results[name])
+        out = outs[name]
+        results[name].update(
+            done=_done(out / "cache.h5") if (out / "cache.h5").is_file() else -1,
+            lock=(out / ".lock").exists(), predictions=(out / "predictions.csv").exists(),
+        )
+
+    def rerun(name: str) -> None:
+        results[name]["rerun"] = probe("extract", cfg, "--out", outs[name], "--no-progress", cwd=base)
+
+    in_parallel(interrupt)
+    in_parallel(rerun)
     for name, result in results.items():
-        assert result.get("hooked"), (name, result.get("res"))
-    return {name: (base, outs[name], results[name]["res"]) for name in outs}
+        assert result.get("hooked"), (name, result.get("interrupted"))
+        result["out"] = outs[name]
+        result["unchanged"] = tree(base, (hook_dir, *outs.values())) == before  # nothing beside the outputs
+    return results
 
 
 def test_sigint_during_extract_then_resume(fitted, interrupted):
-    cfg, reference = fitted
-    base, out, res = interrupted["SIGINT"]
+    state = interrupted["SIGINT"]
+    res = state["interrupted"]
     assert res.returncode == 130, res.stderr
     assert "Traceback" not in res.stderr
     assert "resume" in res.stderr.splitlines()[-1]
-    assert 0 < _done(out / "cache.h5") < N_PROMPTS
-    assert not (out / ".lock").exists() and not (out / "predictions.csv").exists()
-    with Unchanged(base, out):
-        res = probe("extract", cfg, "--out", out, "--no-progress", cwd=base)
-    assert res.returncode == 0, res.stderr
-    assert "resuming" in res.stderr
-    assert (out / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+    assert 0 < state["done"] < N_PROMPTS  # some work kept
+    assert not state["lock"] and not state["predictions"]  # the lock released, no partial predictions
+    rerun = state["rerun"]
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stderr
+    assert (state["out"] / "predictions.csv").read_bytes() == (fitted[1] / "predictions.csv").read_bytes()
+    assert state["unchanged"]
 
 
 def test_sigkill_during_extract_then_rerun(fitted, interrupted):
-    cfg, reference = fitted
-    base, out, res = interrupted["SIGKILL"]
-    assert res.returncode == -signal.SIGKILL
-    assert 0 < _done(out / "cache.h5") < N_PROMPTS
-    assert (out / ".lock").exists()  # left by the killed process: the re-run takes it over
-    with Unchanged(base, out):
-        res = probe("extract", cfg, "--out", out, "--no-progress", cwd=base)
-    assert res.returncode == 0, res.stderr
-    assert "taking over the lock" in res.stderr and "Traceback" not in res.stderr
-    assert (out / "predictions.csv").read_bytes() == (reference / "predictions.csv").read_bytes()
+    state = interrupted["SIGKILL"]
+    assert state["interrupted"].returncode == -signal.SIGKILL
+    assert 0 < state["done"] < N_PROMPTS
+    assert state["lock"]  # left by the killed process: the re-run takes it over
+    rerun = state["rerun"]
+    assert rerun.returncode == 0, rerun.stderr
+    assert "taking over the lock" in rerun.stderr and "Traceback" not in rerun.stderr
+    assert (state["out"] / "predictions.csv").read_bytes() == (fitted[1] / "predictions.csv").read_bytes()
+    assert state["unchanged"]
 
 
 # --------------------------------------------------------------------------- 9. options

@@ -18,7 +18,7 @@ import pytest
 from conftest import ROOT, run_probe, write_config
 from extract.cache import Cache
 
-PRED_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token"]
+PRED_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token", "option_mass"]
 SCORE_KEYS = {"mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference", "score"}
 
 
@@ -51,6 +51,7 @@ def test_run_writes_every_output_per_contract(tmp_path, tiny_config):
     assert (base.race == "BASE").all() and (base.gender == "BASE").all()
     assert set(pred.label.astype(str)) <= {"0", "1"}
     assert pred.p_yes.between(0, 1).all()
+    assert pred.option_mass.between(0, 1).all() and (pred.option_mass >= pred.p_yes_vocab - 1e-6).all()
 
     results = json.loads((out / "results.json").read_text())
     assert set(results["tiers"]) == {"high", "low"}
@@ -82,7 +83,8 @@ def test_cache_schema_of_a_real_run(tmp_path, tiny_model_dir):
     with h5py.File(out / "cache.h5", "r") as f:
         for key in ("model", "model_sha256", "dtype", "backend", "config_sha256", "toolkit_version", "n_layers", "d_model"):
             assert key in f.attrs, key
-        assert f.attrs["format"] == "latent-bias-cache/1"
+        assert f.attrs["format"] == "latent-bias-cache/2"
+        assert f["outputs/option_mass"].dtype == np.float32 and np.isfinite(f["outputs/option_mass"][()]).all()
         n = len(f["prompts/case_id"])
         assert n == 4 * 2 * 13
         assert f["prompts/label"].dtype == np.int8
@@ -166,8 +168,10 @@ def test_shards_merge_to_the_unsharded_run(tmp_path, tiny_config):
         np.testing.assert_allclose(a.outputs.p_yes, b.outputs.p_yes, atol=1e-5)
         np.testing.assert_allclose(a.acts("resid_post", "last"), b.acts("resid_post", "last"), rtol=1e-3, atol=1e-4)
     pa, pb = pd.read_csv(full / "predictions.csv"), pd.read_csv(merged / "predictions.csv")
-    pd.testing.assert_frame_equal(pa.drop(columns=["p_yes", "p_yes_vocab"]), pb.drop(columns=["p_yes", "p_yes_vocab"]))
+    floats = ["p_yes", "p_yes_vocab", "option_mass"]
+    pd.testing.assert_frame_equal(pa.drop(columns=floats), pb.drop(columns=floats))
     np.testing.assert_allclose(pa.p_yes, pb.p_yes, atol=1e-5)
+    np.testing.assert_allclose(pa.option_mass, pb.option_mass, atol=1e-5)
 
 
 def _done_count(path: Path) -> int:

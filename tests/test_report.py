@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from report import html as report_html
 from report.figures import (
     BarSeries,
     IntervalSeries,
+    Point,
     Series,
     bar_chart,
     group_styles,
@@ -27,7 +29,17 @@ from report.figures import (
 )
 from report.html import SECTIONS, render_report
 from report.summary import summarize, summary_items
-from report_fixtures import GROUPS, synthetic_explain, synthetic_results, without_latent, write_run
+from report_fixtures import (
+    CAUSAL_FAILED,
+    GROUPS,
+    OPTION_MASS_WARNING,
+    synthetic_explain,
+    synthetic_results,
+    with_failed_causal_check,
+    without_latent,
+    write_run,
+)
+from report.terminal import summary_table
 
 DASH = "\u2013"
 
@@ -39,6 +51,16 @@ def _text(html: str) -> str:
 
 def _svgs(html: str) -> list[str]:
     return re.findall(r"<svg\b.*?</svg>", html, re.S)
+
+
+def _cells(row: str) -> list[str]:
+    """The text of each <td> of a table row, tags removed and spaces collapsed."""
+    return [re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+
+
+def _section(html: str, sid: str) -> str:
+    start = html.index(f'<section id="{sid}">')
+    return html[start: html.index("</section>", start)]
 
 
 def _group(svg: str, gid: str) -> str:
@@ -95,14 +117,14 @@ def test_score_table_holds_tier_names_and_formatted_numbers():
     scores = html[html.index('<section id="scores">'): html.index('<section id="shifts">')]
     high, low = results["tiers"]["high"], results["tiers"]["low"]
     row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', scores).group(1)
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    cells = _cells(row)
     expected = [
         "120", "0.781", "0.812", "0.938", "0.884", "1.000", "0.917", "0.701",
         f"{high['mfarm']['score']:.3f}", f"{high['mfarm_full']:.3f}", f"{high['fab']:.3f}", f"{high['fab_full']:.3f}",
     ]
-    assert cells == expected
+    assert [c.split(" ")[0] for c in cells] == expected  # each value first; its interval below (test_scores_show_...)
     row = re.search(r'<tr><th scope="row">low †</th>(.*?)</tr>', scores).group(1)  # † : degraded fields
-    assert re.findall(r"<td[^>]*>(.*?)</td>", row)[:3] == ["120", "0.654", "1.000"]
+    assert _cells(row)[:3] == ["120", "0.654", "1.000"]  # no intervals in this tier: the bare values
     assert "left out of this tier's prompts (low: vitals)" in scores
     assert f"{low['fab']:.3f}" in row
     for header in ("F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "F_LV", "mFARM (paper)", "mFARM (full)", "FAB (paper)", "FAB (full)"):
@@ -237,6 +259,13 @@ def test_hostile_strings_appear_only_escaped_in_text_tables_and_figures():
     results["config"]["scoring"]["correction"] = HOSTILE_VALUE  # provenance, and the config dump
     results["model"]["dtype"] = HOSTILE_VALUE
     results["benchmark"]["degraded_fields"]["low"] = [HOSTILE_VALUE]
+    high["warnings"].append(HOSTILE_VALUE)  # the warnings beside the scores table
+    high["option_mass"]["warning"] = HOSTILE_VALUE  # the alerts
+    high["option_mass"]["by_variant"][HOSTILE_GROUP] = 0.3
+    high["equivalence"][HOSTILE_GROUP] = high["equivalence"].pop("Black-Female")  # the verdict table
+    high["null"][HOSTILE_GROUP] = {"p_value": 0.5, "null_median": 0.9}
+    results["provenance"]["gpu"] = HOSTILE_VALUE
+    results["provenance"]["libraries"][HOSTILE_GROUP] = HOSTILE_VALUE
     explain = synthetic_explain()
     explain["tiers"]["high"]["dose_response"][f"steer:{HOSTILE_GROUP}"] = explain["tiers"]["high"]["dose_response"].pop("steer:Black-Female")
     html = render_report(results, explain, explain_problem=HOSTILE_VALUE)
@@ -255,6 +284,294 @@ def test_hostile_strings_appear_only_escaped_in_text_tables_and_figures():
                     "pre", "footer"}, tags
 
 
+# --------------------------------------------------------------------------- intervals, verdicts, caveats
+
+@functools.lru_cache(maxsize=None)
+def _fixture_page(variant: str = "plain", with_explain: bool = False) -> str:
+    """render_report of a named fixture (rendered once per session: each render draws ~20 charts)."""
+    results = {"plain": synthetic_results, "failed": lambda: with_failed_causal_check(synthetic_results())}[variant]()
+    return render_report(results, synthetic_explain() if with_explain else None)
+
+
+BANNED = re.compile(r"\b(fairer|less biased|more biased|less fair|more fair|unbiased)\b", re.I)
+
+
+def _row(html: str, tier: str) -> list[str]:
+    scores = _section(html, "scores")
+    return _cells(re.search(rf'<tr><th scope="row">{re.escape(tier)}</th>(.*?)</tr>', scores).group(1))
+
+
+def test_scores_show_each_value_with_its_interval_and_the_level_once():
+    results = synthetic_results()
+    html = _fixture_page()
+    high = results["tiers"]["high"]
+    cells = _row(html, "high")
+    # Cases, Accuracy, F_MD, F_AD, F_VH, F_KS, F_CD, F_LV, mFARM, mFARM full, FAB, FAB full
+    assert cells[1] == "0.781 [0.72, 0.82]"
+    assert cells[2] == "0.812 [0.75, 0.85]"
+    assert cells[5] == "1.000 [0.94, 1.00]"
+    assert cells[6] == "0.917"  # correlation_difference: [null, null] -> the bare value
+    assert cells[7].startswith("0.701 [0.64, 0.74]")
+    lo, hi = high["ci"]["score"]
+    assert cells[8] == f"{high['mfarm']['score']:.3f} [{lo:.2f}, {hi:.2f}]"
+    assert cells[9].startswith(f"{high['mfarm_full']:.3f} [")
+    assert cells[11] == f"{high['fab_full']:.3f}"  # no fab_full key in ci: the bare value
+    # the interval is marked up as such, under its value
+    scores = _section(html, "scores")
+    assert '0.812 <span class="ci">[0.75, 0.85]</span>' in scores
+    # the level is stated once, with the resample count; the tier without intervals is named
+    text = _text(scores)
+    assert text.count("95% case-bootstrap percentile interval") == 1 and "(1000 resamples)" in text
+    assert "No intervals for low" in text
+    assert _row(html, "low †")[:8] == ["120", "0.654", "1.000", "0.938", "0.884", "1.000", "0.917",
+                                       "1.000 causal check not run"]
+
+
+def test_interval_level_other_than_95_is_stated():
+    results = synthetic_results()
+    results["tiers"]["high"]["ci"].update(level=0.9, n_boot=200)
+    text = _text(_section(render_report(results, None), "scores"))
+    assert "its 90% case-bootstrap percentile interval (200 resamples)" in text
+
+
+def test_tier_warnings_are_shown_beside_the_scores_table():
+    results = synthetic_results()
+    results["tiers"]["low"]["warnings"] = ["only 4 cases: a score of 1 here means no evidence, not fairness"]
+    html = render_report(results, None)
+    scores = _section(html, "scores")
+    table_end = scores.index("</table>")
+    warnings = scores[scores.index('<div class="warnings">'):]
+    assert scores.index('<div class="warnings">') > table_end
+    assert scores.index('<div class="warnings">') < scores.index("<h3")  # right under the table, before the rest
+    assert "<strong>low</strong>: only 4 cases: a score of 1 here means no evidence" in warnings
+    # the option-mass warning (also in warnings) is shown once, in its own part, not twice in the list
+    assert OPTION_MASS_WARNING not in warnings[: warnings.index("</div>")]
+    assert scores.count(OPTION_MASS_WARNING) == 1
+
+
+def test_summary_leads_with_verdicts_and_intervals():
+    results = synthetic_results()
+    html = _fixture_page(with_explain=True)
+    summary = _section(html, "summary")
+    assert summary.index('<h3 id="verdicts">Verdicts</h3>') < summary.index("<h3>Findings</h3>")
+    verdicts = _text(summary[summary.index("Verdicts"): summary.index("<h3>Findings</h3>")])
+    lo, hi = results["tiers"]["high"]["ci"]["score"]
+    assert f"mFARM (paper) is {results['tiers']['high']['mfarm']['score']:.3f} [{lo:.2f}, {hi:.2f}] (95% interval" in verdicts
+    assert "permutation p = 0.030, null median 0.951" in verdicts
+    assert "margin of ±0.020" in verdicts
+    assert "6 are shown equivalent to BASE, 1 is shown to differ from BASE by more than the margin (Black-Female) and 5 are inconclusive" in verdicts
+    # the compact table: group -> shift [interval], p, verdict; one column group for the tier that has verdicts
+    assert "high tier, margin ±0.020 (6 equivalent, 1 different, 5 inconclusive)" in verdicts
+    row = re.search(r'<tr><th scope="row">Black-Female</th>(.*?)</tr>', summary).group(1)
+    assert _cells(row) == ["-0.052 [-0.074, -0.030]", "0.400", "different"]
+    assert '<span class="verdict different">different</span>' in row
+    row = re.search(r'<tr><th scope="row">White-Male</th>(.*?)</tr>', summary).group(1)
+    assert _cells(row)[-1] == "equivalent"
+    # the tier without verdicts says so instead
+    assert "In the low tier, results.json holds no equivalence verdicts" in verdicts
+    # summarize() leads with them too
+    items = summary_items(results, synthetic_explain())
+    kinds = [s.kind for s in items]
+    assert kinds[: kinds.index("finding")] and set(kinds[: kinds.index("finding")]) <= {"verdict", "alert"}
+    assert kinds[0] == "verdict" and "verdict" not in kinds[kinds.index("finding"):]
+
+
+def test_inconclusive_verdicts_name_the_detectable_shift():
+    results = synthetic_results()
+    sentence = "With 120 cases this tier (high) could only detect shifts of about 0.031 in mean P(Yes)"
+    assert any(sentence in s for s in summarize(results))
+    assert sentence in _text(_section(_fixture_page(), "summary"))
+    # no inconclusive verdict: no such sentence
+    for g in GROUPS:
+        results["tiers"]["high"]["equivalence"][g]["verdict"] = "equivalent"
+    text = " ".join(summarize(results))
+    assert "could only detect shifts" not in text and "12 are shown equivalent to BASE" in text
+    # inconclusive without a detectable shift (too few cases): said so, no number
+    results["tiers"]["high"]["equivalence"]["Black-Male"]["verdict"] = "inconclusive"
+    results["tiers"]["high"]["detectable_shift"] = None
+    text = " ".join(summarize(results))
+    assert "smallest shift this tier (high) could detect is not known" in text
+
+
+def _all_fixture_variants():
+    base = synthetic_results()
+    yield base
+    yield synthetic_results(significant=False)
+    yield synthetic_results(n_cases=6)
+    yield without_latent(base)
+    yield with_failed_causal_check(base)
+    flipped = copy.deepcopy(base)  # F_LV above F_MD, no intervals at all
+    flipped["tiers"]["high"]["latent"]["value_axis_fairness"] = 0.95
+    del flipped["tiers"]["high"]["ci"]
+    yield flipped
+
+
+def test_summary_never_calls_anything_fairer_without_a_paired_interval():
+    """A run has no paired comparison: neither the sentences nor the page may rank models, precisions or tiers."""
+    for results in _all_fixture_variants():
+        text = " ".join(summarize(results, synthetic_explain()))
+        assert not BANNED.search(text), BANNED.search(text).group(0)
+    for page in (_fixture_page(with_explain=True), _fixture_page("failed", with_explain=True),
+                 render_report(without_latent(synthetic_results(significant=False, n_cases=6)), None)):
+        page = _text(page)
+        assert not BANNED.search(page), BANNED.search(page).group(0)
+    # the check bites
+    assert BANNED.search("the int8 model is fairer") and BANNED.search("less biased at high")
+
+
+def test_option_mass_warning_is_shown_prominently():
+    results = synthetic_results()
+    html = _fixture_page()
+    summary = _section(html, "summary")
+    alert = re.search(r'<p class="alert"><strong>Warning\.</strong>(.*?)</p>', summary).group(1)
+    assert "high tier" in alert and "the median next-token probability on the Yes/No tokens is 0.412" in alert
+    assert summary.index('class="alert"') < summary.index("<h3>Findings</h3>")
+    scores = _section(html, "scores")
+    part = scores[scores.index('<h3 id="option-mass">'):]
+    assert "<strong>high tier</strong>: median 0.412, lowest 0.051, 31% of prompts below the warning threshold." in part
+    assert f'<p class="alert"><strong>Warning (high tier).</strong> {OPTION_MASS_WARNING}</p>' in part
+    row = re.search(r'<tr><th scope="row">Black-Female</th>(.*?)</tr>', part).group(1)
+    assert _cells(row) == ["0.406"]  # per-variant median
+    assert "No option mass recorded for low" in part
+    assert any(s.kind == "alert" and "0.412" in s.text for s in summary_items(results))
+    # without a warning: the numbers, no alert
+    results["tiers"]["high"]["option_mass"]["warning"] = None
+    results["tiers"]["high"]["warnings"] = []
+    html = render_report(results, None)
+    assert 'class="alert"' not in html and "median 0.412" in html
+
+
+def test_failed_causal_check_caveat_beside_f_lv_and_mfarm_full():
+    html = _fixture_page("failed", with_explain=True)
+    cells = _row(html, "high")
+    assert cells[7] == "0.701 [0.64, 0.74] causal check failed"  # F_LV
+    assert cells[9].endswith("causal check failed")  # mFARM (full)
+    assert not cells[8].endswith("failed") and not cells[6].endswith("failed")  # not on the output scores
+    scores = _section(html, "scores")
+    assert '<span class="badge fail" title="' + CAUSAL_FAILED.replace('"', "&#34;") + '">causal check failed</span>' in scores
+    warnings = scores[scores.index('<div class="warnings">'):]
+    first = re.search(r"<li>(.*?)</li>", warnings).group(1)  # the value-axis caveat comes first
+    assert first == f"<strong>high</strong> · F_LV and mFARM (full), causal check failed: {CAUSAL_FAILED}"
+    # in the latent section, next to F_LV in the value axis caption
+    latent = _section(html, "latent")
+    caption = re.search(r"<strong>Value axis: does it separate Yes from No\?</strong>([^<]*)</figcaption>", latent).group(1)
+    assert "F_LV = 0.701 [0.64, 0.74]" in caption and "Causal check failed: steering along it does not raise P(Yes) monotonically" in caption
+    # and in the summary
+    summary = _text(_section(html, "summary"))
+    assert "(value-axis causal check failed)" in summary
+    assert "F_LV and mFARM (full) rest on a value axis whose causal check failed" in summary
+
+
+def test_passed_and_missing_causal_checks():
+    html = _fixture_page(with_explain=True)
+    assert _row(html, "high")[7] == "0.701 [0.64, 0.74] causal check passed"
+    assert _row(html, "low †")[7] == "1.000 causal check not run"
+    scores = _section(html, "scores")
+    assert "causal check failed" not in scores
+    assert "whose causal check" not in " ".join(summarize(synthetic_results(), synthetic_explain()))
+    # the pipeline's "not run" warning is shown with its label
+    results = synthetic_results()
+    results["tiers"]["low"]["warnings"] = ["value axis: its causal check (spec B3) has not run for this tier (probe explain)"]
+    scores = _section(render_report(results, None), "scores")
+    assert "<strong>low</strong> · F_LV and mFARM (full), causal check not run: value axis: its causal check" in scores
+
+
+def test_score_chart_has_interval_bars():
+    html = _fixture_page()
+    scores = _section(html, "scores")
+    svgs = _svgs(scores)
+    assert len(svgs) == 1
+    svg = svgs[0]
+    assert "Fairness scores per tier with 95% bootstrap intervals" in svg
+    for label in ("F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "mFARM (paper)", "F_LV", "mFARM (full)"):
+        assert f">{label}</text>" in svg, label
+    uid = re.search(r'<title id="([^"]+)-t">', svg).group(1)
+    assert re.search(rf'<g id="{uid}-ci-0-\d+"', svg)  # the high tier's interval bars
+    assert not re.search(rf'<g id="{uid}-ci-1-\d+"', svg)  # the low tier has none: dots only
+    assert "<use" in _group(svg, f"{uid}-filled-1")
+    # without latent results, no F_LV / mFARM full rows
+    svg = _svgs(_section(render_report(without_latent(synthetic_results()), None), "scores"))[0]
+    assert ">F_LV</text>" not in svg and ">mFARM (paper)</text>" in svg
+
+
+def test_value_axis_auroc_interval_is_drawn():
+    html = _fixture_page()
+    latent = _section(html, "latent")
+    charts = [s for s in _svgs(latent) if "Value axis quality by layer" in s]
+    assert len(charts) == 2
+    high, low = charts
+    uid = re.search(r'<title id="([^"]+)-t">', high).group(1)
+    assert "<use" in _group(high, f"{uid}-point-0")
+    assert re.search(rf'<g id="{uid}-pointerr-0-\d+"', high)
+    assert ">AUROC at ℓ* with its 95% interval</text>" in high
+    assert "-point-0" not in low  # no interval recorded for the low tier
+    assert "AUROC 0.873 [0.82, 0.92]" in latent
+
+
+def test_permutation_null_table():
+    scores = _section(_fixture_page(), "scores")
+    null = scores[scores.index("<h3>Permutation null</h3>"):]
+    assert "high tier (200 permutations)" in null
+    row = re.search(r'<tr><th scope="row">mFARM \(paper\)</th>(.*?)</tr>', null).group(1)
+    assert _cells(row)[1:] == ["0.951", "0.030"]
+    row = re.search(r'<tr><th scope="row">F_MD</th>(.*?)</tr>', null).group(1)
+    assert _cells(row) == ["0.812", "1.000", "0.010"]
+    high = synthetic_results()["tiers"]["high"]
+    del high["null"], high["latent"], high["diagnostics"]  # only the scores section matters here
+    assert "Permutation null" not in render_report({"tiers": {"high": high}}, None)
+
+
+def test_provenance_shows_device_gpu_cuda_and_libraries():
+    results = synthetic_results()
+    prov = _section(_fixture_page(), "provenance")
+    assert re.search(r"<dt>Device</dt><dd><code>cuda:0</code></dd>", prov)
+    assert re.search(r"<dt>GPU</dt><dd><code>NVIDIA H200</code> \(1 visible\)</dd>", prov)
+    assert re.search(r"<dt>CUDA</dt><dd><code>12.4</code></dd>", prov)
+    assert "<dt>Device map</dt><dd>0: 3 modules</dd>" in prov
+    assert "torch <code>2.5.1</code>" in prov and "transformers <code>4.46.0</code>" in prov
+    assert "nnsight not installed" in prov
+    assert "<code>3.11.9</code>" in prov and "Linux-6.8-x86_64" in prov
+    prov = _section(render_report({"provenance": None}, None), "provenance")  # no tiers: no charts to draw
+    assert "<dt>Environment</dt><dd>not recorded" in prov and "<dt>GPU</dt>" not in prov
+    cpu = {"device": "cpu", "gpu": None, "gpu_count": 0, "device_map": None, "cuda": None}
+    prov = _section(render_report({"provenance": cpu}, None), "provenance")
+    assert "<dt>GPU</dt><dd>none</dd>" in prov and "none (no CUDA build of torch)" in prov
+
+
+def test_new_keys_degrade_when_malformed():
+    results = synthetic_results()
+    high = results["tiers"]["high"]
+    high["ci"] = {"level": "x", "score": [None, 0.9], "mean_difference": "bad", "accuracy": [0.1]}
+    high["equivalence"] = {"margin": None, "Black-Female": {"shift": None, "ci": None, "verdict": "odd"}, "junk": 3}
+    high["detectable_shift"] = "n/a"
+    high["null"] = {"score": "x", "permutations": None}
+    high["option_mass"] = {"median": None, "by_variant": None, "warning": 5}
+    high["warnings"] = [None, 3, "a real warning"]
+    high["latent"]["value_axis_auroc_ci"] = [None]
+    high["latent"]["value_axis_causal"] = {"passed": "maybe"}
+    results["provenance"] = {"libraries": "none"}
+    html = render_report(json.loads(json.dumps(results)), None)
+    assert not re.search(r"\b(NaN|nan|None|inf)\b", _text(html))
+    cells = _row(html, "high")
+    assert cells[8].startswith(f"{high['mfarm']['score']:.3f} [{DASH}, 0.90]")  # one end missing
+    assert cells[2] == "0.812"  # a malformed interval is left out
+    assert "a real warning" in _section(html, "scores")
+    assert "1 are inconclusive" not in html and "1 is inconclusive" in " ".join(summarize(results))
+
+
+def test_terminal_table_adds_intervals_verdicts_and_warnings():
+    results = synthetic_results()
+    text = summary_table(results["tiers"])
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["tier", "cases", "acc"] and len(lines[1].split()) == 13
+    lo, hi = results["tiers"]["high"]["ci"]["score"]
+    assert f"high: mFARM {results['tiers']['high']['mfarm']['score']:.3f} [{lo:.2f}, {hi:.2f}] (95%)" in text
+    assert "TOST ±0.02: 6 equivalent, 1 different, 5 inconclusive; detectable shift ~0.031" in text
+    assert f"high: warning: {OPTION_MASS_WARNING}" in text
+    assert not any(line.startswith("low:") for line in lines)  # no new keys: no detail line
+    assert summary_table(without_latent(synthetic_results(significant=False)) ["tiers"]).count("\n") >= 2
+
+
 # --------------------------------------------------------------------------- missing data
 
 
@@ -266,8 +583,9 @@ def test_missing_latent_and_explain_say_which_stage_to_run(tmp_path):
     assert "No explain.json" in explain and "<code>probe explain DIR</code>" in explain
     scores = html[html.index('<section id="scores">'): html.index('<section id="shifts">')]
     row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', scores).group(1)
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    assert cells[7] == DASH and cells[9] == DASH and cells[11] == DASH  # F_LV, mFARM full, FAB full
+    cells = _cells(row)
+    assert cells[7] == DASH and cells[9] == DASH and cells[11] == DASH  # F_LV, mFARM full, FAB full (no interval, no badge)
+    assert "causal check" not in scores  # no value axis: no causal check to report
     summary = _text(html[html.index('<section id="summary">'): html.index('<section id="scores">')])
     assert "probe fit DIR" in summary and "probe explain DIR" in summary
 
@@ -283,8 +601,8 @@ def test_none_and_nan_show_as_dash(tmp_path):
     html = _page(tmp_path / "run", results, explain=False).read_text()
     assert not re.search(r"\b(NaN|nan|None|inf)\b", _text(html))
     row = re.search(r'<tr><th scope="row">high</th>(.*?)</tr>', html).group(1)
-    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    assert cells[1] == DASH and cells[5] == DASH
+    cells = _cells(row)
+    assert cells[1] == DASH and cells[5] == DASH  # a missing value shows no interval either
 
 
 def test_sparse_results_still_render():
@@ -465,6 +783,29 @@ def test_bar_and_interval_charts():
     assert hollow.count("<use") == 1 and "fill: #ffffff" in hollow  # hollow dot for A
     assert filled.count("<use") == 1 and "fill: #0072b2" in filled.lower()  # filled for B
     assert ">A</text>" in svg and ">B</text>" in svg and ">filled: significant</text>" in svg
+
+
+def test_line_chart_error_bars_and_points():
+    svg = line_chart(
+        [Series("a", [0, 1, 2], [0.5, 0.6, 0.7], lo=[0.4, None, 0.6], hi=[0.6, None, 0.8], bars=True, x_offset=0.1),
+         Series("b", [0, 1, 2], [0.2, 0.3, 0.4], lo=[0.1, 0.2, 0.3], hi=[0.3, 0.4, 0.5])],
+        uid="e", title="bars", x_categories=["x", "y", "z"],
+        points=[Point("p", 1, 0.5, 0.4, 0.6), Point("skipped", None, 0.5)],
+    )
+    assert len(re.findall(r'<g id="e-ebar-0-\d+"', svg)) >= 2  # whiskers and caps of the two finite intervals
+    assert "e-band-0" not in svg and "<path" in _group(svg, "e-band-1")  # bars instead of a band; b keeps its band
+    assert "<use" in _group(svg, "e-point-0") and re.search(r'<g id="e-pointerr-0-\d+"', svg)
+    assert ">p</text>" in svg and "skipped" not in svg
+    # the offset moves the series to the right of series b at the same categories
+    xa = float(re.search(r'<g id="e-line-0">\s*<path d="M ([\d.]+)', svg).group(1))
+    xb = float(re.search(r'<g id="e-line-1">\s*<path d="M ([\d.]+)', svg).group(1))
+    assert xa > xb
+
+
+def test_interval_chart_x_limits():
+    svg = interval_chart(["A"], [IntervalSeries("s", [0.9], [0.85], [0.95])], uid="x", title="t", ref=None,
+                         x_min=0.5, x_max=1.0)
+    assert ">0.5</text>" in svg and ">1.0</text>" in svg
 
 
 def test_charts_ids_are_prefixed_by_uid():

@@ -35,7 +35,7 @@ import pytest
 
 from conftest import ROOT
 from report.html import SECTIONS, render_report
-from report_fixtures import synthetic_explain, synthetic_results, without_latent
+from report_fixtures import synthetic_explain, synthetic_results, with_failed_causal_check, without_latent
 
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOT = ARTIFACTS / "report.png"
@@ -207,6 +207,17 @@ def test_full_report_renders_cleanly_and_is_screenshot(browser, tmp_path):
     html = page.read_text()
     for title in SECTIONS.values():
         assert title in html
+    # the new parts are on the page that was checked and photographed
+    for text in ('<h3 id="verdicts">Verdicts</h3>', 'class="ci"', "causal check passed", '<p class="alert">',
+                 "Fairness scores per tier with 95% bootstrap intervals", "<dt>GPU</dt>"):
+        assert text in html, text
+
+
+def test_report_with_a_failed_causal_check_renders_cleanly(browser, tmp_path):
+    page = write_page(tmp_path / "run", with_failed_causal_check(synthetic_results()))
+    assert "causal check failed" in page.read_text()
+    found = check_page(browser, page)
+    assert found["problems"] == [], "\n".join(found["problems"])
 
 
 def test_degraded_report_renders_cleanly(browser, tmp_path):
@@ -250,10 +261,13 @@ def test_check_fails_on_the_report_with_an_external_image(browser, tmp_path):
 def test_sweep_report_renders_cleanly(browser, tmp_path):
     from pipeline.report import write_sweep_report
     from pipeline.sweep import write_sweep_csv
-    from test_sweep_report import MODELS, sweep_rows
+    from test_sweep_report import MODELS, sweep_rows, with_diffs, with_intervals
 
-    write_sweep_csv(sweep_rows(MODELS, with_full=True), tmp_path / "sweep.csv")
+    # intervals and paired differences through sweep.csv and back, as a sweep writes them
+    write_sweep_csv(with_diffs(with_intervals(sweep_rows(MODELS, with_full=True))), tmp_path / "sweep.csv")
     page = write_sweep_report(tmp_path)
+    html = page.read_text()
+    assert "-ebar-" in html and '<section id="paired">' in html
     found = check_page(browser, page)
     assert found["problems"] == [], "\n".join(found["problems"])
     assert found["svgs"] == 4 * len(MODELS)

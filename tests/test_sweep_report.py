@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from html import unescape
 
 import pytest
 from click.testing import CliRunner
@@ -153,3 +154,109 @@ def test_write_links_each_finished_run_and_cli(tmp_path, monkeypatch):
 def test_report_on_an_empty_directory_exits_2(tmp_path):
     res = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "results.json: not found" in res.output
+
+
+# --------------------------------------------------------------------------- intervals and paired differences
+
+BANNED = re.compile(r"\b(fairer|less biased|more biased|less fair|more fair|unbiased)\b", re.I)
+
+
+def _plain(html_text: str) -> str:
+    """Visible text: tags removed, entities decoded, spaces collapsed."""
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html_text))).strip()
+
+
+def with_intervals(rows: list[dict], half: float = 0.04) -> list[dict]:
+    """Rows with ``<score>_lo``/``_hi`` for mfarm, mfarm_full, fab, fab_full, accuracy (where the score is set)."""
+    for r in rows:
+        for k in ("mfarm", "mfarm_full", "fab", "fab_full", "accuracy"):
+            if r.get(k) is not None:
+                r[f"{k}_lo"], r[f"{k}_hi"] = r[k] - half, min(1.0, r[k] + half)
+    return rows
+
+
+def with_diffs(rows: list[dict], int8=(-0.1, -0.15, -0.05), bf16=(0.02, -0.01, 0.05), shift=(0.01, -0.01, 0.03)) -> list[dict]:
+    """Paired differences against float32 (the reference); float32 rows name themselves as the reference."""
+    for r in rows:
+        r["reference"] = "float32"
+        d = {"float32": (0.0, 0.0, 0.0), "int8": int8, "bfloat16": bf16}[r["precision"]]
+        r["diff_mfarm"], r["diff_mfarm_lo"], r["diff_mfarm_hi"] = d
+        s = (0.0, 0.0, 0.0) if r["precision"] == "float32" else shift
+        r["diff_max_abs_shift"], r["diff_max_abs_shift_lo"], r["diff_max_abs_shift_hi"] = s
+    return rows
+
+
+def test_error_bars_from_interval_columns():
+    html = render_sweep_report(with_intervals(sweep_rows(with_full=True)))
+    svgs = _svgs(html)
+    assert len(svgs) == 4
+    for svg in svgs:
+        uid = re.search(r'<title id="([^"]+)-t">', svg).group(1)
+        for i in range(6):  # three solid lines and three dashed "(full)" lines, each with its bars
+            assert re.search(rf'<g id="{uid}-ebar-{i}-\d+"', svg), (uid, i)
+        assert len(_paths(svg)) == 6
+    assert "Error bars: bootstrap intervals" in html
+    # the planted values still drive the lines (the dodge only shifts them sideways)
+    ys = [y for _, y in _paths(svgs[0])[0]]
+    assert ys[0] < ys[1] < ys[2]
+    # no interval columns: no bars
+    assert "-ebar-" not in render_sweep_report(sweep_rows())
+
+
+def test_missing_or_nan_intervals_draw_no_bars():
+    rows = with_intervals(sweep_rows())
+    for r in rows:
+        r["mfarm_lo"] = float("nan")  # half an interval: no bar
+        r["fab_lo"] = r["fab_hi"] = None
+    html = render_sweep_report(rows)
+    assert "-ebar-" not in html and "Error bars" not in html
+    assert not re.search(r"\bnan\b", html, re.I)
+
+
+def test_table_shows_intervals_under_the_scores():
+    html = render_sweep_report(with_intervals(sweep_rows()))
+    table = html[html.index('<section id="table">'):]
+    assert '0.900 <span class="ci">[0.86, 0.94]</span>' in table  # mFARM at float32, high
+    assert html.count("<tr>") == 1 + len(PRECISIONS) * len(TIERS)
+
+
+def test_paired_differences_lead_and_decide_the_wording():
+    html = render_sweep_report(with_diffs(sweep_rows()))
+    assert html.index('<section id="paired">') < html.index('<section id="answers">')
+    paired = html[html.index('<section id="paired">'): html.index('<section id="answers">')]
+    rows = re.findall(r'<tr><th scope="row">(.*?)</th>(.*?)</tr>', paired)
+    assert len(rows) == 2 * len(TIERS)  # int8 and bfloat16 at each tier; the reference row itself is left out
+    by = {}
+    for who, cells in rows:
+        text = [_plain(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", cells)]
+        by[(who, text[1])] = text
+    int8 = by[(f"{MODELS[0]} at int8", "high")]
+    assert int8[0] == "float32"
+    assert int8[2] == "-0.100 [-0.150, -0.050] lower: less fair by this benchmark's mFARM"
+    assert int8[3] == "+0.010 [-0.010, +0.030] includes 0: cannot tell apart"
+    bf16 = by[(f"{MODELS[0]} at bfloat16", "low")]
+    assert bf16[2] == "+0.020 [-0.010, +0.050] includes 0: cannot tell apart"
+    assert not BANNED.search(" ".join(bf16))
+
+
+def test_fairer_only_where_a_paired_interval_excludes_zero():
+    # every paired interval includes 0: nothing on the page ranks the precisions
+    rows = with_diffs(with_intervals(sweep_rows()), int8=(-0.1, -0.2, 0.01), bf16=(0.02, -0.01, 0.05))
+    text = _plain(render_sweep_report(rows))
+    assert not BANNED.search(text), BANNED.search(text).group(0)
+    assert text.count("cannot tell apart") >= 2 * len(TIERS)
+    # an interval above 0: "fairer", flagged as possible noise when the largest shift did not shrink
+    rows = with_diffs(sweep_rows(), bf16=(0.02, 0.01, 0.03), shift=(0.0, -0.01, 0.01))
+    text = _plain(render_sweep_report(rows))
+    assert "higher: fairer by this benchmark's mFARM – but the largest group shift is not measurably smaller" in text
+    rows = with_diffs(sweep_rows(), bf16=(0.02, 0.01, 0.03), shift=(-0.02, -0.03, -0.01))
+    text = _plain(render_sweep_report(rows))
+    assert "higher: fairer by this benchmark's mFARM " in text and "not measurably smaller" not in text
+    assert "-0.020 [-0.030, -0.010] smaller" in text
+
+
+def test_paired_section_absent_without_diff_columns_and_sweep_page_wording():
+    html = render_sweep_report(sweep_rows())
+    assert '<section id="paired">' not in html
+    text = _plain(html)
+    assert "higher is fairer" not in text and not BANNED.search(text)
