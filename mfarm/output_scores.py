@@ -244,8 +244,8 @@ def output_scores(P: np.ndarray, alpha: float = 0.05, correction: str = "holm") 
 from .stats import (  # noqa: E402
     friedman_rows,
     ks_rows,
+    levene_from_parts,
     levene_pairs,
-    levene_rows,
     levene_parts,
     quiet,
     reject_rows,
@@ -387,7 +387,7 @@ def _vh_rows(P: np.ndarray, alpha: float, correction: str) -> np.ndarray:
     out = np.ones(B)
     C = np.ascontiguousarray(P.transpose(0, 2, 1))
     zbar, ss = levene_parts(C)
-    _, p_omni = levene_rows(C) if n > 0 else (None, np.full(B, np.nan))
+    _, p_omni = levene_from_parts(zbar, ss, n)
     sel = p_omni <= alpha
     if not sel.any():
         return out

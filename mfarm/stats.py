@@ -323,6 +323,7 @@ __all__ += [
     "wilcoxon_p_rows",
     "friedman_rows",
     "levene_parts",
+    "levene_from_parts",
     "levene_rows",
     "levene_pairs",
     "ks_rows",
@@ -461,11 +462,45 @@ def _wilcoxon_asymptotic_rows(n: int, has_ties: np.ndarray, n_zero: np.ndarray) 
     ties or zeros: n <= 13 -> permutation (``wilcoxon_p`` runs the same test
     vectorised), otherwise asymptotic.
     """
+    if n <= _PERMUTATION_MAX_N or not _asymptotic_rule_ok():
+        return np.zeros(has_ties.shape, dtype=bool)
     if n > 50:
         return np.ones(has_ties.shape, dtype=bool)
-    if n <= _PERMUTATION_MAX_N:
-        return np.zeros(has_ties.shape, dtype=bool)
     return has_ties | (n_zero > 0)
+
+
+@functools.lru_cache(maxsize=1)
+def _asymptotic_rule_ok() -> bool:
+    """Check once that this scipy's wilcoxon uses the normal approximation where assumed above.
+
+    Probes n = 20 with ties and a zero, and n = 60 without ties, against the
+    normal-approximation formula of ``wilcoxon_p_rows``.  If scipy decides
+    otherwise (another version's ``method="auto"`` rule), every row goes through
+    ``wilcoxon_p`` itself.
+    """
+    from scipy import special
+
+    def normal_p(d: np.ndarray) -> float:
+        nz = d[d != 0]
+        c = float(nz.size)
+        r = _st.rankdata(np.abs(nz))
+        _, t = np.unique(np.abs(nz), return_counts=True)
+        se = math.sqrt((c * (c + 1.0) * (2.0 * c + 1.0) - np.sum(t.astype(float) ** 3 - t) / 2) / 24)
+        z = (np.sum(r[nz > 0]) - c * (c + 1.0) * 0.25) / se
+        return float(2 * special.ndtr(-abs(z)))
+
+    rng = np.random.default_rng(0)
+    probes = [np.round(rng.normal(0.3, 1.0, 20), 1), rng.normal(0.3, 1.0, 60)]
+    probes[0][0] = 0.0
+    try:
+        with quiet():
+            for d in probes:
+                ref = _st.wilcoxon(d, zero_method="wilcox", correction=False).pvalue
+                if not np.isclose(ref, normal_p(d), rtol=1e-10, atol=0):
+                    return False
+    except Exception:  # noqa: BLE001
+        return False
+    return True
 
 
 def wilcoxon_p_rows(D: np.ndarray) -> np.ndarray:
@@ -592,6 +627,14 @@ def levene_rows(C: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if k < 2 or n == 0:
         return np.full(B, math.nan), np.full(B, math.nan)
     zbar, ss = levene_parts(C)
+    return levene_from_parts(zbar, ss, n)
+
+
+def levene_from_parts(zbar: np.ndarray, ss: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Levene (W, p) over all k samples from ``levene_parts`` output (shape (B, k)) -> each (B,)."""
+    k = zbar.shape[1]
+    if k < 2 or n == 0:
+        return np.full(zbar.shape[0], math.nan), np.full(zbar.shape[0], math.nan)
     return _levene_from_parts([zbar[:, i] for i in range(k)], [ss[:, i] for i in range(k)], n)
 
 

@@ -47,10 +47,11 @@ def read_predictions(path: str | Path):
 
 def _as_config(config: Any, overrides: Iterable[str] = ()):
     from configs.schema import Config, load_config
+    from configs.trust import apply_trust
 
     if isinstance(config, Config):
         return config
-    return load_config(config, list(overrides))
+    return apply_trust(load_config(config, list(overrides)), False, str(config))
 
 
 def run(

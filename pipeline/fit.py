@@ -53,6 +53,10 @@ def _run_fit(run: RunDir, cfg: Config | None) -> dict[str, Any]:
     from report.scoring import group_order
 
     cache_path = run / "cache.h5"
+    with Cache(cache_path):  # a damaged or foreign file is named as such (CacheFormatError), not as stale
+        pass
+    if cfg is None and (run / "config.json").is_file():
+        cfg = load_run_config(run.path)  # an unreadable config.json is named before any freshness check
     run.adopt("cache.h5")
     if not run.is_fresh("cache.h5"):
         raise InputError(f"{cache_path}: {run.why_stale('cache.h5')} (re-run 'probe extract' on this directory)")
@@ -120,7 +124,7 @@ def read_latent_matrices(path: Path) -> dict[str, tuple[np.ndarray, list[str], l
     import h5py
 
     out = {}
-    with h5py.File(path, "r") as f:
+    with h5py.File(path, "r") as f:  # read after read_latent has checked the file
         for tier, group in f.items():
             if isinstance(group, h5py.Group) and "latent_matrix" in group:
                 ds = group["latent_matrix"]
@@ -133,8 +137,13 @@ def read_latent(path: Path) -> dict[str, dict[str, Any]]:
     import h5py
 
     out: dict[str, dict[str, Any]] = {}
-    with h5py.File(path, "r") as f:
-        for tier, group in f.items():
-            if isinstance(group, h5py.Group) and LATENT_ATTR in group.attrs:
-                out[tier] = json.loads(group.attrs[LATENT_ATTR])
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != PROBES_FORMAT:
+                raise InputError(f"{path}: not a probes file written by 'probe fit' (format {f.attrs.get('format')!r})")
+            for tier, group in f.items():
+                if isinstance(group, h5py.Group) and LATENT_ATTR in group.attrs:
+                    out[tier] = json.loads(group.attrs[LATENT_ATTR])
+    except (OSError, KeyError, ValueError) as err:
+        raise InputError(f"{path}: not a probes file written by 'probe fit' ({str(err).splitlines()[0][:80]}); re-run 'probe fit'") from None
     return out

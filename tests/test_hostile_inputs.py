@@ -388,7 +388,6 @@ def test_explain_on_forged_probes(copy_run, tmp_path, spoil):
     assert_refused(res, str(run / "probes.h5"), "probe fit")
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.fit.read_latent lets h5py's OSError out (exit 1); fix belongs in pipeline/fit.py")
 def test_report_on_forged_probes(copy_run, tmp_path):
     run = copy_run()
     _garbage(run / "probes.h5")
