@@ -55,3 +55,6 @@ def tier_order(tiers) -> list[str]:
     """``tiers`` (any iterable, duplicates allowed) in the canonical order, unknown ones last, sorted."""
     seen = set(tiers)
     return [t for t in TIERS if t in seen] + sorted(seen - set(TIERS))
+
+#: results.json ``warnings`` entries about the value axis (F_LV, mFARM full) start with this
+VALUE_AXIS_WARNING = "value axis:"

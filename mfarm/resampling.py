@@ -226,7 +226,7 @@ def _point_scores(
     return out
 
 
-def _keys(labels: Any, S: np.ndarray | None) -> list[str]:
+def _keys(S: np.ndarray | None) -> list[str]:
     keys = list(INTERVAL_KEYS)
     if S is not None:
         keys += list(LATENT_INTERVAL_KEYS)
@@ -297,7 +297,7 @@ def score_intervals(
     alpha = check_alpha(alpha)
     check_correction(correction)
     S = _check_same(P, S, "S")
-    keys = _keys(labels, S)
+    keys = _keys(S)
     out: dict[str, Any] = {"level": level, "n_boot": n_boot}
     out.update({key: None for key in keys})
     n = P.shape[0]
@@ -381,7 +381,7 @@ def paired_differences(
     Y = None if labels is None else _labels_matrix(labels, P_a.shape)
     point_a = _point_scores(P_a, Y, alpha, correction, accuracy_method, S_a)
     point_b = _point_scores(P_b, Y, alpha, correction, accuracy_method, S_b)
-    keys = [key for key in _keys(labels, S_a) if key in point_a]
+    keys = [key for key in _keys(S_a) if key in point_a]
     boot_a = boot_b = None
     if n_boot > 0 and n > 0:
         idx = bootstrap_indices(n, n_boot, seed)

@@ -25,7 +25,7 @@ from typing import Any
 from configs.errors import InputError
 from configs.files import atomic_write_text
 from configs.hashes import extraction_sha256, run_config_sha256
-from configs.names import SCORE_KEYS
+from configs.names import SCORE_KEYS, VALUE_AXIS_WARNING
 from configs.schema import Config, config_from_dict
 from configs.version import TOOLKIT_VERSION
 from pipeline.artifacts import RunDir
@@ -143,7 +143,7 @@ def _output_tiers(run: RunDir, cfg: Config) -> dict[str, Any]:
     )
 
 
-LATENT_WARNING_PREFIX = "value axis:"
+LATENT_WARNING_PREFIX = VALUE_AXIS_WARNING
 
 
 def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:

@@ -421,7 +421,7 @@ def _null_table(tiers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | 
     head_groups = [("", 1)]
     for name, _, nl in data:
         head += ["observed", "null median", "p"]
-        perms = finite(nl.get("permutations"))
+        perms = finite(nl.get("n_perm", nl.get("permutations")))
         head_groups.append((f"{name} tier" + (f" ({int(perms)} permutations)" if perms is not None else ""), 3))
     rows = []
     for key in order:

@@ -31,6 +31,7 @@ mfarm-spec.md:
 from __future__ import annotations
 
 import re
+from configs.names import VALUE_AXIS_WARNING
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -65,7 +66,7 @@ MONOTONE_RHO = 0.9  # Spearman ρ of the value-axis dose–response needed to ca
 MAX_LISTED = 4  # groups named per direction in one sentence
 
 TARGET_NAMES = {"race": "race", "gender": "gender", "race_gender": "race\u00d7gender"}
-VALUE_AXIS_PREFIX = "value axis:"  # results.json ``warnings`` entries about the value axis start so
+VALUE_AXIS_PREFIX = VALUE_AXIS_WARNING  # results.json ``warnings`` entries about the value axis start so
 VERDICTS = ("equivalent", "different", "inconclusive")
 EQUIVALENCE_META = ("margin", "alpha", "interval")  # the keys of ``equivalence`` that are not groups
 

@@ -212,8 +212,8 @@ def sweep_summary(df) -> list[str]:
                 out.append(
                     f"{what(combo)}: where mFARM rises, the largest group shift does not shrink ("
                     + ", ".join(f"{t} {_fmt(a)} -> {_fmt(b)}" for t, a, b in masked)
-                    + "): the differences became less significant, not smaller - a noisier model can look fairer "
-                    "by mFARM."
+                    + "): the differences became less significant, not smaller - a noisier model can score a higher "
+                    "mFARM without treating the groups more alike."
                 )
 
     compare(

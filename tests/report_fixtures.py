@@ -155,7 +155,7 @@ def _with_intervals(tier: dict[str, Any], significant: bool) -> None:
         eq[g] = _tost(shift, 0.022 if g in ("Black-Female", "Asian-Male") and significant else 0.012)
     tier["equivalence"] = eq
     tier["detectable_shift"] = DETECTABLE
-    tier["null"] = {"permutations": 200,
+    tier["null"] = {"n_perm": 200,
                     "score": {"p_value": 0.03 if significant else 0.6, "null_median": 0.951, "null_q05": 0.902},
                     "mean_difference": {"p_value": 0.01 if significant else 0.7, "null_median": 1.0}}
     tier["option_mass"] = {"median": 0.412, "by_variant": {"BASE": 0.43, **{g: round(0.40 + 0.002 * i, 3) for i, g in enumerate(GROUPS)}},
