@@ -222,26 +222,9 @@ def fit(run_dir):
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
     with run_lock(Path(run_dir), "fit"):
-        _check_received_run(Path(run_dir))
         results = run_fit(Path(run_dir))
     click.echo(summary_table_text(results))
     click.echo(f"probes: {Path(run_dir) / 'probes.h5'}\nresults: {Path(run_dir) / 'results.json'}")
-
-
-def _check_received_run(run_dir: Path) -> None:
-    """Name what is wrong with a run directory's own config.json or cache.h5.
-
-    A run directory can come from anywhere; the stages see a broken config.json or a
-    damaged cache only as "stale", so say first which file is broken and how.
-    """
-    from extract.cache import Cache
-    from pipeline.results import load_run_config
-
-    if (run_dir / "config.json").is_file():
-        load_run_config(run_dir)
-    if (run_dir / "cache.h5").is_file():
-        with Cache(run_dir / "cache.h5"):
-            pass
 
 
 def _number_list(text: str | None, kind: type, option: str) -> list | None:

@@ -543,9 +543,50 @@ def wilcoxon_p_rows(D: np.ndarray) -> np.ndarray:
             z = (r_plus - mn) / se
             p = 2 * special.ndtr(-np.abs(z))
         out[asym] = np.where(np.isfinite(p), p, math.nan)
-    for r in np.flatnonzero(live & ~asym):
+    rest = np.flatnonzero(live & ~asym)
+    if rest.size and n <= _PERMUTATION_MAX_N and _fast_permutation_ok():
+        perm = np.array([_uses_exhaustive_permutation(D[r]) for r in rest], dtype=bool)
+        if perm.any():
+            out[rest[perm]] = _sign_flip_p_rows(D[rest[perm]])
+        rest = rest[~perm]
+    for r in rest:
         out[r] = wilcoxon_p(D[r])
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _flip_patterns(n: int) -> np.ndarray:
+    """Every sign flip of n values as a (2**n, n) 0/1 float matrix (the identity included)."""
+    codes = np.arange(2**n, dtype=np.int64)[:, None]
+    return ((codes >> np.arange(n)) & 1).astype(float)
+
+
+def _sign_flip_p_rows(D: np.ndarray) -> np.ndarray:
+    """:func:`_wilcoxon_permutation_p` of every row of D at once (n <= 13).
+
+    With ranks r (average ranks of the non-zero |d|, 0 for zeros), positives
+    q = 1[d > 0] and a flip pattern f ∈ {0, 1}^n, the flipped statistic is
+
+        R+(f) = Σ_i r_i · (q_i XOR f_i) = R+ + f·r − 2 f·(q r),
+
+    sums of half-integers, so exact in float64. As ``scipy.stats.permutation_test``
+    does for an exhaustive two-sided test: with γ = 100 ε |R+|,
+    p = min(1, 2 min(mean[R+(f) ≥ R+ − γ], mean[R+(f) ≤ R+ + γ])).
+    """
+    D = np.asarray(D, dtype=float)
+    R, n = D.shape
+    nz = D != 0
+    # zeros are the smallest |d|: the non-zero values' average ranks among themselves are
+    # their ranks among all n minus the number of zeros
+    ranks = np.where(nz, _st.rankdata(np.abs(D), method="average", axis=1) - (n - nz.sum(axis=1))[:, None], 0.0)
+    q = (D > 0).astype(float)
+    observed = np.sum(q * ranks, axis=1)
+    F = _flip_patterns(n)
+    null = observed[None, :] + F @ ranks.T - 2.0 * (F @ (q * ranks).T)  # (2**n, R)
+    gamma = np.abs(np.finfo(float).eps * 100 * observed)
+    greater = np.mean(null >= observed - gamma, axis=0)
+    less = np.mean(null <= observed + gamma, axis=0)
+    return np.minimum(1.0, 2.0 * np.minimum(greater, less))
 
 
 def friedman_rows(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from configs.errors import InputError
 from configs.files import atomic_path
-from configs.names import PRIMARY_SITE, tier_order
+from configs.names import BASE, PRIMARY_SITE, tier_order
 from configs.schema import Config
 from pipeline.artifacts import RunDir
 from pipeline.lock import run_lock
@@ -99,7 +99,7 @@ def write_probes(path: Path, tier_results: dict[str, Any], cfg: Config) -> Path:
             group.attrs[LATENT_ATTR] = json.dumps(res["latent"], sort_keys=True, allow_nan=False)
             ds = group.create_dataset("latent_matrix", data=np.asarray(res["latent_matrix"], dtype=np.float64))
             ds.attrs["cases"] = json.dumps(res["latent_cases"])
-            ds.attrs["columns"] = json.dumps(["BASE", *res["groups"]])
+            ds.attrs["columns"] = json.dumps([BASE, *res["groups"]])
             for (site, pos), fitted in res["fitted"].items():
                 axis = fitted["value_axis"]
                 ds = f.create_dataset(f"{tier}/value_axis/{site}/{pos}", data=axis.directions.astype(np.float32))
