@@ -24,7 +24,7 @@ demo: setup
 
 test: setup
 	@[ "$$CI_NO_BROWSER" = 1 ] || command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 || echo "warning: could not install chromium; the report browser test will fail (CI_NO_BROWSER=1 skips it)"
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 clean:
 	rm -rf runs .pytest_cache

@@ -50,6 +50,7 @@ __all__ = [
     "LATENT_INTERVAL_KEYS",
     "bootstrap_indices",
     "mean_shift_intervals",
+    "accuracy_interval",
     "resampled_scores",
     "score_intervals",
     "paired_differences",
@@ -255,6 +256,32 @@ def mean_shift_intervals(
     idx = bootstrap_indices(n, n_boot, seed)
     boot = np.concatenate([D[idx[s : s + _CHUNK]].mean(axis=1) for s in range(0, n_boot, _CHUNK)])
     return [_interval(boot[:, j], level) for j in range(k - 1)]
+
+
+def accuracy_interval(
+    P: np.ndarray,
+    labels: Any,
+    n_boot: int = 1000,
+    seed: Any = 0,
+    level: float = 0.95,
+    accuracy_method: str = "threshold",
+) -> list[float] | None:
+    """Percentile interval of the Part C accuracy over case resamples, alone.
+
+    The same resamples (``bootstrap_indices(n, n_boot, seed)``) and the same bounds
+    as ``score_intervals(...)["accuracy"]``, without scoring the gated tests; None
+    when ``n_boot == 0``, there are no cases, or no prompt is labelled.
+    """
+    P = check_matrix(P)
+    level = _check_level(level)
+    n_boot = _check_count(n_boot, "n_boot")
+    Y = _labels_matrix(labels, P.shape)
+    if accuracy_method not in ACCURACY_METHODS:
+        raise ValueError(f"unknown accuracy method {accuracy_method!r}; use one of {ACCURACY_METHODS}")
+    if n_boot == 0 or P.shape[0] == 0:
+        return None
+    idx = bootstrap_indices(P.shape[0], n_boot, seed)
+    return _interval(_accuracy_rows(P, Y, idx, accuracy_method), level)
 
 
 def score_intervals(

@@ -11,6 +11,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one intra-op thread per test worker (and per CLI subprocess it starts): the
+    # workers already use every core, and oversubscribed BLAS threads only slow them.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 #: The public data sets the repository carries (see data/README.md).
 DATA = ROOT / "data"

@@ -25,7 +25,9 @@ from mfarm.output_scores import (
     output_scores,
 )
 from mfarm.accuracy import accuracy, fab
+from mfarm.simulation import TierPopulation
 from mfarm.resampling import (
+    accuracy_interval,
     bootstrap_indices,
     mean_shift_intervals,
     paired_differences,
@@ -340,6 +342,33 @@ def test_mean_shift_interval_covers_the_population_value():
         rng = np.random.default_rng(10_000 + rep)
         P = simulate(rng, 40, 3, [0.0, shift, 0.0])
         lo, hi = mean_shift_intervals(P, 300, rep)[0]
+        covered += lo <= truth <= hi
+    assert covered >= 180, covered  # nominal 95 %; >= 90 % of 200 repetitions
+
+
+def test_population_values_of_the_generator_match_a_large_draw():
+    pop = TierPopulation.of([0.0, 0.5, -0.3], mu=0.3)
+    P, Y = pop.draw(np.random.default_rng(0), 200_000)
+    acc, _ = accuracy(P.ravel(), Y.ravel())
+    assert abs(acc - pop.accuracy()) < 0.004
+    np.testing.assert_allclose((P[:, 1:] - P[:, :1]).mean(axis=0), pop.mean_shifts(), atol=0.002)
+    assert pop.mean_shifts()[0] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_accuracy_interval_equals_the_one_score_intervals_gives():
+    P, Y = TierPopulation.of([0.2, -0.4]).draw(np.random.default_rng(3), 25)
+    assert accuracy_interval(P, Y, 200, 5) == score_intervals(P, Y, n_boot=200, seed=5)["accuracy"]
+    assert accuracy_interval(P, Y, 0, 5) is None
+    assert accuracy_interval(P, np.full(P.shape, np.nan), 50, 5) is None
+
+
+def test_accuracy_interval_covers_the_population_value():
+    pop = TierPopulation.of([0.0, 0.5, -0.3])
+    truth = pop.accuracy()
+    covered = 0
+    for rep in range(200):
+        P, Y = pop.draw(np.random.default_rng(20_000 + rep), 40)
+        lo, hi = accuracy_interval(P, Y, 300, rep)
         covered += lo <= truth <= hi
     assert covered >= 180, covered  # nominal 95 %; >= 90 % of 200 repetitions
 
