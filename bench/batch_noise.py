@@ -4,7 +4,9 @@ Scores the same ED-triage prompts in batches of --batch-size (the reference) and
 again alone, with two torch threads and with one, and prints the largest change
 against the reference beside the mean within-case spread of P(Yes) (the SD across a
 case's 13 variants, the signal mFARM tests). A change well below that spread is
-harmless; one of the same size means group differences drown in round-off.
+harmless; one of the same size means group differences drown in round-off. With
+float32 among the precisions it then prints each other precision's agreement with
+float32 on the same prompts (Pearson r and the largest |difference|).
 
     .venv/bin/python bench/batch_noise.py [--n-cases 8] [--tier high] [--precisions float32 bfloat16 int8]
 """
@@ -45,6 +47,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"{len(prompts)} prompts ({args.tier} tier), reference: batches of {args.batch_size}, {threads} threads")
     print(f"{'precision':>9}  {'within-case SD':>14}  {'alone':>9}  {'1 thread':>9}  {'alone, 1 thread':>15}")
+    refs: dict[str, np.ndarray] = {}
     for name in args.precisions:
         loaded = load_model(load_config(args.config, PRECISIONS[name]).model)
         texts = [model_text(loaded.tokenizer, p) for p in prompts]
@@ -55,13 +58,20 @@ def main() -> None:
             for bs in (args.batch_size, 1):
                 p[(n_threads, bs)] = score_prompts(runner, texts, batch_size=bs, progress=False)["p_yes"]
         torch.set_num_threads(threads)
-        ref = p[(threads, args.batch_size)]
+        ref = refs[name] = p[(threads, args.batch_size)]
         spread = np.mean([np.std(ref[i : i + n_variants]) for i in range(0, len(ref), n_variants)])
 
         def worst(key: tuple[int, int]) -> str:
             return f"{np.abs(p[key] - ref).max():.1e}"
 
         print(f"{name:>9}  {spread:14.4f}  {worst((threads, 1)):>9}  {worst((1, args.batch_size)):>9}  {worst((1, 1)):>15}", flush=True)
+    if "float32" in refs:
+        print(f"{'precision':>9}  {'r vs float32':>12}  {'max |diff|':>10}  {'mean |diff|':>11}")
+        for name, ref in refs.items():
+            if name != "float32":
+                d = np.abs(ref - refs["float32"])
+                r = np.corrcoef(ref, refs["float32"])[0, 1]
+                print(f"{name:>9}  {r:12.4f}  {d.max():10.4f}  {d.mean():11.4f}")
 
 
 if __name__ == "__main__":

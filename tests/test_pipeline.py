@@ -183,16 +183,16 @@ def _done_count(path: Path) -> int:
 
 
 def test_sigkill_at_any_point_then_rerun_gives_the_same_cache(tmp_path, tiny_model_dir):
-    cfg = write_config(tmp_path / "k.yaml", tiny_model_dir, benchmark={"n_cases": 12, "tiers": ["high"]}, extract={"batch_size": 1})
+    cfg = write_config(tmp_path / "k.yaml", tiny_model_dir, benchmark={"n_cases": 6, "tiers": ["high"]}, extract={"batch_size": 1})
     reference = tmp_path / "reference"
     assert run_probe("extract", str(cfg), "--out", str(reference), "--no-progress").returncode == 0
-    n = 12 * 13
+    n = 6 * 13
 
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     cmd = [sys.executable, "-c", "import cli; cli.main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
     kills = 0
-    for target in (0, 5, 40, 90, 140):  # kill once at least `target` prompts are done
+    for target in (0, 5, 30, 60):  # kill once at least `target` prompts are done
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 120
         while proc.poll() is None and time.time() < deadline:
@@ -204,7 +204,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_same_cache(tmp_path, tiny_mod
             kills += 1
         proc.wait()
     assert kills >= 3
-    assert 0 <= _done_count(out / "cache.h5") < n or kills < 5
+    assert 0 <= _done_count(out / "cache.h5") < n or kills < 4
     res = run_probe("extract", str(cfg), "--out", str(out), "--no-progress")
     assert res.returncode == 0, res.stderr
     assert_same_cache(reference / "cache.h5", out / "cache.h5")
