@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_probe, write_config
+from conftest import ROOT, write_config
 from extract.backends import make_runner
 from extract.chat import model_text
 from extract.model import decoder_layers
@@ -242,19 +243,20 @@ def _checkpoint_items(path):
         return 0
 
 
-def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path, tiny_model_dir):
+def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path, tiny_model_dir, caplog):
     cfg = write_config(
         tmp_path / "k.yaml", tiny_model_dir,
         benchmark={"n_cases": 4, "tiers": ["low"]},
         explain={"max_cases": 3, "alphas": [-4.0, 0.0, 4.0], "layers": [1, 3], "trace_cases": 2},
     )
+    import pipeline
+    from pipeline.explain import run_explain
+
     run = tmp_path / "run"
-    res = run_probe("run", str(cfg), "--out", str(run), "--no-progress", "--no-explain", "--no-report")
-    assert res.returncode == 0, res.stderr
+    pipeline.run(str(cfg), run, stages=("extract", "score", "fit"), progress=False)
     reference = tmp_path / "reference"
     shutil.copytree(run, reference)
-    res = run_probe("explain", str(reference))
-    assert res.returncode == 0, res.stderr
+    run_explain(reference, progress=False)
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "explain", str(run)], env=env,
@@ -268,9 +270,9 @@ def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path,
     proc.wait()
     left = _checkpoint_items(partial)
     assert left >= 3 and not (run / "explain.json").exists()
-    res = run_probe("explain", str(run))
-    assert res.returncode == 0, res.stderr
-    assert "resuming" in res.stderr
+    with caplog.at_level(logging.INFO, logger="pipeline.explain"):
+        run_explain(run, progress=False)
+    assert any("resuming" in r.getMessage() for r in caplog.records)
     assert (run / "explain.json").read_text() == (reference / "explain.json").read_text()
     assert not partial.exists()
     tier = json.loads((run / "explain.json").read_text())["tiers"]["low"]
