@@ -156,7 +156,7 @@ class ExplainConfig:
     alphas: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0])
     max_cases: int | None = 30  # cases used for interventions (each re-runs the model); None: all
     seed: int = 0
-    position_erasure: bool = True  # also erase with LEACE fitted per position kind (demographic words, later, decision)
+    position_erasure: bool = False  # also erase with LEACE fitted per position kind (demographic words, later, decision); 3x the mediation's passes
     trace_cases: int = 4  # cases of the causal trace by activation patching (the first of max_cases); 0: off
     trace_layers: list[int] | None = None  # layers the trace patches; None: every layer
     reuse_prefix: bool = True  # run the blocks below an intervention once per batch (false: full re-runs)

@@ -247,7 +247,8 @@ def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path,
     cfg = write_config(
         tmp_path / "k.yaml", tiny_model_dir,
         benchmark={"n_cases": 4, "tiers": ["low"]},
-        explain={"max_cases": 3, "alphas": [-4.0, 0.0, 4.0], "layers": [1, 3], "trace_cases": 2},
+        explain={"max_cases": 3, "alphas": [-4.0, 0.0, 4.0], "layers": [1, 3], "trace_cases": 2,
+                 "position_erasure": True},
     )
     import pipeline
     from pipeline.explain import run_explain
