@@ -156,6 +156,10 @@ class ExplainConfig:
     alphas: list[float] = field(default_factory=lambda: [-8.0, -4.0, -2.0, 0.0, 2.0, 4.0, 8.0])
     max_cases: int | None = 30  # cases used for interventions (each re-runs the model); None: all
     seed: int = 0
+    position_erasure: bool = False  # also erase with LEACE fitted per position kind (demographic words, later, decision); 3x the mediation's passes
+    trace_cases: int = 4  # cases of the causal trace by activation patching (the first of max_cases); 0: off
+    trace_layers: list[int] | None = None  # layers the trace patches; None: every layer
+    reuse_prefix: bool = True  # run the blocks below an intervention once per batch (false: full re-runs)
 
 
 @dataclass
@@ -632,6 +636,14 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         if not (math.isfinite(a) and abs(a) <= MAX_ALPHA):
             raise ConfigError(f"explain.alphas[{i}]: must be a finite number in -{MAX_ALPHA:g}..{MAX_ALPHA:g}, got {_show(a)}")
     _int_range("explain.max_cases", ex.max_cases, 2, 100_000, null="every case")
+    _int_range("explain.trace_cases", ex.trace_cases, 0, 100_000)
+    if ex.trace_layers is not None:
+        if not ex.trace_layers:
+            raise ConfigError("explain.trace_layers: must not be empty (null: every layer)")
+        for i, layer in enumerate(ex.trace_layers):
+            _int_range(f"explain.trace_layers[{i}]", layer, 0, MAX_LAYER)
+        if len(set(ex.trace_layers)) != len(ex.trace_layers):
+            raise ConfigError(f"explain.trace_layers: duplicate entries in {_show(ex.trace_layers)}")
 
 
 def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None) -> None:
@@ -648,9 +660,10 @@ def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None
     layer = cfg.probes.value_axis_layer
     if layer is not None and not 0 <= layer < n_layers:
         raise ConfigError(f"{prefix}probes.value_axis_layer: must lie in 0..{n_layers - 1} ({model}), got {layer}")
-    bad = [v for v in cfg.explain.layers or [] if not 0 <= v < n_layers]
-    if bad:
-        raise ConfigError(f"{prefix}explain.layers: {_show(bad)} out of range 0..{n_layers - 1} ({model})")
+    for key in ("layers", "trace_layers"):
+        bad = [v for v in getattr(cfg.explain, key) or [] if not 0 <= v < n_layers]
+        if bad:
+            raise ConfigError(f"{prefix}explain.{key}: {_show(bad)} out of range 0..{n_layers - 1} ({model})")
 
 
 def _check_correction(method: str, where: str) -> None:

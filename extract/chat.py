@@ -141,3 +141,16 @@ def char_spans_to_token_positions(
             raise ValueError(f"character span ({start}, {end}) covers no token")
         out.update(hit)
     return sorted(out)
+
+
+def word_token_positions(tokenizer, text: str, words: Sequence[str]) -> list[int]:
+    """Token indices (sorted, unique) of ``text`` covering every whole-word occurrence of ``words``.
+
+    For a text whose character spans were not kept (the cache stores texts, not spans):
+    ``\\bword\\b`` matches, case-sensitive, mapped to tokens as
+    :func:`char_spans_to_token_positions` does. Empty when no word occurs.
+    """
+    import re
+
+    spans = [m.span() for w in words if w for m in re.finditer(rf"(?<!\w){re.escape(w)}(?!\w)", text)]
+    return char_spans_to_token_positions(tokenizer, text, 0, spans) if spans else []

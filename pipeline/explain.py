@@ -1,8 +1,20 @@
-"""The explain stage: steering dose–response and LEACE mediation on a fitted run.
+"""The explain stage: steering dose–response, LEACE mediation and the causal trace on a fitted run.
 
 Reads the fresh ``cache.h5`` and ``probes.h5`` of a run directory, re-runs the model
-(:mod:`probes.causal`), writes ``explain.json`` and re-assembles ``results.json``
-(which carries each tier's best mediation as ``latent.mediation``).
+(:mod:`probes.causal`, :mod:`probes.trace`), writes ``explain.json`` and re-assembles
+``results.json`` (which carries each tier's best mediation as ``latent.mediation``).
+
+Resume: every finished unit of work (per tier: one steering direction, one batch of
+the mediation's erased forwards over every layer, one case of the trace) is written to
+the checkpoint ``DIR/.explain.partial.json`` as it finishes (atomically, the whole file
+replaced), keyed by a fingerprint of everything it depends on (``cache.h5``,
+``probes.h5``, the explain settings including ``--layers``/``--alphas``, the backend and
+batch size). An interrupted explain (Ctrl-C, SIGKILL, a crash) run again with the same
+inputs reads the units back and computes only the rest; explain.json comes out the same
+as an uninterrupted run's (JSON floats round-trip exactly). A checkpoint made from other
+inputs is discarded; the checkpoint is removed once explain.json is written.
+
+A tqdm bar counts intervention forward passes (prompt × intervention) with the time left.
 """
 
 from __future__ import annotations
@@ -24,6 +36,70 @@ from pipeline.lock import run_lock
 log = logging.getLogger(__name__)
 
 EXPLAIN_NAME = "explain.json"
+CHECKPOINT_NAME = ".explain.partial.json"
+CHECKPOINT_FORMAT = "latent-bias-explain-partial/1"
+
+
+class Checkpoint:
+    """Finished explain units, persisted in ``DIR/.explain.partial.json`` (see the module docstring)."""
+
+    def __init__(self, path: Path, key: str):
+        self.path, self.key = path, key
+        self.items: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                data = None
+            if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT and data.get("key") == key:
+                self.items = dict(data.get("items") or {})
+                log.info("explain: resuming from %s (%d finished units)", path, len(self.items))
+            else:
+                log.warning("explain: %s is from other inputs; starting over", path)
+
+    def scoped(self, prefix: str) -> "_Scoped":
+        return _Scoped(self, prefix)
+
+    def get(self, key: str) -> Any:
+        return self.items.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.items[key] = value
+        body = {"format": CHECKPOINT_FORMAT, "key": self.key, "items": self.items}
+        atomic_write_text(self.path, json.dumps(body, allow_nan=True) + "\n")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _Scoped:
+    """A view of a :class:`Checkpoint` under one tier's prefix (what :func:`probes.causal.explain_tier` takes)."""
+
+    def __init__(self, parent: Checkpoint, prefix: str):
+        self.parent, self.prefix = parent, prefix
+
+    def get(self, key: str) -> Any:
+        return self.parent.get(f"{self.prefix}/{key}")
+
+    def put(self, key: str, value: Any) -> None:
+        self.parent.put(f"{self.prefix}/{key}", value)
+
+
+def _checkpoint_key(run: RunDir, cfg: Config) -> str:
+    """SHA-256 over every input of the explain results (see the module docstring)."""
+    import dataclasses
+    import hashlib
+
+    parts = {
+        "cache.h5": run.fingerprint("cache.h5"),
+        "probes.h5": run.fingerprint("probes.h5"),
+        "explain": dataclasses.asdict(cfg.explain),
+        "backend": cfg.extract.backend,
+        "batch_size": cfg.extract.batch_size,
+        "bootstrap": [cfg.scoring.bootstrap, cfg.scoring.ci_level],
+        "groups": [list(cfg.benchmark.races), list(cfg.benchmark.genders)],
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def run_explain(
@@ -32,6 +108,7 @@ def run_explain(
     alphas: list[float] | None = None,
     cfg: Config | None = None,
     trust_remote_code: bool = False,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Run the explain stage on a fitted run directory; write explain.json, re-assemble results.json.
 
@@ -43,10 +120,10 @@ def run_explain(
     if not run.path.is_dir():
         raise InputError(f"{run.path}: no such run directory")
     with run_lock(run.path, "explain"):
-        return _run_explain(run, layers, alphas, cfg, trust_remote_code)
+        return _run_explain(run, layers, alphas, cfg, trust_remote_code, progress)
 
 
-def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_code: bool) -> dict[str, Any]:
+def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_code: bool, progress: bool = True) -> dict[str, Any]:
     from configs.trust import apply_trust
     from extract.cache import Cache
     from pipeline.results import load_run_config
@@ -73,10 +150,17 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
     from pipeline.results import assemble_results
     from probes.causal import default_layers, explain_tier
 
+    from tqdm.auto import tqdm
+
     loaded = load_model(cfg.model)
+    bad = [layer for layer in cfg.explain.trace_layers or [] if not 0 <= layer < loaded.n_layers]
+    if bad:
+        raise InputError(f"explain.trace_layers: {bad} out of range 0..{loaded.n_layers - 1}")
     runner = make_runner(cfg.extract.backend, loaded)
     out: dict[str, Any] = {"layers": cfg.explain.layers, "alphas": list(cfg.explain.alphas), "tiers": {}}
-    with Cache(run / "cache.h5") as cache:
+    checkpoint = Checkpoint(run.path / CHECKPOINT_NAME, _checkpoint_key(run, cfg))
+    bar = tqdm(total=0, desc="explain interventions", unit="pass", disable=not progress)
+    with Cache(run / "cache.h5") as cache, bar:
         if cache.attrs.get("model_sha256") != loaded.sha256:
             raise InputError(f"{run / 'cache.h5'}: was made with another model (weights hash differs from {cfg.model.name})")
         prompts = cache.prompts
@@ -90,11 +174,13 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
                 raise InputError(f"{layers_key}: {bad} out of range 0..{loaded.n_layers - 1}")
             h_last = cache.acts(site, position, rows)
             out["tiers"][tier] = explain_tier(
-                runner, loaded.model, part, p_all[rows], h_last, axis_dirs, value_layer, steering, cfg, tier_layers
+                runner, loaded.model, part, p_all[rows], h_last, axis_dirs, value_layer, steering, cfg, tier_layers,
+                store=checkpoint.scoped(tier), bar=bar, reuse_prefix=cfg.explain.reuse_prefix,
             )
     run.invalidate(EXPLAIN_NAME)
     atomic_write_text(run / EXPLAIN_NAME, json.dumps(out, indent=2, allow_nan=False) + "\n")
     run.record(EXPLAIN_NAME)
+    checkpoint.remove()
     assemble_results(run)
     return out
 

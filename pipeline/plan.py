@@ -37,6 +37,7 @@ class Plan:
     tokens_per_s: float | None = None
     extract_s: float | None = None
     explain_passes: int = 0
+    explain_blocks: float = 1.0  # decoder-block evaluations per pass and layer (below 1 with prefix reuse)
     explain_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -51,16 +52,47 @@ class Plan:
 
 def explain_passes(cfg: Any, n_layers: int, value_layer: int | None = None) -> int:
     """Prompt forward passes of the explain stage at the config's settings (per the code in probes.causal)."""
-    from probes.causal import default_layers
+    return explain_cost(cfg, n_layers, value_layer)[0]
 
-    ec = cfg.explain
+
+def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None) -> tuple[int, float]:
+    """``(prompt forward passes, decoder-block evaluations / (passes × n_layers))`` of the explain stage.
+
+    Passes count every intervention as a forward of one prompt (the dose–response, the
+    LEACE fitting pass, the pooled, random-control and per-position erasures, the
+    causal trace's captures and patches). The block fraction is 1 for full re-runs and
+    below 1 with ``explain.reuse_prefix``: an intervention at layer ℓ then runs blocks
+    ℓ+1..L−1 only, after one prefix pass per batch (:mod:`extract.prefix`).
+    """
+    from probes.causal import default_layers
+    from probes.trace import TRACE_KINDS
+
+    ec, L = cfg.explain, n_layers
     k = len(cfg.benchmark.races) * len(cfg.benchmark.genders) + 1
-    cases = ec.max_cases
-    layers = ec.layers or default_layers(n_layers, value_layer if value_layer is not None else n_layers // 2)
-    steered_alphas = sum(1 for a in ec.alphas if a != 0)
-    dose = (1 + (k - 1)) * steered_alphas * cases  # value axis + every group direction, BASE prompts
-    mediation = (k - 1) * cases + 2 * len(set(layers)) * k * cases  # fitting pass + LEACE and random erasure
-    return len(ec.tiers or cfg.benchmark.tiers[:1]) * (dose + mediation)
+    cases = ec.max_cases or cfg.benchmark.n_cases or 30
+    vl = value_layer if value_layer is not None else L // 2
+    layers = sorted(set(ec.layers or default_layers(L, vl)))
+    steered = sum(1 for a in ec.alphas if a != 0)
+    erasures = 2 + (4 if ec.position_erasure else 0)
+    nr, ng = len(cfg.benchmark.races), len(cfg.benchmark.genders)
+    pairs = ((nr - 1) * ng + nr * (ng - 1)) * min(ec.trace_cases, cases)
+    tl = sorted(set(ec.trace_layers if ec.trace_layers is not None else range(L)))
+    passes = {
+        "dose": k * steered * cases,  # value axis + every group direction, BASE prompts
+        "fit": (k - 1) * cases,
+        "mediation": erasures * len(layers) * k * cases,
+        "trace": pairs * (2 + len(TRACE_KINDS) * len(tl)),
+    }
+    full = sum(passes.values()) * L
+    if not ec.reuse_prefix:
+        blocks = full
+    else:
+        blocks = (cases * (vl + 1) + passes["dose"] * (L - vl - 1)
+                  + passes["fit"] * L
+                  + k * cases * (max(layers) + 1) + erasures * k * cases * sum(L - x - 1 for x in layers)
+                  + pairs * (2 * L + len(TRACE_KINDS) * sum(L - x - 1 for x in tl)))
+    n = sum(passes.values()) * len(ec.tiers or cfg.benchmark.tiers[:1])
+    return n, (blocks / full if full else 1.0)
 
 
 def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> Plan:
@@ -95,8 +127,8 @@ def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup:
         n_cases=len(cases), prompts_by_tier=prompts_by_tier, tokens_by_tier=tokens_by_tier,
         n_layers=loaded.n_layers, d_model=loaded.d_model, bytes_by_site=bytes_by_site,
         shard_prompts=shard_prompts, device=str(getattr(loaded, "device", "cpu")),
-        explain_passes=explain_passes(cfg, loaded.n_layers),
     )
+    plan.explain_passes, plan.explain_blocks = explain_cost(cfg, loaded.n_layers)
     if warmup > 0:
         batches = plan_batches([p.case_id for p in prompts], tiers, cfg.extract.batch_size, k)
         runner.forward([texts[i] for i in batches[0]], capture=True, sites=tuple(cfg.extract.sites), positions=("last",))
@@ -112,7 +144,7 @@ def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup:
         if plan.tokens_per_s:
             plan.extract_s = plan.n_tokens / plan.tokens_per_s
             mean_tokens = plan.n_tokens / max(1, plan.n_prompts)
-            plan.explain_s = plan.explain_passes * mean_tokens / plan.tokens_per_s
+            plan.explain_s = plan.explain_passes * plan.explain_blocks * mean_tokens / plan.tokens_per_s
         plan.notes.append(f"speed from {timed} warm-up prompts ({tokens} tokens) after one untimed batch")
     return plan
 
@@ -149,7 +181,8 @@ def format_plan(plan: Plan) -> list[str]:
         per_shard = plan.extract_s * max(plan.shard_prompts) / max(1, plan.n_prompts) if plan.extract_s else None
         lines.append(f"estimated extraction: {_duration(plan.extract_s)} in one job" + (
             f", {_duration(per_shard)} for the largest of {len(plan.shard_prompts)} shards" if len(plan.shard_prompts) > 1 else ""))
-        lines.append(f"estimated explain: {plan.explain_passes:,} prompt forward passes, {_duration(plan.explain_s)}")
+        lines.append(f"estimated explain: {plan.explain_passes:,} prompt forward passes, {_duration(plan.explain_s)}"
+                     + (f" (prefix reuse: {plan.explain_blocks:.0%} of their decoder blocks run)" if plan.explain_blocks < 1 else ""))
     else:
         lines.append(f"explain: {plan.explain_passes:,} prompt forward passes (no speed measured: --warmup 0)")
     lines.extend(f"note: {n}" for n in plan.notes)

@@ -55,31 +55,116 @@ def default_layers(n_layers: int, value_layer: int) -> list[int]:
 
 def _score(runner, texts: list[str], batch_size: int) -> np.ndarray:
     out = np.empty(len(texts))
-    order = np.argsort(-runner.token_lengths(texts), kind="stable")
-    for start in range(0, len(texts), batch_size):
-        idx = order[start : start + batch_size]
+    for idx in length_batches(runner, texts, batch_size):
         out[idx] = runner.forward([texts[i] for i in idx]).p_yes
     return out
 
 
-def dose_response(runner, model, texts, layer, direction, sigma, alphas, batch_size, p_unsteered=None) -> dict[str, Any]:
+def length_batches(runner, texts: Sequence[str], batch_size: int) -> list[np.ndarray]:
+    """Indices of ``texts`` in batches of ``batch_size``, longest first (the batches every intervention uses)."""
+    order = np.argsort(-runner.token_lengths(list(texts)), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class MemoryStore:
+    """Finished units of work by key (the explain stage passes a store that persists them: resume)."""
+
+    def __init__(self):
+        self.items: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.items.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.items[key] = value
+
+
+class Interventions:
+    """Runs edited forwards on one batch: with prefix reuse (:mod:`extract.prefix`) or as full re-runs.
+
+    ``prepare(texts, layers)`` runs blocks 0..max(layers) once (prefix reuse; ``None``
+    for full re-runs) and ``run(texts, state, layer, edit)`` returns P(Yes) with block
+    ``layer``'s output h replaced by ``edit(h)`` (``None``: unedited). Both give the same
+    numbers to float32 round-off. With ``reuse=True`` the first :meth:`verify` compares
+    one batch's unedited suffix with the runner's full forward and switches to full
+    re-runs (logged) when they differ by more than ``extract.prefix.CHECK_TOL``.
+    """
+
+    def __init__(self, runner, model, reuse: bool = True):
+        from extract.prefix import PrefixRunner
+
+        self.runner, self.model = runner, model
+        self.prefix_runner = PrefixRunner(runner)
+        self.reuse = reuse
+        self.passes = 0  # prompt forward passes run (prefix and full), for logs and the benchmark
+        self._verified: set[int] = set()
+
+    def verify(self, texts: Sequence[str], layer: int) -> None:
+        from extract.prefix import CHECK_TOL
+
+        if not self.reuse or layer in self._verified:
+            return
+        self._verified.add(layer)
+        diff = self.prefix_runner.check(texts, layer)
+        if not diff <= CHECK_TOL:
+            log.warning("explain: prefix reuse differs from the full forward by %.2g at layer %d; using full re-runs", diff, layer)
+            self.reuse = False
+
+    def capture(self, texts: Sequence[str], layers: Sequence[int]):
+        """Every position of blocks ``layers``' outputs (an :class:`extract.prefix.Prefix`)."""
+        self.passes += len(texts)
+        return self.prefix_runner.prefix(texts, layers)
+
+    def prepare(self, texts: Sequence[str], layers: Sequence[int]):
+        return self.capture(texts, layers) if self.reuse else None
+
+    def run(self, texts: Sequence[str], state, layer: int, edit=None) -> np.ndarray:
+        from probes.interventions import edit_block_output
+
+        self.passes += len(texts)
+        if state is not None:
+            return self.prefix_runner.suffix(state, layer, edit)
+        if edit is None:
+            return self.runner.forward(list(texts)).p_yes
+        with edit_block_output(self.model, layer, edit):
+            return self.runner.forward(list(texts)).p_yes
+
+
+def _tick(bar, n: int) -> None:
+    if bar is not None:
+        bar.update(n)
+
+
+def dose_response(runner, model, texts, layer, direction, sigma, alphas, batch_size, p_unsteered=None, prepared=None) -> dict[str, Any]:
     """Mean P(Yes) of ``texts`` when α·σ·û is added at ``layer``, for each α.
 
     ``p_unsteered`` (P(Yes) of ``texts`` without intervention) is reused for α = 0.
+    ``prepared`` = ``(interventions, [(batch indices, prefix state), ...])`` runs the
+    steered forwards on those batches (prefix reuse); without it, full re-runs.
     """
-    from scipy.stats import spearmanr
-
-    from probes.interventions import steer
+    from probes.interventions import steer, steer_fn
 
     means, logits = [], []
     for alpha in alphas:
         if alpha == 0 and p_unsteered is not None:
             p = np.asarray(p_unsteered, dtype=float)
+        elif prepared is not None:
+            iv, batches = prepared
+            p = np.empty(len(texts))
+            for idx, state in batches:
+                p[idx] = iv.run([texts[i] for i in idx], state, layer, steer_fn(direction, alpha * sigma))
         else:
             with steer(model, layer, direction, alpha * sigma):
                 p = _score(runner, texts, batch_size)
         means.append(float(p.mean()))
         logits.append(float(_logit(p).mean()))
+    return _dose_summary(layer, alphas, means, logits)
+
+
+def _dose_summary(layer, alphas, means, logits) -> dict[str, Any]:
+    """OLS slope of mean logit P(Yes) on α and Spearman(α, mean P(Yes))."""
+    from scipy.stats import spearmanr
+
     a = np.asarray(alphas, dtype=float)
     slope = float(np.polyfit(a, logits, 1)[0]) if len(set(alphas)) > 1 else None
     rho = spearmanr(a, means).statistic if len(set(means)) > 1 else float("nan")
@@ -93,11 +178,19 @@ def dose_response(runner, model, texts, layer, direction, sigma, alphas, batch_s
     }
 
 
-def fit_erasers(runner, model, texts, concept, layers, batch_size, seed):
+def _leace32(leace):
+    return type(leace)(leace.proj_left.float(), leace.proj_right.float(), None if leace.bias is None else leace.bias.float())
+
+
+def fit_erasers(runner, model, texts, concept, layers, batch_size, seed, kinds=None, kind_names=()):
     """Stream all positions of ``texts`` through LEACE fitters at ``layers``.
 
     ``concept`` holds one class index per text (race×gender); every real token of
-    a text carries its class. Returns {layer: (leace eraser, random-control eraser)}.
+    a text carries its class. Returns {layer: (leace eraser, random-control eraser, rank)}.
+
+    With ``kinds`` (one ``{kind: token indices}`` per text, see :func:`position_kinds`)
+    it also fits, per layer and kind in ``kind_names``, an eraser on that kind's tokens
+    only, and returns ``(erasers, {layer: {kind: eraser}})``.
     """
     import torch
     from concept_erasure import LeaceFitter
@@ -107,6 +200,8 @@ def fit_erasers(runner, model, texts, concept, layers, batch_size, seed):
     n_classes = int(max(concept)) + 1
     d = runner.d_model
     fitters = {layer: LeaceFitter(d, n_classes, dtype=torch.float64) for layer in layers}
+    kind_fitters = {(layer, k): LeaceFitter(d, n_classes, dtype=torch.float64) for layer in layers for k in kind_names} if kinds else {}
+    seen = {k: 0 for k in kind_names}
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         mask = runner.encode(chunk)["attention_mask"].bool().cpu()
@@ -115,23 +210,105 @@ def fit_erasers(runner, model, texts, concept, layers, batch_size, seed):
             runner.forward(chunk)
         z = torch.nn.functional.one_hot(torch.as_tensor(concept[start : start + batch_size]), n_classes)
         z_tok = z[:, None, :].expand(-1, mask.shape[1], -1)[mask]
+        kmasks = {k: kind_mask(kinds[start : start + batch_size], k, mask) for k in kind_names} if kinds else {}
         for layer in layers:
             fitters[layer].update(store[layer][mask].double(), z_tok.double())
+            for k, km in kmasks.items():
+                if km.any():
+                    zk = z[:, None, :].expand(-1, mask.shape[1], -1)[km]
+                    kind_fitters[(layer, k)].update(store[layer][km].double(), zk.double())
+        for k, km in kmasks.items():
+            seen[k] += int(km.sum())
     erasers = {}
     for layer in layers:
         leace = fitters[layer].eraser
-        leace32 = type(leace)(leace.proj_left.float(), leace.proj_right.float(), None if leace.bias is None else leace.bias.float())
         rank = int(torch.linalg.matrix_rank(leace.proj_left.float() @ leace.proj_right.float()))
         control = RandomSubspaceEraser(d, rank, fitters[layer].mean_x.float(), seed=seed + layer)
-        erasers[layer] = (leace32, control, rank)
-    return erasers
+        erasers[layer] = (_leace32(leace), control, rank)
+    if not kinds:
+        return erasers
+    by_kind = {layer: {k: _leace32(kind_fitters[(layer, k)].eraser) for k in kind_names if seen[k] > 1} for layer in layers}
+    return erasers, by_kind
 
 
-def explain_tier(runner, model, prompts, p_yes, h_last, axis_dirs, value_layer, steering, cfg: Config, layers) -> dict[str, Any]:
-    """Dose–response and mediation for one tier (see the module docstring)."""
-    from probes.interventions import erase
+#: position kinds of erasure fitted per kind (spec B3 extension): the race/gender words, the
+#: positions after them but before the last, and the decision (last) position
+ERASURE_KINDS = ("demographic", "later", "decision")
 
+
+def position_kinds(runner, texts: Sequence[str], races: Sequence[str], genders: Sequence[str]) -> list[dict[str, list[int]]]:
+    """Per text, token indices (unpadded) of each position kind.
+
+    ``demographic``: tokens of the text's race and gender words (whole words; on a BASE
+    text, the first "patient", as the extraction's ``demographic`` position);
+    ``later``: every token after the last demographic token except the last one;
+    ``decision``: the last token; ``after``: ``later`` ∪ ``decision`` (the trace's (b)).
+    """
+    from extract.chat import word_token_positions
+
+    tok = runner.tokenizer
+    out = []
+    for text, n in zip(texts, runner.token_lengths(list(texts))):
+        demo = word_token_positions(tok, text, [*races, *genders])
+        if not demo:
+            demo = word_token_positions(tok, text, ["patient"])[:1] or [0]
+        n = int(n)
+        later = list(range(max(demo) + 1, n - 1))
+        out.append({"demographic": demo, "later": later, "decision": [n - 1], "after": later + [n - 1]})
+    return out
+
+
+def kind_mask(kinds: Sequence[dict[str, list[int]]], kind: str, attention_mask):
+    """``(B, T)`` bool mask of ``kind``'s tokens in a left-padded batch."""
+    import torch
+
+    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
+    width = attention_mask.shape[1]
+    lengths = attention_mask.sum(-1).tolist()
+    for i, entry in enumerate(kinds):
+        pad = width - int(lengths[i])
+        idx = [p + pad for p in entry[kind]]
+        if idx:
+            mask[i, idx] = True
+    return mask
+
+
+def _by_kind_edit(erasers: dict[str, Any], masks: dict[str, Any]):
+    """Each kind's eraser at its own positions (the kinds are disjoint)."""
+    from probes.interventions import erase_fn
+
+    fns = [erase_fn(erasers[k], masks[k]) for k in erasers]
+
+    def apply(h):
+        for fn in fns:
+            h = fn(h)
+        return h
+
+    return apply
+
+
+def work_units(n_dirs: int, n_alphas_steered: int, n_base: int, n_texts: int, n_layers_med: int, n_kinds: int, trace_passes: int) -> int:
+    """Prompt forward passes one tier's interventions run (the progress bar's total)."""
+    return n_dirs * n_alphas_steered * n_base + n_layers_med * (2 + n_kinds) * n_texts + trace_passes
+
+
+def explain_tier(
+    runner, model, prompts, p_yes, h_last, axis_dirs, value_layer, steering, cfg: Config, layers,
+    store=None, bar=None, reuse_prefix: bool = True, races=None, genders=None,
+) -> dict[str, Any]:
+    """Dose–response, mediation (pooled and per position kind) and the causal trace for one tier.
+
+    ``store`` keeps every finished unit (one steering direction, one batch of the
+    mediation's erased forwards, one case of the trace) and is asked first, so a store
+    that persists (the explain stage's checkpoint) makes an interrupted run continue;
+    the result is the same either way. ``bar`` (tqdm-like) counts intervention forward
+    passes. ``reuse_prefix`` runs each batch's blocks below the intervention once
+    (:class:`Interventions`); ``False`` re-runs the whole model per intervention.
+    """
     ec, bs = cfg.explain, cfg.extract.batch_size
+    store = store if store is not None else MemoryStore()
+    races = list(races if races is not None else cfg.benchmark.races)
+    genders = list(genders if genders is not None else cfg.benchmark.genders)
     case_ids = prompts["case_id"].to_numpy()
     keep = list(dict.fromkeys(case_ids))[: ec.max_cases] if ec.max_cases else list(dict.fromkeys(case_ids))
     rows = np.flatnonzero(np.isin(case_ids, keep))
@@ -143,44 +320,124 @@ def explain_tier(runner, model, prompts, p_yes, h_last, axis_dirs, value_layer, 
     p_base = p_yes[rows][is_base]
     all_base = (prompts["variant"] == BASE).to_numpy()
     sigma = np.median(np.linalg.norm(h_last[:, all_base], axis=-1), axis=1)  # (n_layers,)
+    iv = Interventions(runner, model, reuse=reuse_prefix)
 
-    start = time.perf_counter()
     directions = {"value_axis": axis_dirs[value_layer]}
     directions.update({f"steer:{g}": steering[g][value_layer] for g in steering})
-    dose = {
-        name: dose_response(runner, model, base_texts, value_layer, u, float(sigma[value_layer]), ec.alphas, bs, p_base)
-        for name, u in directions.items()
-        if np.linalg.norm(u) > 0
-    }
+    directions = {k: u for k, u in directions.items() if np.linalg.norm(u) > 0}
+    kind_names = ERASURE_KINDS if ec.position_erasure else ()
+    demo_idx = np.flatnonzero(~is_base)
+    trace_cases = keep[: ec.trace_cases] if ec.trace_cases else []
+    trace_layers = sorted(set(ec.trace_layers if ec.trace_layers is not None else range(runner.n_layers)))
+    from probes.trace import plan_pairs, trace_passes
+
+    pairs = plan_pairs(sub, races, genders, trace_cases)
+    if bar is not None:
+        steered = sum(1 for a in ec.alphas if a != 0)
+        bar.total = (bar.total or 0) + work_units(
+            len(directions), steered, len(base_texts), len(texts), len(layers), len(kind_names) + (1 if kind_names else 0),
+            trace_passes(pairs, trace_layers, runner.n_layers),
+        )
+        bar.refresh()
+
+    start = time.perf_counter()
+    dose: dict[str, Any] = {}
+    pending = [k for k in directions if store.get(f"dose/{k}") is None]
+    prepared = None
+    if pending and base_texts:
+        base_batches = length_batches(runner, base_texts, bs)
+        iv.verify([base_texts[i] for i in base_batches[0]], value_layer)
+        prepared = (iv, [(idx, iv.prepare([base_texts[i] for i in idx], [value_layer])) for idx in base_batches])
+    for name, u in directions.items():
+        result = store.get(f"dose/{name}")
+        if result is None:
+            result = dose_response(runner, model, base_texts, value_layer, u, float(sigma[value_layer]), ec.alphas, bs, p_base, prepared)
+            store.put(f"dose/{name}", result)
+        dose[name] = result
+        _tick(bar, sum(1 for a in ec.alphas if a != 0) * len(base_texts))
+    del prepared
     log.info("explain: dose-response for %d directions in %.1f s", len(dose), time.perf_counter() - start)
 
     start = time.perf_counter()
     groups = sorted(set(variants[~is_base]))
     concept = np.array([groups.index(v) for v in variants[~is_base]])
-    demo_texts = [t for t, b in zip(texts, is_base) if not b]
-    erasers = fit_erasers(runner, model, demo_texts, concept, layers, bs, ec.seed)
-    before = disparity(sub["case_id"], variants, p_yes[rows])
+    demo_texts = [texts[i] for i in demo_idx]
+    kinds = position_kinds(runner, texts, races, genders) if kind_names else None
+    batches = length_batches(runner, texts, bs)
+    p_med = {name: np.empty((len(layers), len(texts))) for name in ("leace", "random", *kind_names, *(("by_kind",) if kind_names else ()))}
+    if any(store.get(f"mediation/{j}") is None for j in range(len(batches))):
+        if kind_names:
+            erasers, kind_erasers = fit_erasers(runner, model, demo_texts, concept, layers, bs, ec.seed, [kinds[i] for i in demo_idx], kind_names)
+        else:
+            erasers, kind_erasers = fit_erasers(runner, model, demo_texts, concept, layers, bs, ec.seed), {}
+        ranks = {layer: erasers[layer][2] for layer in layers}
+        store.put("mediation/ranks", {str(k): v for k, v in ranks.items()})
+        iv.verify([texts[i] for i in batches[0]], layers[0])
+    else:
+        erasers, kind_erasers = {}, {}
+        ranks = {int(k): v for k, v in store.get("mediation/ranks").items()}
+    from probes.interventions import erase_fn
+
+    for j, idx in enumerate(batches):
+        done = store.get(f"mediation/{j}")
+        if done is None:
+            chunk = [texts[i] for i in idx]
+            state = iv.prepare(chunk, layers)
+            masks = {}
+            if kind_names:
+                attn = runner.encode(chunk)["attention_mask"]
+                masks = {k: kind_mask([kinds[i] for i in idx], k, attn) for k in kind_names}
+            done = {name: [] for name in p_med}
+            for layer in layers:
+                leace, control, _ = erasers[layer]
+                done["leace"].append(iv.run(chunk, state, layer, erase_fn(leace)).tolist())
+                done["random"].append(iv.run(chunk, state, layer, erase_fn(control)).tolist())
+                if kind_names:
+                    ke = kind_erasers[layer]
+                    for k in kind_names:
+                        fn = erase_fn(ke[k], masks[k]) if k in ke else None
+                        done[k].append(iv.run(chunk, state, layer, fn).tolist())
+                    done["by_kind"].append(iv.run(chunk, state, layer, _by_kind_edit(ke, {k: masks[k] for k in ke})).tolist())
+            del state
+            store.put(f"mediation/{j}", done)
+        for name in p_med:
+            p_med[name][:, idx] = np.asarray(done[name])
+        _tick(bar, len(idx) * len(layers) * len(p_med))
+    cids = sub["case_id"]
+    before = disparity(cids, variants, p_yes[rows])
     mediation = []
-    for layer in layers:
-        leace, control, rank = erasers[layer]
-        with erase(model, layer, leace):
-            p_leace = _score(runner, texts, bs)
-        with erase(model, layer, control):
-            p_rand = _score(runner, texts, bs)
-        after, after_rand = disparity(sub["case_id"], variants, p_leace), disparity(sub["case_id"], variants, p_rand)
-        mediation.append(
-            {
-                "layer": int(layer),
-                "rank": rank,
-                "disparity_before": before,
-                "disparity_after": after,
-                "mediated_fraction": mediated_fraction(before, after),
-                "random_disparity_after": after_rand,
-                "random_control_fraction": mediated_fraction(before, after_rand),
+    for li, layer in enumerate(layers):
+        after, after_rand = disparity(cids, variants, p_med["leace"][li]), disparity(cids, variants, p_med["random"][li])
+        entry = {
+            "layer": int(layer),
+            "rank": ranks[layer],
+            "disparity_before": before,
+            "disparity_after": after,
+            "mediated_fraction": mediated_fraction(before, after),
+            "random_disparity_after": after_rand,
+            "random_control_fraction": mediated_fraction(before, after_rand),
+        }
+        if kind_names:
+            entry["by_position"] = {
+                k: mediated_fraction(before, disparity(cids, variants, p_med[k][li])) for k in (*kind_names, "by_kind")
             }
-        )
+            fractions = {"pooled": entry["mediated_fraction"], **entry["by_position"]}
+            scored = {k: v for k, v in fractions.items() if v is not None}
+            entry["explains_most"] = max(scored, key=scored.get) if scored else None
+        mediation.append(entry)
     log.info("explain: mediation at %d layers in %.1f s", len(layers), time.perf_counter() - start)
-    return {"n_cases": len(keep), "value_axis_layer": int(value_layer), "sigma": sigma.tolist(), "dose_response": dose, "mediation": mediation}
+    out = {"n_cases": len(keep), "value_axis_layer": int(value_layer), "sigma": sigma.tolist(), "dose_response": dose, "mediation": mediation}
+
+    if pairs:
+        from probes.trace import causal_trace
+
+        start = time.perf_counter()
+        out["trace"] = causal_trace(
+            iv, sub, texts, p_yes[rows], pairs, position_kinds(runner, texts, races, genders), trace_layers, bs, store, bar,
+            cfg.scoring.bootstrap, cfg.scoring.ci_level, ec.seed,
+        )
+        log.info("explain: causal trace of %d cases at %d layers in %.1f s", len(trace_cases), len(trace_layers), time.perf_counter() - start)
+    return out
 
 
 def best_mediation(mediation: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -6,7 +6,11 @@ removes exactly that hook on exit, whatever else is hooked. The hook rewrites
 the block's output h (every position of every row) as
 
 - steering:  h ← h + α·σ_ℓ·u          (u a unit direction, σ_ℓ a scale)
-- erasure:   h ← eraser(h)            (e.g. a fitted LEACE eraser)
+- erasure:   h ← eraser(h)            (e.g. a fitted LEACE eraser; optionally at masked positions only)
+- patching:  h[p] ← h_src[p]          (p in a position mask; activation patching)
+
+The edits themselves (``steer_fn``, ``erase_fn``, ``patch_fn``: functions of h) are
+also applied directly by the prefix-reusing explain path (:mod:`extract.prefix`).
 
 The same hook serves every backend: nnsight and the TransformerLens bridge run
 the same Hugging Face modules, so a hook on the decoder layer fires under all three.
@@ -46,8 +50,8 @@ def edit_block_output(model: torch.nn.Module, layer: int, fn: Callable[[torch.Te
         handle.remove()
 
 
-def steer(model: torch.nn.Module, layer: int, direction: np.ndarray, scale: float):
-    """Add ``scale · direction/‖direction‖`` to every position of block ``layer``'s output."""
+def steer_fn(direction: np.ndarray, scale: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``h ↦ h + scale · direction/‖direction‖`` at every position (``ValueError`` for a zero direction)."""
     u = torch.as_tensor(np.asarray(direction, dtype=np.float32))
     norm = float(torch.linalg.vector_norm(u))
     if norm == 0:
@@ -57,11 +61,16 @@ def steer(model: torch.nn.Module, layer: int, direction: np.ndarray, scale: floa
     def add(h: torch.Tensor) -> torch.Tensor:
         return h + (scale * u).to(device=h.device, dtype=h.dtype)
 
-    return edit_block_output(model, layer, add)
+    return add
 
 
-def erase(model: torch.nn.Module, layer: int, eraser: Callable[[torch.Tensor], torch.Tensor]):
-    """Apply ``eraser`` (float32) to every position of block ``layer``'s output."""
+def steer(model: torch.nn.Module, layer: int, direction: np.ndarray, scale: float):
+    """Add ``scale · direction/‖direction‖`` to every position of block ``layer``'s output."""
+    return edit_block_output(model, layer, steer_fn(direction, scale))
+
+
+def erase_fn(eraser: Callable[[torch.Tensor], torch.Tensor], where: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``h ↦ eraser(h)`` (computed in float32) at every position, or only where the ``(B, T)`` mask ``where`` is true."""
 
     placed: dict[torch.device, Callable[[torch.Tensor], torch.Tensor]] = {}
 
@@ -72,9 +81,31 @@ def erase(model: torch.nn.Module, layer: int, eraser: Callable[[torch.Tensor], t
         return placed[device]
 
     def apply(h: torch.Tensor) -> torch.Tensor:
-        return on(h.device)(h.float()).to(h.dtype)
+        if where is None:
+            return on(h.device)(h.float()).to(h.dtype)
+        mask = where.to(h.device)
+        out = h.clone()
+        out[mask] = on(h.device)(h[mask].float()).to(h.dtype)
+        return out
 
-    return edit_block_output(model, layer, apply)
+    return apply
+
+
+def erase(model: torch.nn.Module, layer: int, eraser: Callable[[torch.Tensor], torch.Tensor]):
+    """Apply ``eraser`` (float32) to every position of block ``layer``'s output."""
+    return edit_block_output(model, layer, erase_fn(eraser))
+
+
+def patch_fn(source: torch.Tensor, where: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``h ↦ h`` with the positions of the ``(B, T)`` mask ``where`` taken from ``source`` ``(B, T, d)`` (activation patching)."""
+
+    def apply(h: torch.Tensor) -> torch.Tensor:
+        mask = where.to(h.device)
+        out = h.clone()
+        out[mask] = source.to(device=h.device, dtype=h.dtype)[mask]
+        return out
+
+    return apply
 
 
 def _to_device(eraser, device: torch.device):

@@ -554,3 +554,50 @@ def group_styles(groups: Sequence[str]) -> dict[str, tuple[str, str]]:
         if len(races) <= len(PALETTE) and len(genders) <= len(DASHES):
             return {g: (PALETTE[races.index(p[0])], DASHES[genders.index(p[1])]) for g, p in zip(groups, parsed)}
     return {g: (PALETTE[i % len(PALETTE)], DASHES[(i // len(PALETTE)) % len(DASHES)]) for i, g in enumerate(groups)}
+
+
+# --------------------------------------------------------------------------- heat map
+
+
+def heatmap(
+    rows: Sequence[str],
+    columns: Sequence[Any],
+    values: Sequence[Sequence[Any]],
+    *,
+    uid: str,
+    title: str,
+    desc: str = "",
+    x_label: str = "",
+    y_label: str = "",
+    v_min: float = 0.0,
+    v_max: float = 1.0,
+    colorbar_label: str = "",
+    width: int = 460,
+) -> str:
+    """A rows × columns grid of values (None: blank) on a sequential colour scale, each cell labelled."""
+    import numpy as np
+
+    grid = np.array([[_nan(v) for v in row] for row in values], dtype=float).reshape(len(rows), len(columns))
+    height = 34 * max(1, len(rows)) + (54 if x_label else 40) + 20
+    with matplotlib.rc_context(RC):
+        fig = _figure(width, height)
+        ax = fig.add_subplot()
+        image = ax.imshow(np.ma.masked_invalid(grid), aspect="auto", cmap="viridis", vmin=v_min, vmax=v_max,
+                          interpolation="nearest")
+        ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+        step = max(1, math.ceil(len(columns) / 16))
+        ax.set_xticks(range(0, len(columns), step), [str(c) for c in columns][::step])
+        if len(columns) <= 16:
+            for i in range(len(rows)):
+                for j in range(len(columns)):
+                    if math.isfinite(grid[i, j]):
+                        dark = grid[i, j] < v_min + 0.6 * (v_max - v_min)
+                        ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=FONT_SIZE - 2,
+                                color="#ffffff" if dark else "#000000")
+        if not np.isfinite(grid).any():
+            _no_data(ax)
+        _label_axes(ax, x_label, y_label)
+        bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+        if colorbar_label:
+            bar.set_label(colorbar_label)
+        return _to_svg(fig, uid, title, desc)

@@ -783,9 +783,60 @@ def _explain_tier(block: _Block, name: str, t: Mapping[str, Any], e: Mapping[str
         head = ["Layer"] + (["Directions erased"] if has_rank else []) + ["D before", "D after", "Mediated",
                                                                           "Random control"]
         block.tables.append(Table(head, mrows))
+        by_pos = [r for r in rows_m if isinstance(r.get("by_position"), Mapping)]
+        if by_pos:
+            kinds = ("demographic", "later", "decision", "by_kind")
+            prow = [[_int(r.get("layer")), pct(r.get("mediated_fraction"), 1)]
+                    + [pct(r["by_position"].get(k), 1) for k in kinds] + [str(r.get("explains_most") or "-")] for r in by_pos]
+            block.tables.append(Table(["Layer", "Pooled eraser", "Demographic words", "Later positions", "Decision position",
+                                       "Each kind its own", "Explains most"], prow))
     else:
         block.figs.append("No mediation results for this tier.")
+    trace = e.get("trace") if isinstance(e, Mapping) else None
+    if isinstance(trace, Mapping):
+        _trace_figures(block, name, trace, ids)
     return block
+
+
+_TRACE_ROWS = {"demographic": "demographic words", "after": "positions after them"}
+
+
+def _trace_figures(block: _Block, name: str, trace: Mapping[str, Any], ids: _Page) -> None:
+    """The causal trace: a layer × position heat map per attribute, and a table per pair of groups."""
+    layers = _as_list(trace.get("layers"))
+    kinds = [k for k in _as_list(trace.get("kinds")) if k in _TRACE_ROWS]
+    pooled = trace.get("pooled") if isinstance(trace.get("pooled"), Mapping) else {}
+    for attribute, entry in pooled.items():
+        if not isinstance(entry, Mapping) or not entry.get("n_cases"):
+            continue
+        values = [_as_list(get(entry, k, "fraction", default=[])) for k in kinds]
+        cap = (f"Fraction of the P(Yes) gap between {attribute} groups closed when the other group's residual stream is "
+               f"patched into a variant at one layer, at the demographic words or at the positions after them "
+               f"({entry.get('n_cases')} cases, mean |gap| {num(entry.get('mean_abs_gap'))}, "
+               f"{entry.get('n_unaligned', 0)} pairs left out for differing token counts). 1: those positions carry the whole gap.")
+        chart = figures.heatmap([_TRACE_ROWS[k] for k in kinds], layers, values, uid=ids(),
+                                title=f"Causal trace, {attribute} pairs ({name} tier)", desc=cap, x_label="layer",
+                                colorbar_label="gap closed")
+        block.figs.append(svg_figure(chart, f"Causal trace: {attribute}", cap))
+    rows = []
+    for p in _as_list(trace.get("pairs")):
+        if not isinstance(p, Mapping):
+            continue
+        cells = [f"{p.get('source')} → {p.get('target')}", _int(p.get("n_cases")), _int(p.get("n_unaligned")), num(p.get("mean_abs_gap"))]
+        for k in kinds:
+            frac = _as_list(get(p, k, "fraction", default=[]))
+            scored = [(f, i) for i, f in enumerate(frac) if finite(f) is not None]
+            if not scored:
+                cells.append("-")
+                continue
+            f, i = max(scored)
+            lo, hi = _as_list(get(p, k, "lo", default=[])), _as_list(get(p, k, "hi", default=[]))
+            ci = f" [{num(lo[i], 2)}, {num(hi[i], 2)}]" if i < len(lo) and i < len(hi) and finite(lo[i]) is not None else ""
+            cells.append(f"{num(f, 2)} at layer {layers[i] if i < len(layers) else i}{ci}")
+        rows.append(cells)
+    if rows:
+        block.tables.append(Table(["Pair (source → target)", "Cases", "Not aligned", "Mean |gap|"]
+                                  + [f"Largest gap closed, {_TRACE_ROWS[k]}" for k in kinds], rows))
 
 
 def _explain(results: Mapping[str, Any], explain: Any, problem: str | None, ids: _Page) -> dict[str, Any]:

@@ -881,3 +881,23 @@ def test_batch_noise_above_tolerance_is_a_caveat_and_shown_in_provenance():
 
     results["batch_invariance"] = None
     assert "not run (batch size 1" in render_report(results, None).split('<section id="provenance">')[1]
+
+
+def test_explain_section_draws_the_causal_trace_heat_map_and_position_erasure():
+    explain = synthetic_explain()
+    tier = explain["tiers"]["high"]
+    layers = [0, 1, 2, 3]
+    block = {"n_cases": 4, "mean_abs_gap": 0.52, "n_unaligned": 1,
+             "demographic": {"fraction": [1.0, 0.97, 0.01, 0.0], "lo": [0.9, 0.9, 0.0, 0.0], "hi": [1.1, 1.0, 0.02, 0.0]},
+             "after": {"fraction": [0.05, 0.02, 1.0, 1.0], "lo": [0.0, 0.0, 0.99, 1.0], "hi": [0.1, 0.05, 1.0, 1.0]}}
+    tier["trace"] = {"layers": layers, "kinds": ["demographic", "after"],
+                     "pairs": [{"attribute": "race", "source": "Black-Female", "target": "White-Female", **block}],
+                     "pooled": {"race": block}}
+    tier["mediation"][0]["by_position"] = {"demographic": 0.2, "later": 0.1, "decision": 0.6, "by_kind": 0.7}
+    tier["mediation"][0]["explains_most"] = "by_kind"
+    html = render_report(synthetic_results(), explain)
+    section = html[html.index('<section id="explain">'): html.index('<section id="provenance">')]
+    assert "Causal trace, race pairs (high tier)" in section
+    assert "Black-Female → White-Female" in section and "at layer 0 [0.90, 1.10]" in section
+    assert "1 pairs left out" in section
+    assert "Each kind its own" in section and "70.0%" in section and "by_kind" in section

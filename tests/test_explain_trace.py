@@ -1,0 +1,281 @@
+"""Explain at audit scale: prefix reuse equals full re-runs, resume after SIGKILL, the causal trace finds a planted path."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, write_config
+from extract.backends import make_runner
+from extract.chat import model_text
+from extract.model import decoder_layers
+from extract.tiny import tiny_llama
+from probes.causal import Interventions, MemoryStore, fit_erasers, position_kinds
+from probes.interventions import RandomSubspaceEraser, erase_fn, steer_fn
+from probes.trace import causal_trace, plan_pairs
+
+RACES = ["White", "Black"]
+GENDERS = ["Female", "Male"]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_llama(seed=3)
+
+
+def _prompts(loaded, n_cases):
+    import pandas as pd
+
+    from benchmarks.ed_generator import generate_ed_cases
+    from benchmarks.render import render
+
+    prompts = render(generate_ed_cases(n_cases, seed=1), ["low"], RACES, GENDERS).prompts
+    return pd.DataFrame(
+        {
+            "case_id": [p.case_id for p in prompts],
+            "variant": [p.variant for p in prompts],
+            "race": [p.race for p in prompts],
+            "gender": [p.gender for p in prompts],
+            "text": [model_text(loaded.tokenizer, p) for p in prompts],
+        }
+    )
+
+
+@pytest.mark.parametrize("backend", ["hf", "nnsight", "transformer_lens"])
+def test_prefix_reuse_equals_full_rerun_for_steering_and_erasure(tiny, backend):
+    runner = make_runner(backend, tiny)
+    table = _prompts(tiny, 2)
+    texts = table["text"].tolist()[:6]
+    demo = [t for t, v in zip(table["text"], table["variant"]) if v != "BASE"]
+    concept = np.array([i % 4 for i in range(len(demo))])
+    layers = [0, 2, 3]  # first, middle, last
+    erasers = fit_erasers(runner, tiny.model, demo, concept, layers, 8, 0)
+    u = np.random.default_rng(1).normal(size=tiny.d_model)
+    reuse, full = Interventions(runner, tiny.model, reuse=True), Interventions(runner, tiny.model, reuse=False)
+    state = reuse.prepare(texts, layers)
+    assert full.prepare(texts, layers) is None
+    for layer in layers:
+        leace, control, rank = erasers[layer]
+        assert rank == 3
+        for edit in (steer_fn(u, 6.0), steer_fn(u, -3.0), erase_fn(leace), erase_fn(control)):
+            a = reuse.run(texts, state, layer, edit)
+            b = full.run(texts, None, layer, edit)
+            assert np.abs(a - b).max() < 1e-5, (backend, layer)
+        steered = reuse.run(texts, state, layer, steer_fn(u, 6.0))
+        assert np.abs(steered - reuse.run(texts, state, layer)).max() > 1e-3  # the edit does something
+
+
+def test_alpha_zero_and_empty_edits_change_nothing(tiny):
+    runner = make_runner("hf", tiny)
+    texts = _prompts(tiny, 1)["text"].tolist()[:5]
+    iv = Interventions(runner, tiny.model, reuse=True)
+    state = iv.prepare(texts, [1])
+    plain = iv.run(texts, state, 1)
+    full = runner.forward(texts).p_yes
+    assert np.abs(plain - full).max() < 1e-6
+    u = np.random.default_rng(0).normal(size=tiny.d_model)
+    np.testing.assert_array_equal(iv.run(texts, state, 1, steer_fn(u, 0.0)), plain)
+    empty = RandomSubspaceEraser(tiny.d_model, 0, torch.zeros(tiny.d_model))
+    np.testing.assert_array_equal(iv.run(texts, state, 1, erase_fn(empty)), plain)
+    nowhere = torch.zeros(state.attention_mask.shape, dtype=torch.bool)
+    np.testing.assert_array_equal(iv.run(texts, state, 1, erase_fn(RandomSubspaceEraser(tiny.d_model, 8, torch.zeros(tiny.d_model)), nowhere)), plain)
+    with pytest.raises(ValueError, match="zero"):
+        steer_fn(np.zeros(tiny.d_model), 1.0)
+
+
+def _grad_direction(loaded, runner, texts, layer, where):
+    """Unit direction whose addition at ``layer``'s output, at the ``(B, T)`` positions ``where``, raises logit P(Yes) most."""
+    from extract.scoring import yes_no_ids
+
+    yes, no = yes_no_ids(loaded.tokenizer)
+    v = torch.zeros(loaded.d_model, requires_grad=True)
+    batch = runner.encode(texts)
+    w = where[..., None].float()
+
+    def add(m, i, o):
+        h = o[0] if isinstance(o, tuple) else o
+        h = h + w * v
+        return (h,) + tuple(o[1:]) if isinstance(o, tuple) else h
+
+    handle = decoder_layers(loaded.model)[layer].register_forward_hook(add)
+    try:
+        logits = loaded.model(**batch).logits[:, -1, :]
+        (torch.logsumexp(logits[:, yes], -1) - torch.logsumexp(logits[:, no], -1)).sum().backward()
+    finally:
+        handle.remove()
+    g = v.grad.detach()
+    return g / g.norm()
+
+
+def _detector(x_on: torch.Tensor, x_off: torch.Tensor, direction: torch.Tensor | None = None):
+    """(e, θ, width): a unit direction and threshold with ⟨x, e⟩ > θ on every ``x_on`` row and < θ on every ``x_off`` row."""
+    e = x_on.mean(0) - x_off.mean(0) if direction is None else direction
+    e = e / e.norm()
+    on, off = x_on @ e, x_off @ e
+    assert on.min() > off.max()  # the detector separates them
+    return e, float(on.min() + off.max()) / 2, float(on.min() - off.max()) / 20
+
+
+def _mlp_input(loaded, runner, texts, layer):
+    mlp = decoder_layers(loaded.model)[layer].mlp
+    seen = {}
+    grab = mlp.register_forward_hook(lambda m, i, o: seen.__setitem__("x", i[0].detach()))
+    try:
+        with torch.no_grad():
+            loaded.model(**runner.encode(texts))
+    finally:
+        grab.remove()
+    return seen["x"]
+
+
+def _gated(e, theta, width, out_dir, strength):
+    def edit(module, inputs, output):
+        gate = torch.sigmoid((inputs[0] @ e - theta) / width)[..., None]
+        return output + strength * gate * out_dir
+
+    return edit
+
+
+@contextlib.contextmanager
+def planted_path(loaded, runner, texts, strength=1.0):
+    """Edit two MLPs so that "Black" lowers P(Yes) along a known path (a two-neuron circuit).
+
+    MLP 1 writes a flag f where its input reads the race word "Black" (a detector
+    ⟨x, e₁⟩ > θ₁, a sigmoid gate, like one added neuron); attention in block 2 carries
+    a little of it to the later positions; MLP 2 reads it at the decision position
+    (⟨x, e₂⟩ > θ₂) and writes −strength·u, u the direction that raises P(Yes) most
+    there. Both edits are functions of the MLP's input only. Detectors and thresholds
+    are set from ``texts``: the effect sits at the race word up to block 1 and at the
+    later positions from block 2 on.
+    """
+    black = loaded.tokenizer(" Black", add_special_tokens=False)["input_ids"]
+    batch = runner.encode(texts)
+    real = batch["attention_mask"].bool()
+    is_black = torch.isin(batch["input_ids"], torch.as_tensor(black)) & real
+    x1 = _mlp_input(loaded, runner, texts, 1)
+    e1, t1, w1 = _detector(x1[is_black], x1[real & ~is_black])
+    flag = torch.nn.functional.normalize(torch.randn(loaded.d_model, generator=torch.Generator().manual_seed(5)), dim=0)
+    blocks = decoder_layers(loaded.model)
+    black_row = is_black.any(-1)
+    x2_off = _mlp_input(loaded, runner, texts, 2)[:, -1, :]
+    handles = [blocks[1].mlp.register_forward_hook(_gated(e1, t1, w1, flag, 40.0))]
+    try:
+        x2_on = _mlp_input(loaded, runner, texts, 2)[:, -1, :]
+        # MLP 2 reads the flag (what MLP 1 added there), orthogonal to every unplanted state of these
+        # texts, so the race information attention carries anyway does not open it
+        centred = x2_off - x2_off.mean(0)
+        basis = torch.linalg.svd(centred, full_matrices=False).Vh[: torch.linalg.matrix_rank(centred)]
+        added = (x2_on - x2_off)[black_row].mean(0)
+        e2, t2, w2 = _detector(x2_on[black_row], torch.cat([x2_off, x2_on[~black_row]]), added - basis.T @ (basis @ added))
+        last = torch.zeros(real.shape, dtype=torch.bool)
+        last[:, -1] = True
+        u = _grad_direction(loaded, runner, texts, 2, last)
+        handles.append(blocks[2].mlp.register_forward_hook(_gated(e2, t2, w2, -u, 40.0 * strength)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _short_prompts(n_cases):
+    """Short prompts (24 tokens): the random tiny model's diffuse attention still carries a word's effect."""
+    import pandas as pd
+
+    rows = []
+    for age in [30, 45, 71, 88, 52, 19][:n_cases]:
+        for race in RACES:
+            for gender in GENDERS:
+                text = f"<|im_start|>user\nA {gender} patient of {race} descent, age {age}. Yes or No?<|im_end|>\n<|im_start|>assistant\n"
+                rows.append({"case_id": f"c{age}", "variant": f"{race}-{gender}", "race": race, "gender": gender, "text": text})
+    return pd.DataFrame(rows)
+
+
+def _trace(tiny, table, layers):
+    runner = make_runner("hf", tiny)
+    texts = table["text"].tolist()
+    cases = list(dict.fromkeys(table["case_id"]))
+    pairs = plan_pairs(table, RACES, GENDERS, cases)
+    kinds = position_kinds(runner, texts, RACES, GENDERS)
+    iv = Interventions(runner, tiny.model, reuse=True)
+    return causal_trace(iv, table, texts, None, pairs, kinds, layers, 8, MemoryStore(), None, 200, 0.9, 0)
+
+
+def test_causal_trace_puts_a_planted_effect_at_its_layer_and_positions(tiny):
+    table = _short_prompts(4)
+    layers = list(range(tiny.n_layers))
+    runner = make_runner("hf", tiny)
+    clean = _trace(tiny, table, layers)
+    with planted_path(tiny, runner, table["text"].tolist()):
+        planted = _trace(tiny, table, layers)
+    race, clean_race = planted["pooled"]["race"], clean["pooled"]["race"]
+    assert race["n_cases"] == 4 and race["n_unaligned"] == 0
+    assert race["mean_abs_gap"] > 0.2  # the plant moves P(Yes) of Black-* variants
+    assert clean_race["mean_abs_gap"] < 0.1 * race["mean_abs_gap"]  # without it, no gap beyond noise
+    demo, after = race["demographic"]["fraction"], race["after"]["fraction"]
+    # below and at the planted MLP the race words carry the gap, the later positions do not yet
+    assert demo[0] > 0.8 and demo[1] > 0.8
+    assert after[0] < 0.2 and after[1] < 0.2
+    # at the last layer only the later positions (the decision) matter
+    assert after[3] > 0.95 and abs(demo[3]) < 0.05
+    assert race["demographic"]["lo"][1] <= demo[1] <= race["demographic"]["hi"][1]
+    # block 2's MLP reads the flag at the decision position: from there on only the later positions count
+    assert after[2] > 0.95 and abs(demo[2]) < 0.05
+    # gender pairs differ in no planted word: their gaps stay small
+    assert planted["pooled"]["gender"]["mean_abs_gap"] < 0.1 * race["mean_abs_gap"]
+    assert {p["source"] for p in planted["pairs"] if p["attribute"] == "race"} == {"Black-Female", "Black-Male"}
+
+
+def _checkpoint_items(path):
+    try:
+        return len(json.loads(path.read_text())["items"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path, tiny_model_dir, caplog):
+    cfg = write_config(
+        tmp_path / "k.yaml", tiny_model_dir,
+        benchmark={"n_cases": 4, "tiers": ["low"]},
+        explain={"max_cases": 3, "alphas": [-4.0, 0.0, 4.0], "layers": [1, 3], "trace_cases": 2,
+                 "position_erasure": True},
+    )
+    import pipeline
+    from pipeline.explain import run_explain
+
+    run = tmp_path / "run"
+    pipeline.run(str(cfg), run, stages=("extract", "score", "fit"), progress=False)
+    reference = tmp_path / "reference"
+    shutil.copytree(run, reference)
+    run_explain(reference, progress=False)
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "explain", str(run)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = run / ".explain.partial.json"
+    deadline = time.time() + 300
+    while proc.poll() is None and time.time() < deadline and _checkpoint_items(partial) < 3:
+        time.sleep(0.005)
+    assert proc.poll() is None, "explain finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    left = _checkpoint_items(partial)
+    assert left >= 3 and not (run / "explain.json").exists()
+    with caplog.at_level(logging.INFO, logger="pipeline.explain"):
+        run_explain(run, progress=False)
+    assert any("resuming" in r.getMessage() for r in caplog.records)
+    assert (run / "explain.json").read_text() == (reference / "explain.json").read_text()
+    assert not partial.exists()
+    tier = json.loads((run / "explain.json").read_text())["tiers"]["low"]
+    assert tier["trace"]["layers"] == [0, 1, 2, 3] and set(tier["trace"]["pooled"]) == {"race", "gender"}
+    assert set(tier["mediation"][0]["by_position"]) == {"demographic", "later", "decision", "by_kind"}
