@@ -97,9 +97,9 @@ def tier_matrices(part: pd.DataFrame, groups: list[str]) -> tuple[Any, Any, list
     from mfarm.matrix import score_matrix
 
     P, cases = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), part["p_yes"].to_numpy(dtype=float), groups)
-    labels = part["label"].to_numpy(dtype=float)
-    labels[labels < 0] = np.nan
+    labels = part["label"].to_numpy(dtype=float)  # -1: unknown (score_matrix takes finite values only)
     L, _ = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), labels, groups)
+    L[L < 0] = np.nan
     return P, L, [str(c) for c in cases]
 
 
