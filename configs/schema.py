@@ -276,6 +276,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(tp):
             return None  # an optional section given as null stays off
+        section = _section_type(tp)
+        if section is not None and isinstance(value, dict):  # an optional section: keep its keys' own messages
+            return _build(section, value, where)
         for arm in get_args(tp):
             try:
                 return _coerce(value, arm, where)
@@ -916,7 +919,9 @@ def _data_base_dir(path: Path, data: dict[str, Any]) -> Path:
     when the path exists there, else against the config's own folder.
     """
     bench = data.get("benchmark") if isinstance(data.get("benchmark"), dict) else {}
-    rel = bench.get("path") if isinstance(bench, dict) else None
+    masked = data.get("masked") if isinstance(data.get("masked"), dict) else {}
+    rels = [bench.get("path"), masked.get("corpus"), masked.get("templates")]  # the first one given decides
+    rel = next((r for r in rels if isinstance(r, str) and r and r != "clinical"), None)
     try:
         candidates = [Path.cwd(), path.resolve().parent, path.resolve().parent.parent]
         if isinstance(rel, str) and rel and len(rel) <= MAX_PATH_CHARS:

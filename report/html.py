@@ -933,7 +933,8 @@ def render_report(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
         "sections": sections,
         "masked": masked,
         "title": f"Latent-bias report: {get(results, 'model', 'name', default=MISSING)}",
-        "bench": get(results, "benchmark", "source", default=get(results, "config", "benchmark", "source", default=MISSING)),
+        "bench": (f"masked-LM templates {get(results, 'masked', 'templates', 'name', default=MISSING)}" if masked is not None
+                  else get(results, "benchmark", "source", default=get(results, "config", "benchmark", "source", default=MISSING))),
         "tier_names": ", ".join(n for n, _ in tiers) or MISSING,
         "toolkit": get(results, "toolkit_version", default=MISSING),
         "sources": "results.json" + (" and explain.json" if explain is not None else ""),

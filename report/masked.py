@@ -31,7 +31,7 @@ def _ci_text(ci: Any) -> str:
 def masked_view(masked: Any, make_table: Callable, make_span: Callable, make_fig: Callable, uid: Callable[[str], str]) -> dict[str, Any] | None:
     """The section's context, or None when results.json has no ``masked`` mapping.
 
-    ``make_table(head, rows)``, ``make_span(text, sig=...)``, ``make_fig(svg, title, caption, wide)``
+    ``make_table(head, rows, numeric_from=1)``, ``make_span(text, sig=...)``, ``make_fig(svg, title, caption, wide)``
     and ``uid(prefix)`` come from :mod:`report.html` (its Table, Span, svg_figure and figure ids).
     """
     if not isinstance(masked, Mapping):
@@ -39,8 +39,8 @@ def masked_view(masked: Any, make_table: Callable, make_span: Callable, make_fig
     tpl = masked.get("templates") or {}
     counts = tpl.get("counts") or {}
     desc = tpl.get("descriptions") or {}
-    templates = make_table(["Category", "Templates", "Attribute words describe"],
-                           [[c, str(n), desc.get(c, "")] for c, n in counts.items()])
+    templates = make_table(["Category", "Attribute words describe", "Templates"],
+                           [[c, desc.get(c, ""), str(n)] for c, n in counts.items()], numeric_from=2)
     blocks, findings = [], []
     for key, (heading, what) in ANALYSES.items():
         a = (masked.get("analyses") or {}).get(key)
@@ -88,11 +88,11 @@ def masked_view(masked: Any, make_table: Callable, make_span: Callable, make_fig
                      f"{corpus.get('n_findings')} significant findings: {corpus.get('n_consistent')} consistent with the corpus "
                      f"({pct(corpus.get('share_consistent'))}), {corpus.get('n_contradicts')} contradict it "
                      f"({pct(corpus.get('share_contradicts'))})"),
-            "table": make_table(["Category", "Group", "Model difference", "Corpus log-odds (centred)", "Size ratio", "Verdict"], [
-                [f.get("category"), f.get("group"), signed(f.get("difference")), signed(f.get("corpus")),
-                 num(f.get("size_ratio"), 2), make_span(f.get("label") or MISSING, sig=f.get("label") == "contradicts the corpus")]
+            "table": make_table(["Category", "Group", "Verdict", "Model difference", "Corpus log-odds (centred)", "Size ratio"], [
+                [f.get("category"), f.get("group"), make_span(f.get("label") or MISSING, sig=f.get("label") == "contradicts the corpus"),
+                 signed(f.get("difference")), signed(f.get("corpus")), num(f.get("size_ratio"), 2)]
                 for f in corpus.get("findings") or []
-            ]),
+            ], numeric_from=3),
         }
     return {
         "n_templates": masked.get("n_templates"),
@@ -102,6 +102,7 @@ def masked_view(masked: Any, make_table: Callable, make_span: Callable, make_fig
         "templates": templates,
         "template_name": tpl.get("name") or MISSING,
         "blocks": blocks,
-        "findings": make_table(["Category", "Group", "Difference", "CI", "d_z", "p (corrected)"], findings) if findings else None,
+        "findings": make_table(["Category", "Group", "Difference", "CI", "d_z", "p (corrected)"], findings, numeric_from=2)
+        if findings else None,
         "corpus": corpus_view,
     }
