@@ -92,14 +92,18 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
         counts = count_corpus(mk.corpus, mk.corpus_column, cfg.benchmark.races, cfg.benchmark.genders, templates.attribute_words())
         corpus = {"source": counts.source, "groups": counts.groups, "categories": counts.categories, "n": counts.n.tolist(),
                   "n_group": counts.n_group.tolist(), "n_sentences": counts.n_sentences, "n_documents": counts.n_documents}
-    loaded = load_masked_model(cfg.model)
-    check_against_model(cfg, loaded.n_layers)
     table = pd.DataFrame({
         "case_id": [t.id for t, *_ in rows], "tier": MASKED_TIER, "variant": [v for _, v, *_ in rows],
         "race": [r for _, _, r, _, _ in rows], "gender": [g for _, _, _, g, _ in rows], "label": -1,
         "text": [s.text for *_, s in rows],
     })
     table["prompt_index"] = np.arange(len(rows))
+    if not overwrite and _complete(run, cfg, table):
+        log.info("masked: %s already holds this audit (same model weights, config and sentences); nothing to compute", run.path)
+        save_run_config(run, cfg)  # later stages read this run's other settings (scoring, probes)
+        return ExtractResult(run / "cache.h5", run / "predictions.csv", len(rows), 0, time.perf_counter() - start)
+    loaded = load_masked_model(cfg.model)
+    check_against_model(cfg, loaded.n_layers)
     positions = tuple(cfg.extract.positions)
     spec = CacheSpec(
         model=loaded.name, model_sha256=loaded.sha256, dtype=loaded.dtype, backend="hf",
@@ -130,6 +134,27 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
     _write_masked_json(run, cfg, templates, groups, rows, scores, corpus)
     run.prune()
     return ExtractResult(run / "cache.h5", predictions, len(rows), len(rows), time.perf_counter() - start)
+
+
+def _complete(run: RunDir, cfg: Config, table: pd.DataFrame) -> bool:
+    """Whether the run directory already holds this audit: fresh artifacts from the same weights, config and sentences."""
+    from configs.hashes import extraction_sha256
+    from extract.cache import Cache
+    from extract.model import _resolve_hf, _safetensors_files, cache_root, weights_sha256
+
+    if not all(run.is_fresh(n) for n in ("cache.h5", "predictions.csv", MASKED_NAME)):
+        return False
+    try:
+        with Cache(run / "cache.h5") as cache:
+            attrs, prompts, done = cache.attrs, cache.prompts, cache.done
+        folder = _resolve_hf(cfg.model)
+        sha = weights_sha256(_safetensors_files(folder, cfg.model.name), cache_root(cfg.model))
+    except (InputError, OSError):
+        return False
+    return bool(
+        attrs.get("config_sha256") == extraction_sha256(cfg) and attrs.get("model_sha256") == sha and done.all()
+        and prompts["text"].tolist() == table["text"].tolist() and prompts["variant"].tolist() == table["variant"].tolist()
+    )
 
 
 def _write_masked_json(run: RunDir, cfg: Config, templates, groups, rows, scores, corpus) -> None:

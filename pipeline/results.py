@@ -7,6 +7,7 @@
 - ``batch_invariance`` from ``batch_check.json``,
 - ``latent``, ``mfarm_full`` and ``fab_full`` from ``probes.h5``,
 - ``latent.mediation`` from ``explain.json``,
+- ``masked`` (a masked-LM audit's statistics) from ``masked.json`` (:mod:`pipeline.masked`),
 
 each only when that artifact is fresh (:mod:`pipeline.artifacts`); a key whose
 artifact is missing or stale is absent, never carried over. The result is checked

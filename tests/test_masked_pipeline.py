@@ -56,9 +56,12 @@ def masked_run(tmp_path_factory):
 
 def test_results_hold_the_masked_audit(masked_run):
     from pipeline.results import validate_results
+    from pipeline.validate import validate_run
 
     tmp, results = masked_run
     validate_results(results)
+    problems, lines = validate_run(tmp / "run")  # what `probe validate DIR` checks
+    assert problems == [] and any(line.startswith("masked.json") and "fresh" in line for line in lines), lines
     on_disk = json.loads((tmp / "run" / "results.json").read_text())
     assert on_disk["masked"] == json.loads(json.dumps(results["masked"]))
     m = results["masked"]
@@ -85,6 +88,19 @@ def test_results_hold_the_masked_audit(masked_run):
     assert len(tier["latent"]["probes"]["race"]["accuracy"]) == 2  # per encoder layer
 
 
+def test_a_rerun_computes_nothing(masked_run, tmp_path):
+    import pipeline
+
+    tmp, results = masked_run
+    again = tmp_path / "again"
+    shutil.copytree(tmp / "run", again)
+    before = (again / "masked.json").stat().st_mtime_ns, (again / "cache.h5").stat().st_mtime_ns
+    cfg = _config(tmp_path, tmp / "model", corpus=str(tmp / "corpus"))
+    rerun = pipeline.run(str(cfg), again, stages=("extract", "score"), progress=False)
+    assert ((again / "masked.json").stat().st_mtime_ns, (again / "cache.h5").stat().st_mtime_ns) == before
+    assert rerun["masked"] == results["masked"]
+
+
 def test_the_masked_cache_passes_probe_fit(masked_run, tmp_path):
     import pipeline
     from extract.cache import FORMAT, Cache
@@ -99,8 +115,7 @@ def test_the_masked_cache_passes_probe_fit(masked_run, tmp_path):
     fresh = tmp_path / "fit_only"
     shutil.copytree(tmp / "run", fresh)
     (fresh / "probes.h5").unlink()
-    res = run_probe("fit", str(fresh))
-    assert res.returncode == 0, res.stderr[-2000:]
+    pipeline.run_stage("fit", fresh)  # what `probe fit DIR` runs
     results = json.loads((fresh / "results.json").read_text())
     race = results["tiers"]["masked"]["latent"]["probes"]["race"]
     assert len(race["accuracy"]) == 2 and all(0 <= a <= 1 for a in race["accuracy"])
