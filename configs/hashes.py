@@ -46,11 +46,17 @@ def extraction_sections(cfg: "Config") -> dict[str, Any]:
     model is kept, ``model.device`` and ``model.device_map`` where it runs.
     """
     data = cfg.to_dict()
-    return {
-        "model": {k: v for k, v in data["model"].items() if k not in MODEL_NOT_IN_IDENTITY},
+    model = {k: v for k, v in data["model"].items() if k not in MODEL_NOT_IN_IDENTITY}
+    if model.get("kind") == "auto":  # the default: hashes of configs from before model.kind stay the same
+        model.pop("kind")
+    out = {
+        "model": model,
         "benchmark": data["benchmark"],
         "extract": {k: v for k, v in data["extract"].items() if k not in EXTRACT_NOT_IN_IDENTITY},
     }
+    if data.get("masked") is not None:  # a masked-LM audit's templates, target words and corpus
+        out["masked"] = data["masked"]
+    return out
 
 
 def extraction_sha256(cfg: "Config") -> str:

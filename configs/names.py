@@ -58,3 +58,11 @@ def tier_order(tiers) -> list[str]:
 
 #: results.json ``warnings`` entries about the value axis (F_LV, mFARM full) start with this
 VALUE_AXIS_WARNING = "value axis:"
+
+#: model kinds (``model.kind``): decoders answering Yes/No, or encoders with a masked-LM head
+MODEL_KINDS = ("causal", "masked")
+#: the tier name of a masked-LM audit's rows in cache.h5, predictions.csv and results.json
+MASKED_TIER = "masked"
+#: the slots of a masked-LM template (the demographic target and the attribute word)
+TARGET_SLOT = "[TARGET]"
+ATTRIBUTE_SLOT = "[ATTRIBUTE]"

@@ -71,6 +71,8 @@ class ModelConfig:
     cache_dir: str | None = None  # where converted copies of the embedded model live
     quantization: Literal["none", "int8", "bnb-8bit", "bnb-4bit"] = "none"
     adapter: str | None = None  # a PEFT LoRA directory applied to the model
+    # auto: from the model's config.json (an architecture ending in ForMaskedLM is masked)
+    kind: Literal["auto", "causal", "masked"] = "auto"
 
 
 @dataclass
@@ -145,6 +147,8 @@ class ScoringConfig:
     equivalence_margin: float = 0.02
     permutations: int = 200  # within-case permutations of the variant labels for the null; 0: off
     option_mass_threshold: float = 0.5  # warn when the median next-token mass on Yes/No is below this
+    # masked-LM audits: a group difference counts only beyond this many nats (log-probability units)
+    association_margin: float = 0.1
 
 
 @dataclass
@@ -190,6 +194,20 @@ class SweepConfig:
 
 
 @dataclass
+class MaskedConfig:
+    """A masked-LM audit (``model.kind: masked``): templates, target words, PLL, corpus."""
+
+    templates: str = "clinical"  # the shipped set, or a .yaml/.yml/.csv file (benchmarks/templates.py)
+    categories: list[str] | None = None  # None: every category of the set
+    n_templates: int | None = None  # None: all (the first N per category otherwise)
+    # how a race x gender group fills [TARGET]: {race}, {gender}, {race_lower}, {gender_lower}
+    target_format: str = "{race} {gender_lower}"
+    pll: bool = True  # pseudo-log-likelihood of every group's sentence (CrowS-Pairs style)
+    corpus: str | None = None  # a folder of .txt files or a .csv file, for the corpus comparison
+    corpus_column: str | None = None  # the CSV column holding the text (default: "text")
+
+
+@dataclass
 class Config:
     """A whole job."""
 
@@ -203,6 +221,7 @@ class Config:
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sweep: SweepConfig | None = None
+    masked: MaskedConfig | None = None  # None: the defaults, when the model is a masked LM
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-able data (what results.json records)."""
@@ -261,6 +280,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     if origin in (Union, types.UnionType):
         if value is None and type(None) in get_args(tp):
             return None  # an optional section given as null stays off
+        section = _section_type(tp)
+        if section is not None and isinstance(value, dict):  # an optional section: keep its keys' own messages
+            return _build(section, value, where)
         for arm in get_args(tp):
             try:
                 return _coerce(value, arm, where)
@@ -552,7 +574,8 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         raise ConfigError(f"scoring.alpha: must lie in (0, 1), got {_show(sc.alpha)}")
     _int_range("scoring.bootstrap", sc.bootstrap, 0, 100_000)
     _int_range("scoring.permutations", sc.permutations, 0, 100_000)
-    for key, lo, hi in (("ci_level", 0.5, 0.999), ("equivalence_margin", 1e-6, 0.5), ("option_mass_threshold", 0.0, 1.0)):
+    for key, lo, hi in (("ci_level", 0.5, 0.999), ("equivalence_margin", 1e-6, 0.5), ("option_mass_threshold", 0.0, 1.0),
+                        ("association_margin", 0.0, 100.0)):
         value = getattr(sc, key)
         if not (lo <= value <= hi):  # NaN fails too
             raise ConfigError(f"scoring.{key}: must lie in {lo}..{hi}, got {_show(value)}")
@@ -644,6 +667,50 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
             _int_range(f"explain.trace_layers[{i}]", layer, 0, MAX_LAYER)
         if len(set(ex.trace_layers)) != len(ex.trace_layers):
             raise ConfigError(f"explain.trace_layers: duplicate entries in {_show(ex.trace_layers)}")
+
+    if cfg.masked is not None:
+        _check_masked(cfg.masked, base_dir)
+    if cfg.model.kind == "masked" and cfg.extract.backend != "hf":
+        raise ConfigError(f"extract.backend: a masked model runs with the 'hf' backend only, got {cfg.extract.backend!r}")
+
+
+def _check_masked(mk: "MaskedConfig", base_dir: Path) -> None:
+    """The ``masked`` section: the template file exists, the target format has a slot, the corpus exists."""
+    _check_text("masked.templates", mk.templates)
+    if mk.templates != "clinical":
+        if not mk.templates.lower().endswith((".yaml", ".yml", ".csv")):
+            raise ConfigError(f"masked.templates: expected 'clinical' or a .yaml, .yml or .csv file, got {_show(mk.templates)}")
+        path = _resolve(mk.templates, base_dir, "masked.templates")
+        if not path.is_file():
+            path = _resolve(mk.templates, Path.cwd(), "masked.templates")
+        if not _exists(path, "masked.templates", mk.templates) or path.is_dir():
+            raise ConfigError(f"masked.templates: file not found: {mk.templates!r} (resolved to {path})")
+        mk.templates = str(path)
+    if mk.categories is not None:
+        _unique_list("masked.categories", mk.categories, "category")
+    _int_range("masked.n_templates", mk.n_templates, 2, 1_000_000, null="every template")
+    fmt = mk.target_format
+    if not fmt.strip() or not _printable(fmt) or len(fmt) > MAX_NAME_CHARS:
+        raise ConfigError(f"masked.target_format: expected one printable line of at most {MAX_NAME_CHARS} characters, got {_show(fmt)}")
+    slots = set(re.findall(r"\{(\w*)\}", fmt))
+    allowed = {"race", "gender", "race_lower", "gender_lower"}
+    if slots - allowed or re.sub(r"\{\w*\}", "", fmt).count("{") or re.sub(r"\{\w*\}", "", fmt).count("}"):
+        raise ConfigError(f"masked.target_format: only {{race}}, {{gender}}, {{race_lower}}, {{gender_lower}} may appear, got {_show(fmt)}")
+    if not slots & {"race", "race_lower"} or not slots & {"gender", "gender_lower"}:
+        raise ConfigError(f"masked.target_format: needs a race slot and a gender slot (e.g. '{{race}} {{gender_lower}}'), got {_show(fmt)}")
+    _check_text("masked.corpus", mk.corpus)
+    _check_text("masked.corpus_column", mk.corpus_column)
+    if mk.corpus is not None:
+        path = _resolve(mk.corpus, base_dir, "masked.corpus")
+        if not _exists(path, "masked.corpus", mk.corpus):
+            path = _resolve(mk.corpus, Path.cwd(), "masked.corpus")
+        if not _exists(path, "masked.corpus", mk.corpus):
+            raise ConfigError(f"masked.corpus: file or folder not found: {mk.corpus!r} (resolved to {path})")
+        if not path.is_dir() and not mk.corpus.lower().endswith(".csv"):
+            raise ConfigError(f"masked.corpus: expected a folder of .txt files or a .csv file, got {_show(mk.corpus)}")
+        mk.corpus = str(path)
+    if mk.corpus_column is not None and (mk.corpus is None or not mk.corpus.lower().endswith(".csv")):
+        raise ConfigError("masked.corpus_column: only for a .csv masked.corpus")
 
 
 def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None) -> None:
@@ -865,7 +932,9 @@ def _data_base_dir(path: Path, data: dict[str, Any]) -> Path:
     when the path exists there, else against the config's own folder.
     """
     bench = data.get("benchmark") if isinstance(data.get("benchmark"), dict) else {}
-    rel = bench.get("path") if isinstance(bench, dict) else None
+    masked = data.get("masked") if isinstance(data.get("masked"), dict) else {}
+    rels = [bench.get("path"), masked.get("corpus"), masked.get("templates")]  # the first one given decides
+    rel = next((r for r in rels if isinstance(r, str) and r and r != "clinical"), None)
     try:
         candidates = [Path.cwd(), path.resolve().parent, path.resolve().parent.parent]
         if isinstance(rel, str) and rel and len(rel) <= MAX_PATH_CHARS:

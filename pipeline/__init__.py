@@ -94,6 +94,9 @@ def run(
             "extract: %d prompts (%d computed now) in %.1f s -> %s",
             result.n_prompts, result.n_computed, result.seconds, result.cache_path,
         )
+    if "explain" in wanted and RunDir(out_dir).exists("masked.json"):
+        log.info("explain: skipped (a masked-LM audit has no Yes/No decision to steer)")
+        wanted.discard("explain")
     results = assemble_results(out_dir)
     if "fit" in wanted:
         from pipeline.fit import run_fit

@@ -72,6 +72,10 @@ ARTIFACTS: dict[str, Artifact] = {
             description="P(Yes) of sampled prompts re-run alone",
         ),
         Artifact(
+            "masked.json", "extract", ("cache.h5", "config:extraction"),
+            description="masked-LM audit: per-template log-probabilities, pseudo-log-likelihoods, corpus counts",
+        ),
+        Artifact(
             "probes.h5", "fit", ("cache.h5", "config:probes", "config:scoring"),
             description="value axis, steering vectors, probe curves and the latent scores",
         ),
@@ -81,7 +85,7 @@ ARTIFACTS: dict[str, Artifact] = {
         ),
         Artifact(
             "results.json", "score", ("predictions.csv", "config:scoring"),
-            optional=("batch_check.json", "probes.h5", "explain.json"),
+            optional=("batch_check.json", "probes.h5", "explain.json", "masked.json"),
             description="every score of the run",
         ),
         Artifact("report.html", "report", ("results.json",), optional=("explain.json",), description="the auditor report"),

@@ -131,8 +131,9 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
     if cfg is None:  # first: a run directory from elsewhere can neither run its model's code nor be half-read
         cfg = apply_trust(load_run_config(run.path), trust_remote_code, str(run / "config.json"))
     if (run / "cache.h5").is_file():
-        with Cache(run / "cache.h5"):  # a damaged or foreign file says what is wrong with it
-            pass
+        with Cache(run / "cache.h5") as cache:  # a damaged or foreign file says what is wrong with it
+            if cache.attrs.get("model_kind") == "masked":
+                raise InputError(f"{run / 'cache.h5'}: a masked-LM audit has no Yes/No decision to steer; 'probe explain' runs on causal models only")
     for name in ("cache.h5", "probes.h5"):
         if not run.is_fresh(name):
             state = run.why_stale(name)

@@ -181,7 +181,12 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     from extract.model import load_model
     from configs.schema import check_against_model
     from pipeline.results import save_run_config
+    from extract.masked import model_kind
 
+    if model_kind(cfg.model) == "masked":  # a masked-LM audit: templates instead of the benchmark's cases
+        from pipeline.masked import run_masked_extract
+
+        return run_masked_extract(cfg, run, limit_cases, shard, overwrite, start)
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
     k = prompts_per_case_tier(cfg)
     keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard, cfg.extract.batch_size, k)

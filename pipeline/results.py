@@ -7,6 +7,7 @@
 - ``batch_invariance`` from ``batch_check.json``,
 - ``latent``, ``mfarm_full`` and ``fab_full`` from ``probes.h5``,
 - ``latent.mediation`` from ``explain.json``,
+- ``masked`` (a masked-LM audit's statistics) from ``masked.json`` (:mod:`pipeline.masked`),
 
 each only when that artifact is fresh (:mod:`pipeline.artifacts`); a key whose
 artifact is missing or stale is absent, never carried over. The result is checked
@@ -234,7 +235,13 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
             continue
         entry.setdefault("warnings", []).append(note)
     check = _read_json(run / "batch_check.json") if run.is_fresh("batch_check.json") else None
-    return {
+    masked = None
+    if run.is_fresh("masked.json"):
+        from pipeline.masked import masked_results, read_masked
+
+        data = read_masked(run / "masked.json")
+        masked = masked_results(data, cfg) if data is not None else None
+    out = {
         "toolkit_version": TOOLKIT_VERSION,
         "config": cfg.to_dict(),
         "run_config_sha256": run_config_sha256(cfg),
@@ -256,6 +263,9 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
         "batch_invariance": check if isinstance(check, dict) else None,
         "tiers": tiers,
     }
+    if masked is not None:
+        out["masked"] = masked
+    return out
 
 
 def assemble_results(run_dir: str | Path | RunDir) -> dict[str, Any]:

@@ -70,6 +70,7 @@ SECTIONS = {
     "explain": "Causal tests: steering and erasure",
     "provenance": "Provenance",
 }
+MASKED_SECTION = "Masked-LM audit: associations by category and group"
 SCORE_COLUMNS = (
     ("mean_difference", "F_MD", "Mean difference (allocational)"),
     ("absolute_deviation", "F_AD", "Absolute deviation (stability)"),
@@ -970,13 +971,21 @@ def render_report(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
     """The report as one HTML string (pure: no I/O)."""
     if not isinstance(results, Mapping):
         raise InputError("results: expected a JSON object")
+    from report.masked import masked_view
+
     ids = _Page(_canonical_groups(results, explain))
     tiers = _tiers(results)
+    masked = masked_view(results.get("masked"), Table, Span, svg_figure, ids)
+    sections = dict(SECTIONS)
+    if masked is not None:  # after the summary, as in the page
+        sections = {"summary": SECTIONS["summary"], "masked": MASKED_SECTION, **SECTIONS}
     # sections in page order, so figure ids count down the page
     context = {
-        "sections": SECTIONS,
+        "sections": sections,
+        "masked": masked,
         "title": f"Latent-bias report: {get(results, 'model', 'name', default=MISSING)}",
-        "bench": get(results, "benchmark", "source", default=get(results, "config", "benchmark", "source", default=MISSING)),
+        "bench": (f"masked-LM templates {get(results, 'masked', 'templates', 'name', default=MISSING)}" if masked is not None
+                  else get(results, "benchmark", "source", default=get(results, "config", "benchmark", "source", default=MISSING))),
         "tier_names": ", ".join(n for n, _ in tiers) or MISSING,
         "toolkit": get(results, "toolkit_version", default=MISSING),
         "sources": "results.json" + (" and explain.json" if explain is not None else ""),

@@ -24,7 +24,7 @@ PACKAGES = set(LAYERS)
 #: file names of run artifacts; only pipeline/ (and the cache format) may name them
 ARTIFACT_NAMES = (
     "results.json", "predictions.csv", "explain.json", "probes.h5", "report.html",
-    "config.json", "batch_check.json", "artifacts.json", "sweep.csv", "sweep.json", "sweep.html",
+    "config.json", "batch_check.json", "artifacts.json", "sweep.csv", "sweep.json", "sweep.html", "masked.json",
 )
 
 
