@@ -16,12 +16,20 @@ from report.fmt import finite
 INTERVAL_COLUMNS = {"mfarm": "score", "mfarm_full": "mfarm_full", "accuracy": "accuracy", "fab": "fab", "fab_full": "fab_full"}
 #: paired differences against the model's reference row (pipeline.compare), each with _lo and _hi
 DIFF_COLUMNS = ("diff_mfarm", "diff_max_abs_shift")
+#: where the value axis sits: F_LV, its layer (0-based block), the model's depth, (layer + 1) / n_layers
+LATENT_COLUMNS = ("f_lv", "value_axis_layer", "n_layers", "value_axis_depth")
+#: paired differences against the first model of the sweep at the same precision and adapter (pipeline.sweep)
+MODEL_DIFF_COLUMNS = ("diff_model_mfarm", "diff_model_max_abs_shift")
 SWEEP_COLUMNS = [
     "model", "precision", "adapter", "tier", "mfarm", *SCORE_KEYS,
     "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift", "batch_noise",
     *[f"{c}_{end}" for c in INTERVAL_COLUMNS for end in ("lo", "hi")],
     "reference", *[f"{c}{end}" for c in DIFF_COLUMNS for end in ("", "_lo", "_hi")],
+    *LATENT_COLUMNS, "option_mass",
+    "vs_model", *[f"{c}{end}" for c in MODEL_DIFF_COLUMNS for end in ("", "_lo", "_hi")],
 ]
+#: integer columns (nullable)
+INT_COLUMNS = ("n_cases", "value_axis_layer", "n_layers")
 #: columns a sweep.csv written by an older version may lack (read as missing)
 OPTIONAL_COLUMNS = ("max_abs_shift", "batch_noise", *SWEEP_COLUMNS[SWEEP_COLUMNS.index("mfarm_lo"):])
 EPS = 0.005  # differences of mFARM below this are reported as "unchanged"
@@ -61,6 +69,14 @@ def result_rows(item: Any, results: dict[str, Any]) -> list[dict[str, Any]]:
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
         row["max_abs_shift"] = max_abs_shift(t)
         row["batch_noise"] = finite((results.get("batch_invariance") or {}).get("max_abs_diff"))
+        latent = t.get("latent") or {}
+        n_layers = (results.get("model") or {}).get("n_layers")
+        layer = latent.get("value_axis_layer")
+        row["f_lv"] = finite(latent.get("value_axis_fairness"))
+        row["value_axis_layer"] = layer if isinstance(layer, int) else None
+        row["n_layers"] = n_layers if isinstance(n_layers, int) else None
+        row["value_axis_depth"] = (layer + 1) / n_layers if row["value_axis_layer"] is not None and row["n_layers"] else None
+        row["option_mass"] = finite((t.get("option_mass") or {}).get("median"))
         ci = t.get("ci") or {}
         for column, key in INTERVAL_COLUMNS.items():
             lo, hi = (list(ci.get(key) or []) + [None, None])[:2]
