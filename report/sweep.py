@@ -126,6 +126,8 @@ def sweep_summary(df) -> list[str]:
     2. Precision: per model, adapter and precision other than float32, the change of
        mFARM against float32 at each tier.
     3. Adapters: per model, precision and adapter, the change against no adapter.
+    4. Models: per model after the first, precision and adapter, the change against
+       the first model (with the paired intervals of ``diff_model_mfarm``).
 
     After a comparison in which mFARM rises at some tier while the largest group
     shift (``max_abs_shift``) does not shrink there, a caveat says so. A combination
@@ -146,12 +148,17 @@ def sweep_summary(df) -> list[str]:
         for r, v in zip(df.itertuples(), shift_col)
     }
     combos = list(dict.fromkeys((r.model, r.precision, r.adapter) for r in df.itertuples()))
-    paired: dict[tuple, tuple[float, float]] = {}  # (model, precision, adapter, tier) -> interval vs the reference
-    if "diff_mfarm_lo" in df and "diff_mfarm_hi" in df:
-        for r, lo, hi in zip(df.itertuples(), df["diff_mfarm_lo"], df["diff_mfarm_hi"]):
-            lo, hi = finite(lo), finite(hi)
-            if lo is not None and hi is not None:
-                paired[(r.model, r.precision, r.adapter, r.tier)] = (lo, hi)
+    def intervals_of(column: str) -> dict[tuple, tuple[float, float]]:
+        """(model, precision, adapter, tier) -> the paired interval of ``column``."""
+        out: dict[tuple, tuple[float, float]] = {}
+        if f"{column}_lo" in df and f"{column}_hi" in df:
+            for r, lo, hi in zip(df.itertuples(), df[f"{column}_lo"], df[f"{column}_hi"]):
+                lo, hi = finite(lo), finite(hi)
+                if lo is not None and hi is not None:
+                    out[(r.model, r.precision, r.adapter, r.tier)] = (lo, hi)
+        return out
+
+    paired = intervals_of("diff_mfarm")  # against the model's reference row
 
     for model, prec, adapter in combos:
         tiers = sorted({t for (m, p, a, t) in score if (m, p, a) == (model, prec, adapter) and t in TIER_ORDER}, key=_tier_key)
@@ -187,7 +194,7 @@ def sweep_summary(df) -> list[str]:
                 f"(batch_check.json): numerical noise of the precision, so group shifts of that size are not meaningful."
             )
 
-    def compare(ref_of: Callable[[tuple], tuple | None], what: Callable[[tuple], str]) -> None:
+    def compare(ref_of: Callable[[tuple], tuple | None], what: Callable[[tuple], str], paired=paired) -> None:
         for combo in combos:
             ref = ref_of(combo)
             if ref is None or ref not in combos:
@@ -239,6 +246,12 @@ def sweep_summary(df) -> list[str]:
     compare(
         lambda c: None if c[2] == "" else (c[0], c[1], ""),
         lambda c: f"{_label(c[0], precision=c[1])}: adapter {slug(c[2])} vs no adapter",
+    )
+    first_model = combos[0][0]
+    compare(
+        lambda c: None if c[0] == first_model else (first_model, c[1], c[2]),
+        lambda c: f"{_label(c[0], precision=c[1], adapter=c[2] or None)} vs {first_model}",
+        paired=intervals_of("diff_model_mfarm"),
     )
     return out
 
