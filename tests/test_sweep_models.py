@@ -21,7 +21,7 @@ def test_models_demo_config_sweeps_both_embedded_models():
     cfg = load_config(ROOT / "configs" / "models_demo.yaml")
     items = sweep_combinations(cfg)
     assert [(i.model, i.precision) for i in items] == [(m, "float32") for m in EMBEDDED_MODELS]
-    assert cfg.explain.layers is None  # every fourth layer of each model: the two differ in depth
+    assert cfg.explain.layers == [6, 12]  # valid in both models (30 and 18 layers)
     assert cfg.benchmark.source == "ed_triage" and cfg.benchmark.tiers == ["high", "medium", "low"]
 
 
