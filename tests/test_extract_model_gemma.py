@@ -10,7 +10,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import extract.gguf_chunks as gc
@@ -127,20 +126,3 @@ def test_plain_framing_with_bos_and_answer_tokens(gemma):
     assert sorted(listed["no_tokens"]) == sorted(["no", " no", "No", " No", "NO", " NO"])
     assert listed["yes_ids"] == yes and 10784 in yes and 3771 in no
 
-
-@pytest.mark.slow
-def test_int8_and_bfloat16_run_near_float32(gemma):
-    from extract.hf_runner import HFRunner
-
-    texts = [model_text(gemma.tokenizer, Prompt("c", "high", "BASE", None, None, 1, SYSTEM, u, ())) for u in (
-        "A 70-year-old patient arrives with chest pain and low blood pressure. Is this urgent? ANSWER:",
-        "A 25-year-old patient has a mild sore throat. Is this urgent? ANSWER:",
-    )]
-    ref = HFRunner(gemma).forward(texts)
-    assert ((ref.option_mass > 0.05) & (ref.option_mass < 1)).all()
-    for options in ({"quantization": "int8"}, {"dtype": "bfloat16"}):
-        low = load_model(ModelConfig(name=GEMMA_NAME, **options))
-        out = HFRunner(low).forward(texts)
-        assert low.dtype == options.get("quantization", options.get("dtype"))
-        assert np.abs(out.p_yes - ref.p_yes).max() < 0.15, options
-        assert not np.array_equal(out.p_yes, ref.p_yes), options  # another model really ran
