@@ -43,6 +43,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 QUANTIZATIONS = ("none", "int8", "bnb-8bit", "bnb-4bit")
 #: sweep precisions (``gguf:FILE`` is also accepted)
 PRECISIONS = ("float32", "bfloat16", "int8", "bnb-8bit", "bnb-4bit", "gguf")
+#: the models shipped inside PyPI packages (``model.name``; extract.model.EMBEDDED), the default first
+EMBEDDED_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 #: extraction backends
 BACKENDS = ("hf", "transformer_lens", "nnsight")
 #: activation storage dtypes in cache.h5

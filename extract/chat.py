@@ -83,6 +83,36 @@ def _render(tokenizer, system: str | None, user: str) -> str:
         return tokenizer.apply_chat_template(folded, add_generation_prompt=True, tokenize=False)
 
 
+def prompt_framing(tokenizer, system: str | None) -> dict[str, Any]:
+    """How prompts are framed for this tokenizer (results.json ``model.prompt_framing``).
+
+    ``{"kind": "chat_template" | "plain", "system": how the system message is placed
+    ("system turn", "folded into the user turn", "'System:' line" or "none"),
+    "bos": the special-token prefix of every model text ("" when none), "template":
+    the model text with the user message shown as ``{user}``}``.
+    """
+    text = _render(tokenizer, system, "{user}")
+    bos = getattr(tokenizer, "bos_token", None) or ""
+    if not has_chat_template(tokenizer):
+        kind, placed = "plain", "'System:' line" if system else "none"
+        prefix = _auto_prefix(tokenizer)
+    else:
+        kind = "chat_template"
+        prefix = bos if bos and text.startswith(bos) else ""
+        if not system:
+            placed = "none"
+        else:
+            try:
+                tokenizer.apply_chat_template(
+                    [{"role": "system", "content": system}, {"role": "user", "content": "x"}],
+                    add_generation_prompt=True, tokenize=False,
+                )
+                placed = "system turn"
+            except Exception:  # the template refuses the system role: _render folded it
+                placed = "folded into the user turn"
+    return {"kind": kind, "system": placed, "bos": prefix, "template": text}
+
+
 def model_text(tokenizer, prompt: Any) -> str:
     """The exact model input for ``prompt`` (anything with ``.system`` and ``.user``)."""
     return _render(tokenizer, getattr(prompt, "system", None), prompt.user)

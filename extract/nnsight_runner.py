@@ -39,7 +39,7 @@ import logging
 import torch
 
 from extract.hf_runner import BaseRunner
-from extract.model import LoadedModel, layers_path
+from extract.model import LoadedModel, ModelError, layers_path
 from extract.sites import CapturePlan, first_tensor, submodule_name
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,13 @@ def nnsight_model(loaded: LoadedModel):
         raise RuntimeError("the tokenizer must pad on the left with a pad token (extract.model.prepare_tokenizer)")
     from nnsight import TransformersModel
 
-    wrapped = TransformersModel(model, tokenizer=loaded.tokenizer, task="text-generation")
+    try:
+        wrapped = TransformersModel(model, tokenizer=loaded.tokenizer, task="text-generation")
+    except Exception as err:  # a module tree nnsight cannot wrap
+        raise ModelError(
+            f"extract.backend: nnsight cannot wrap {type(model).__name__} (model {loaded.name!r}): "
+            f"{type(err).__name__}: {str(err).strip()[:200]}; use hf"
+        ) from err
     model.__dict__[_NNSIGHT_ATTR] = wrapped
     log.info("nnsight model over %s", loaded.name)
     return wrapped

@@ -73,6 +73,13 @@ def yes_no_ids(tokenizer) -> tuple[list[int], list[int]]:
     return list(yes_ids), list(no_ids)
 
 
+def answer_tokens(tokenizer, yes_ids: Sequence[int], no_ids: Sequence[int]) -> dict[str, list]:
+    """The Yes/No id sets with their decoded texts (results.json ``model.answer_tokens``)."""
+    decode = lambda ids: [tokenizer.decode([int(i)]) for i in ids]  # noqa: E731
+    return {"yes_ids": [int(i) for i in yes_ids], "yes_tokens": decode(yes_ids),
+            "no_ids": [int(i) for i in no_ids], "no_tokens": decode(no_ids)}
+
+
 class LogitScores(NamedTuple):
     """What :func:`score_logits` returns: float32 ``(B,)`` tensors and int64 argmax ids."""
 

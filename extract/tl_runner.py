@@ -61,7 +61,7 @@ import logging
 import torch
 
 from extract.hf_runner import BaseRunner
-from extract.model import LoadedModel
+from extract.model import LoadedModel, ModelError
 from extract.sites import CapturePlan
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,11 @@ _BRIDGE_ATTR = "_latent_bias_tl_bridge"
 
 
 def tl_bridge(loaded: LoadedModel):
-    """The ``TransformerBridge`` over ``loaded.model`` (built on first use, then reused)."""
+    """The ``TransformerBridge`` over ``loaded.model`` (built on first use, then reused).
+
+    :class:`~extract.model.ModelError` (exit 2) when TransformerLens cannot bridge the
+    model's architecture.
+    """
     model = loaded.model
     bridge = model.__dict__.get(_BRIDGE_ATTR)  # plain attribute: not a registered submodule
     if bridge is not None:
@@ -84,14 +88,21 @@ def tl_bridge(loaded: LoadedModel):
     from transformer_lens.model_bridge.sources import build_bridge_from_module
     from transformer_lens.model_bridge.sources._hf_format import determine_architecture_from_hf_config
 
-    architecture = determine_architecture_from_hf_config(model.config)
-    bridge = build_bridge_from_module(
-        model,
-        architecture,
-        hf_config=model.config,
-        tokenizer=None,
-        model_name=loaded.name,
-    )
+    architecture = type(model).__name__
+    try:
+        architecture = determine_architecture_from_hf_config(model.config)
+        bridge = build_bridge_from_module(
+            model,
+            architecture,
+            hf_config=model.config,
+            tokenizer=None,
+            model_name=loaded.name,
+        )
+    except Exception as err:  # an architecture TransformerLens has no adapter for, or cannot map
+        raise ModelError(
+            f"extract.backend: transformer_lens cannot bridge {architecture} (model {loaded.name!r}): "
+            f"{type(err).__name__}: {str(err).strip().splitlines()[0][:200] if str(err).strip() else ''}; use hf or nnsight"
+        ) from err
     bridge.eval()
     model.__dict__[_BRIDGE_ATTR] = bridge
     log.info("TransformerLens bridge over %s (%s)", loaded.name, architecture)

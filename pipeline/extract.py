@@ -225,7 +225,15 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     runner = make_runner(cfg.extract.backend, loaded)
     from extract.provenance import environment
 
-    extra = {"render_report": json.dumps(rendered.report()), "provenance": json.dumps(environment(loaded.device, loaded.model))}
+    from extract.chat import prompt_framing
+    from extract.scoring import answer_tokens
+
+    extra = {
+        "render_report": json.dumps(rendered.report()),
+        "provenance": json.dumps(environment(loaded.device, loaded.model)),
+        "prompt_framing": json.dumps(prompt_framing(loaded.tokenizer, cfg.benchmark.system_message or None)),
+        "answer_tokens": json.dumps(answer_tokens(loaded.tokenizer, runner.yes_ids, runner.no_ids)),
+    }
     if shard is not None:
         extra["shard"] = f"{shard.index}/{shard.count}"
     run.invalidate("cache.h5")  # the caller holds the run lock

@@ -252,6 +252,8 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
             "sha256": attrs.get("model_sha256"),
             "dtype": attrs.get("dtype", cfg.model.dtype),
             "backend": attrs.get("backend", cfg.extract.backend),
+            **({"n_layers": int(attrs["n_layers"])} if attrs.get("n_layers") is not None else {}),
+            **{key: json.loads(attrs[key]) for key in ("prompt_framing", "answer_tokens") if attrs.get(key)},
         },
         "benchmark": {
             "source": cfg.benchmark.source,

@@ -62,7 +62,7 @@ from configs.schema import Config, SweepConfig
 from configs.files import atomic_path, atomic_write_text
 from configs.hashes import run_config_sha256
 from configs.names import PRECISIONS
-from report.sweep import SWEEP_COLUMNS, OPTIONAL_COLUMNS, result_rows, slug
+from report.sweep import INT_COLUMNS, MODEL_DIFF_COLUMNS, SWEEP_COLUMNS, OPTIONAL_COLUMNS, result_rows, slug
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +145,13 @@ def sweep_combinations(cfg: Config) -> list[SweepItem]:
     adapter_slug = _unique_slugs([a for a in adapters if a is not None], slug)
     if any(a is not None and adapter_slug[a].lower() == "none" for a in adapters):
         adapter_slug = {a: f"{s}-{hashlib.sha256(a.encode()).hexdigest()[:6]}" if s.lower() == "none" else s for a, s in adapter_slug.items()}
-    from extract.model import EMBEDDED_NAME
+    from extract.model import EMBEDDED
 
     for m in models:
-        if m == EMBEDDED_NAME and "float32" in precisions and "gguf" in precisions:
+        if m in EMBEDDED and "float32" in precisions and "gguf" in precisions:
             log.warning(
-                "sweep: for the embedded %s, 'gguf' and 'float32' are the same run (its weights are a Q4_1 GGUF "
-                "dequantized to float32)", EMBEDDED_NAME,
+                "sweep: for the embedded %s, 'gguf' and 'float32' are the same run (its weights are a GGUF "
+                "dequantized to float32)", m,
             )
     items = []
     for m in models:
@@ -164,10 +164,10 @@ def sweep_combinations(cfg: Config) -> list[SweepItem]:
 
 def _gguf_of_model(model: str, model_cfg) -> str | None:
     """For precision ``gguf``: the model name to load (the embedded name or a converted folder)."""
-    from extract.model import EMBEDDED_NAME
+    from extract.model import EMBEDDED
 
-    if model == EMBEDDED_NAME:
-        return EMBEDDED_NAME
+    if model in EMBEDDED:
+        return model
     folder = Path(model).expanduser()
     if folder.is_dir():
         files = sorted(folder.glob("*.gguf"))
@@ -180,7 +180,7 @@ def _gguf_of_model(model: str, model_cfg) -> str | None:
                 f"sweep: precision 'gguf' for {model!r}: the folder holds {len(files)} GGUF files; use gguf:<file>"
             )
     raise SweepError(
-        f"sweep: precision 'gguf' needs a GGUF model (the embedded {EMBEDDED_NAME} or a folder with one *.gguf "
+        f"sweep: precision 'gguf' needs a GGUF model (an embedded one: {', '.join(EMBEDDED)}; or a folder with one *.gguf "
         f"file), got {model!r}; use gguf:<file> for a GGUF file of it"
     )
 
@@ -269,7 +269,8 @@ def write_sweep_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
     import pandas as pd
 
     df = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
-    df["n_cases"] = df["n_cases"].astype("Int64")
+    for c in INT_COLUMNS:
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False, float_format="%.10g")
     return Path(path)
@@ -313,6 +314,7 @@ def run_sweep(
         rows.extend(result_rows(item, results))
         write_sweep_csv(rows, csv_path)
     add_reference_differences(cfg, planned, out_dir, rows)
+    add_model_differences(planned, out_dir, rows, cfg)
     write_sweep_csv(rows, csv_path)
     log.info("sweep: %d combinations -> %s", len(planned), csv_path)
     return csv_path
@@ -357,16 +359,54 @@ def add_reference_differences(cfg: Config, planned: list[tuple[SweepItem, Config
             log.warning("sweep: %s vs %s not compared: %s", item.name, ref.name, err)
             continue
         label = f"{ref.precision}" + (f" + {slug(ref.adapter)}" if ref.adapter else "")
-        for row in rows:
-            if (row["model"], row["precision"], row["adapter"]) != (item.model, item.precision, item.adapter or ""):
-                continue
-            tier = result["tiers"].get(row["tier"])
-            if tier is None:
-                continue
-            row["reference"] = label
-            for column, entry in (("diff_mfarm", tier["score"]), ("diff_max_abs_shift", tier["max_abs_shift"])):
-                lo, hi = (entry.get("ci") or [None, None])[:2]
-                row[column], row[f"{column}_lo"], row[f"{column}_hi"] = entry["diff"], lo, hi
+        _fill_differences(rows, item, result, "reference", label, ("diff_mfarm", "diff_max_abs_shift"))
+
+
+def _fill_differences(rows: list[dict[str, Any]], item: SweepItem, result: dict[str, Any], label_column: str, label: str,
+                      columns: tuple[str, str]) -> None:
+    """Write one comparison's mFARM and largest-shift differences (with ``_lo``/``_hi``) into ``item``'s rows."""
+    for row in rows:
+        if (row["model"], row["precision"], row["adapter"]) != (item.model, item.precision, item.adapter or ""):
+            continue
+        tier = result["tiers"].get(row["tier"])
+        if tier is None:
+            continue
+        row[label_column] = label
+        for column, entry in zip(columns, (tier["score"], tier["max_abs_shift"])):
+            lo, hi = (entry.get("ci") or [None, None])[:2]
+            row[column], row[f"{column}_lo"], row[f"{column}_hi"] = entry["diff"], lo, hi
+
+
+def add_model_differences(planned: list[tuple[SweepItem, Config]], out_dir: Path, rows: list[dict[str, Any]], cfg: Config) -> None:
+    """Fill ``vs_model`` and ``diff_model_*``: each model against the sweep's first model.
+
+    At every precision and adapter both ran, the paired bootstrap difference (this
+    model minus the first; :func:`pipeline.compare.compare_tables`, the same cases
+    resampled on both sides) of mFARM and of the largest group shift. Nothing with
+    a single model or without ``scoring.bootstrap``.
+    """
+    from pipeline.compare import compare_tables
+    from pipeline.score import read_predictions
+
+    models = list(dict.fromkeys(item.model for item, _ in planned))
+    s = cfg.scoring
+    if len(models) < 2 or not s.bootstrap:
+        return
+    first = {(item.precision, item.adapter): item for item, _ in planned if item.model == models[0]}
+    for item, _ in planned:
+        ref = first.get((item.precision, item.adapter))
+        if item.model == models[0] or ref is None:
+            continue
+        try:
+            result = compare_tables(
+                read_predictions(out_dir / ref.name / "predictions.csv"),
+                read_predictions(out_dir / item.name / "predictions.csv"),
+                s.alpha, s.correction, s.bootstrap, s.seed, s.ci_level, s.accuracy, names=(ref.name, item.name),
+            )
+        except InputError as err:
+            log.warning("sweep: %s vs %s not compared: %s", item.name, ref.name, err)
+            continue
+        _fill_differences(rows, item, result, "vs_model", ref.model, MODEL_DIFF_COLUMNS)
 
 
 # --------------------------------------------------------------------------- reading
@@ -385,7 +425,7 @@ def sweep_table(out_dir: str | Path):
         path = path / CSV_NAME
     if not path.is_file():
         raise SweepError(f"{path}: not found (is {out_dir} a sweep directory?)")
-    text_cols = ["model", "precision", "adapter", "tier", "reference"]
+    text_cols = ["model", "precision", "adapter", "tier", "reference", "vs_model"]
     try:
         df = pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={c: [""] for c in SWEEP_COLUMNS if c not in text_cols})
     except (ValueError, pd.errors.ParserError) as err:
@@ -399,7 +439,7 @@ def sweep_table(out_dir: str | Path):
     for c in SWEEP_COLUMNS:
         if c in text_cols:
             df[c] = df[c].astype(str)
-        elif c == "n_cases":
+        elif c in INT_COLUMNS:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
         else:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)

@@ -893,6 +893,19 @@ def _batch_check(check: Any) -> Any:
     return text
 
 
+def _framing(framing: Mapping[str, Any], answers: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Provenance entries for results.json ``model.prompt_framing`` and ``model.answer_tokens`` (none when absent)."""
+    items: list[tuple[str, Any]] = []
+    if framing:
+        kind = "chat template" if framing.get("kind") == "chat_template" else "plain System:/User:/Assistant: format (no chat template)"
+        items.append(("Prompt framing", [f"{kind}; system message: {framing.get('system')}; ", _code(framing.get("template"))]))
+    if answers:
+        for key in ("yes", "no"):
+            tokens = answers.get(f"{key}_tokens") or []
+            items.append((f"{key.capitalize()} tokens", _code(", ".join(f"{i}={t!r}" for i, t in zip(answers.get(f"{key}_ids") or [], tokens)))))
+    return items
+
+
 def _provenance(results: Mapping[str, Any], explain: Any) -> dict[str, Any]:
     def mapping(v: Any) -> Mapping[str, Any]:
         return v if isinstance(v, Mapping) else {}
@@ -903,6 +916,7 @@ def _provenance(results: Mapping[str, Any], explain: Any) -> dict[str, Any]:
         ("Weights SHA-256", _code(model.get("sha256"))),
         ("Dtype", _code(model.get("dtype"))),
         ("Backend", _code(model.get("backend"))),
+        *_framing(mapping(model.get("prompt_framing")), mapping(model.get("answer_tokens"))),
         ("Benchmark", _code(get(results, "benchmark", "source", default=get(cfg, "benchmark", "source")))),
         ("Job name", _code(cfg.get("name"))),
         ("Config SHA-256", _code(results.get("run_config_sha256"))),

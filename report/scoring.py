@@ -97,8 +97,9 @@ def tier_matrices(part: pd.DataFrame, groups: list[str]) -> tuple[Any, Any, list
     from mfarm.matrix import score_matrix
 
     P, cases = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), part["p_yes"].to_numpy(dtype=float), groups)
-    # pivot the -1 code (the matrix refuses NaN cells), then mark unknown labels NaN
-    L, _ = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), part["label"].to_numpy(dtype=float), groups)
+    labels = part["label"].to_numpy(dtype=float)
+    labels[~np.isfinite(labels)] = -1  # unknown (e.g. collapsed duplicates with a tied label): NaN below
+    L, _ = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), labels, groups)  # finite values only
     L[L < 0] = np.nan
     return P, L, [str(c) for c in cases]
 

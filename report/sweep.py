@@ -16,12 +16,20 @@ from report.fmt import finite
 INTERVAL_COLUMNS = {"mfarm": "score", "mfarm_full": "mfarm_full", "accuracy": "accuracy", "fab": "fab", "fab_full": "fab_full"}
 #: paired differences against the model's reference row (pipeline.compare), each with _lo and _hi
 DIFF_COLUMNS = ("diff_mfarm", "diff_max_abs_shift")
+#: where the value axis sits: F_LV, its layer (0-based block), the model's depth, (layer + 1) / n_layers
+LATENT_COLUMNS = ("f_lv", "value_axis_layer", "n_layers", "value_axis_depth")
+#: paired differences against the first model of the sweep at the same precision and adapter (pipeline.sweep)
+MODEL_DIFF_COLUMNS = ("diff_model_mfarm", "diff_model_max_abs_shift")
 SWEEP_COLUMNS = [
     "model", "precision", "adapter", "tier", "mfarm", *SCORE_KEYS,
     "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift", "batch_noise",
     *[f"{c}_{end}" for c in INTERVAL_COLUMNS for end in ("lo", "hi")],
     "reference", *[f"{c}{end}" for c in DIFF_COLUMNS for end in ("", "_lo", "_hi")],
+    *LATENT_COLUMNS, "option_mass",
+    "vs_model", *[f"{c}{end}" for c in MODEL_DIFF_COLUMNS for end in ("", "_lo", "_hi")],
 ]
+#: integer columns (nullable)
+INT_COLUMNS = ("n_cases", "value_axis_layer", "n_layers")
 #: columns a sweep.csv written by an older version may lack (read as missing)
 OPTIONAL_COLUMNS = ("max_abs_shift", "batch_noise", *SWEEP_COLUMNS[SWEEP_COLUMNS.index("mfarm_lo"):])
 EPS = 0.005  # differences of mFARM below this are reported as "unchanged"
@@ -61,6 +69,14 @@ def result_rows(item: Any, results: dict[str, Any]) -> list[dict[str, Any]]:
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None
         row["max_abs_shift"] = max_abs_shift(t)
         row["batch_noise"] = finite((results.get("batch_invariance") or {}).get("max_abs_diff"))
+        latent = t.get("latent") or {}
+        n_layers = (results.get("model") or {}).get("n_layers")
+        layer = latent.get("value_axis_layer")
+        row["f_lv"] = finite(latent.get("value_axis_fairness"))
+        row["value_axis_layer"] = layer if isinstance(layer, int) else None
+        row["n_layers"] = n_layers if isinstance(n_layers, int) else None
+        row["value_axis_depth"] = (layer + 1) / n_layers if row["value_axis_layer"] is not None and row["n_layers"] else None
+        row["option_mass"] = finite((t.get("option_mass") or {}).get("median"))
         ci = t.get("ci") or {}
         for column, key in INTERVAL_COLUMNS.items():
             lo, hi = (list(ci.get(key) or []) + [None, None])[:2]
@@ -110,6 +126,8 @@ def sweep_summary(df) -> list[str]:
     2. Precision: per model, adapter and precision other than float32, the change of
        mFARM against float32 at each tier.
     3. Adapters: per model, precision and adapter, the change against no adapter.
+    4. Models: per model after the first, precision and adapter, the change against
+       the first model (with the paired intervals of ``diff_model_mfarm``).
 
     After a comparison in which mFARM rises at some tier while the largest group
     shift (``max_abs_shift``) does not shrink there, a caveat says so. A combination
@@ -130,12 +148,17 @@ def sweep_summary(df) -> list[str]:
         for r, v in zip(df.itertuples(), shift_col)
     }
     combos = list(dict.fromkeys((r.model, r.precision, r.adapter) for r in df.itertuples()))
-    paired: dict[tuple, tuple[float, float]] = {}  # (model, precision, adapter, tier) -> interval vs the reference
-    if "diff_mfarm_lo" in df and "diff_mfarm_hi" in df:
-        for r, lo, hi in zip(df.itertuples(), df["diff_mfarm_lo"], df["diff_mfarm_hi"]):
-            lo, hi = finite(lo), finite(hi)
-            if lo is not None and hi is not None:
-                paired[(r.model, r.precision, r.adapter, r.tier)] = (lo, hi)
+    def intervals_of(column: str) -> dict[tuple, tuple[float, float]]:
+        """(model, precision, adapter, tier) -> the paired interval of ``column``."""
+        out: dict[tuple, tuple[float, float]] = {}
+        if f"{column}_lo" in df and f"{column}_hi" in df:
+            for r, lo, hi in zip(df.itertuples(), df[f"{column}_lo"], df[f"{column}_hi"]):
+                lo, hi = finite(lo), finite(hi)
+                if lo is not None and hi is not None:
+                    out[(r.model, r.precision, r.adapter, r.tier)] = (lo, hi)
+        return out
+
+    paired = intervals_of("diff_mfarm")  # against the model's reference row
 
     for model, prec, adapter in combos:
         tiers = sorted({t for (m, p, a, t) in score if (m, p, a) == (model, prec, adapter) and t in TIER_ORDER}, key=_tier_key)
@@ -171,7 +194,7 @@ def sweep_summary(df) -> list[str]:
                 f"(batch_check.json): numerical noise of the precision, so group shifts of that size are not meaningful."
             )
 
-    def compare(ref_of: Callable[[tuple], tuple | None], what: Callable[[tuple], str]) -> None:
+    def compare(ref_of: Callable[[tuple], tuple | None], what: Callable[[tuple], str], paired=paired) -> None:
         for combo in combos:
             ref = ref_of(combo)
             if ref is None or ref not in combos:
@@ -223,6 +246,12 @@ def sweep_summary(df) -> list[str]:
     compare(
         lambda c: None if c[2] == "" else (c[0], c[1], ""),
         lambda c: f"{_label(c[0], precision=c[1])}: adapter {slug(c[2])} vs no adapter",
+    )
+    first_model = combos[0][0]
+    compare(
+        lambda c: None if c[0] == first_model else (first_model, c[1], c[2]),
+        lambda c: f"{_label(c[0], precision=c[1], adapter=c[2] or None)} vs {first_model}",
+        paired=intervals_of("diff_model_mfarm"),
     )
     return out
 

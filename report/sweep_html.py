@@ -132,6 +132,62 @@ def _paired_table(rows: list[dict[str, Any]], n_adapters: int) -> Table | None:
     return Table(head, out, numeric_from=3)
 
 
+def _depth_cell(r: dict[str, Any]) -> str:
+    """``layer 11 of 30 (0.40)``: the value-axis layer and where it sits as a fraction of depth."""
+    layer, n, depth = finite(r.get("value_axis_layer")), finite(r.get("n_layers")), finite(r.get("value_axis_depth"))
+    if layer is None or n is None or depth is None:
+        return MISSING
+    return f"layer {int(layer)} of {int(n)} ({depth:.2f})"
+
+
+def _models_tables(rows: list[dict[str, Any]], models: list[str], precisions: list[str],
+                   adapters: list[str]) -> list[dict[str, Any]]:
+    """With two or more models: per precision and adapter, the models side by side at each tier.
+
+    Each row is one model at one tier: mFARM (with its interval), FAB, F_LV, the
+    largest group shift, where the value axis sits (layer, and (layer + 1) / depth),
+    the median option mass, and for every model but the first its paired difference
+    from the first model (``diff_model_*``).
+    """
+    if len(models) < 2:
+        return []
+    out = []
+    for adapter in adapters:
+        for prec in precisions:
+            here = [r for r in rows if r["precision"] == prec and r["adapter"] == adapter]
+            present = [m for m in models if any(r["model"] == m for r in here)]
+            if len(present) < 2:
+                continue
+            index = {(r["model"], r["tier"]): r for r in here}
+            tiers = _ordered([r["tier"] for r in here], TIER_ORDER)
+            body = []
+            for tier in tiers:
+                for model in present:
+                    r = index.get((model, tier))
+                    if r is None:
+                        continue
+                    d, lo, hi = (finite(r.get(k)) for k in ("diff_model_mfarm", "diff_model_mfarm_lo", "diff_model_mfarm_hi"))
+                    reading = _reading(d, lo, hi)
+                    if reading in ("higher", "lower"):
+                        reading += " than " + _label(r.get("vs_model"))
+                    shown = lo is not None and hi is not None and (lo > 0 or hi < 0)
+                    body.append([
+                        tier, model, _ci_cell(r, "mfarm"), _cell(r.get("fab")), _cell(r.get("f_lv")),
+                        _cell(r.get("max_abs_shift")), _depth_cell(r), _cell(r.get("option_mass")),
+                        _with_reading(_diff_cell(r, "diff_model_mfarm"), reading, "reading shown" if shown else "reading"),
+                        _diff_cell(r, "diff_model_max_abs_shift"),
+                    ])
+            head = ["Tier", "Model", "mFARM", "FAB", Span("F_LV", title="value-axis fairness (latent, spec B3)"),
+                    Span("Max |shift|", title="largest |mean shift of P(Yes)| of a group from BASE"),
+                    Span("Value axis", title="the layer the value axis was read at, and (layer + 1) / number of layers"),
+                    Span("Option mass", title="median share of the next-token probability on the Yes and No tokens"),
+                    Span(f"Δ mFARM vs {present[0]}", title="this model minus the first model, paired bootstrap interval over the same cases"),
+                    Span(f"Δ max |shift| vs {present[0]}", title="this model minus the first model, paired bootstrap interval")]
+            name = f"at {prec}" + (f", adapter {Path(adapter).name}" if len(adapters) >= 2 and adapter else "")
+            out.append({"name": name, "table": Table(head, body, numeric_from=2)})
+    return out
+
+
 def _with_reading(cell: Any, reading: str, cls: str) -> Any:
     if cell == MISSING:
         return cell
@@ -256,10 +312,12 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
         "paired": None,
         "units": [],
         "combos": None,
+        "models": [],
     }
     if rows:
         context["answers"] = sweep_summary(pd.DataFrame(rows))
         context["paired"] = _paired_table(rows, len(adapters))
+        context["models"] = _models_tables(rows, models, precisions, adapters)
         context["units"] = [
             _unit(n, _unit_name(model, adapter, len(adapters)),
                   [r for r in rows if r["model"] == model and r["adapter"] == adapter], precisions)

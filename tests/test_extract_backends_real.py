@@ -1,7 +1,9 @@
-"""Backend parity on the real embedded model (SmolLM2-135M-Instruct) and real prompts.
+"""Backend parity on both real embedded models (SmolLM2-135M-Instruct, a Llama; and
+Gemma 3 270M: sandwich norms, scaled and tied embeddings, sliding-window and global
+attention layers) and real prompts.
 
-One module-scoped fixture loads the model once per backend (each backend wraps its
-own copy; loads read the converted cache, ~1 s) and runs six rendered ED-triage
+One module-scoped fixture per model loads it once per backend (each backend wraps its
+own copy; loads read the converted cache, ~1-3 s) and runs six rendered ED-triage
 prompts (BASE and demographic variants, two context tiers: different lengths, so
 the batch is left-padded) through each backend once.
 """
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from benchmarks.registry import render_benchmark
+from configs.names import EMBEDDED_MODELS
 from configs.schema import BenchmarkConfig, ModelConfig
 from extract.backends import BACKENDS, make_runner
 from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
@@ -29,13 +32,13 @@ def rel(a, b, axis=-1):
     return float((np.linalg.norm(a - b, axis=axis) / np.maximum(np.linalg.norm(b, axis=axis), 1e-12)).max())
 
 
-@pytest.fixture(scope="module")
-def real():
+@pytest.fixture(scope="module", params=EMBEDDED_MODELS)
+def real(request):
     rendered = render_benchmark(BenchmarkConfig(n_cases=1, tiers=["high", "low"]))
     prompts = rendered.prompts
     picked = [prompts[i] for i in (0, 1, 6, 13, 18, 25)]  # BASE and variants of both tiers
     assert {p.variant == "BASE" for p in picked} == {True, False}
-    runners = {b: make_runner(b, load_model(ModelConfig())) for b in BACKENDS}
+    runners = {b: make_runner(b, load_model(ModelConfig(name=request.param))) for b in BACKENDS}
     tok = runners["hf"].tokenizer
     texts, positions = [], []
     for p in picked:
@@ -85,18 +88,26 @@ def test_equal_to_output_hidden_states(real):
     for backend, out in outs.items():
         for pos in POSITIONS:
             got = out.acts[("resid_post", pos)]
-            assert got.shape == (n_layers, 6, 576)
+            assert got.shape == (n_layers, 6, runners["hf"].d_model)
             assert rel(got[:-1], ref[pos][1:-1]) < 1e-3, (backend, pos)
 
 
 def test_sublayer_outputs_sum_to_the_residual(real):
-    _, _, _, outs, ref = real
+    runners, _, _, outs, ref = real
+    layers = runners["hf"].model.model.layers
+    sandwich = hasattr(layers[0], "post_feedforward_layernorm")  # Gemma 2/3: a norm after each sublayer
     for backend, out in outs.items():
-        for pos in POSITIONS:
+        # with sandwich norms the sublayers add norm(output); a per-token norm commutes
+        # with picking the last token, not with the mean over the demographic tokens
+        for pos in ("last",) if sandwich else POSITIONS:
             resid = out.acts[("resid_post", pos)]
             before = np.concatenate([ref[pos][:1], resid[:-1]])
-            total = before + out.acts[("attn_out", pos)] + out.acts[("mlp_out", pos)]
-            assert rel(total, resid) < 1e-4, (backend, pos)
+            attn, mlp = out.acts[("attn_out", pos)], out.acts[("mlp_out", pos)]
+            if sandwich:
+                with torch.no_grad():
+                    attn = np.stack([layer.post_attention_layernorm(torch.from_numpy(a)).numpy() for layer, a in zip(layers, attn)])
+                    mlp = np.stack([layer.post_feedforward_layernorm(torch.from_numpy(m)).numpy() for layer, m in zip(layers, mlp)])
+            assert rel(before + attn + mlp, resid) < 1e-4, (backend, pos)
 
 
 def test_padding_invariance(real):
@@ -108,3 +119,4 @@ def test_padding_invariance(real):
         assert abs(alone.p_yes[0] - outs[backend].p_yes[shortest]) < 1e-4, backend
         for key, arr in alone.acts.items():
             assert rel(arr[:, 0], outs[backend].acts[key][:, shortest]) < 1e-3, (backend, key)
+
