@@ -43,6 +43,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,6 +60,7 @@ from extract.model import (
     _safetensors_files,
     _torch_dtype,
     cache_root,
+    first_attribute_path,
     resolve_device,
     weights_sha256,
 )
@@ -98,15 +100,10 @@ def model_kind(cfg: ModelConfig) -> str:
 
 def encoder_layers(model) -> Any:
     """The ``nn.ModuleList`` of encoder blocks."""
-    for path in ENCODER_PATHS:
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        else:
-            return obj
-    raise ModelError(f"cannot find the encoder layers of {type(model).__name__}")
+    path = first_attribute_path(model, ENCODER_PATHS)
+    if path is None:
+        raise ModelError(f"cannot find the encoder layers of {type(model).__name__}")
+    return attrgetter(path)(model)
 
 
 def finish_masked(model, tokenizer, *, name: str, sha256: str, dtype: str, device: str, path: str | None) -> LoadedModel:

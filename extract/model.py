@@ -290,9 +290,9 @@ def prepare_tokenizer(tokenizer, model_name: str):
 LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 
 
-def layers_path(model) -> str:
-    """The dotted attribute path of the decoder block list (``"model.layers"``, ...)."""
-    for path in LAYER_PATHS:
+def first_attribute_path(model, paths) -> str | None:
+    """The first dotted path of ``paths`` that resolves to an attribute of ``model`` (None if none does)."""
+    for path in paths:
         obj = model
         for part in path.split("."):
             obj = getattr(obj, part, None)
@@ -300,7 +300,15 @@ def layers_path(model) -> str:
                 break
         else:
             return path
-    raise ModelError(f"cannot find the decoder layers of {type(model).__name__}")
+    return None
+
+
+def layers_path(model) -> str:
+    """The dotted attribute path of the decoder block list (``"model.layers"``, ...)."""
+    path = first_attribute_path(model, LAYER_PATHS)
+    if path is None:
+        raise ModelError(f"cannot find the decoder layers of {type(model).__name__}")
+    return path
 
 
 def decoder_layers(model):
