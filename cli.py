@@ -171,7 +171,7 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
         def run_one(item_cfg, run_dir):
             return pipeline.run(item_cfg, run_dir, stages, overwrite=overwrite, progress=not no_progress)
 
-        path = run_sweep(cfg, out_dir, run_one)
+        path = run_sweep(cfg, out_dir, run_one, stages=stages)
         for sentence in sweep_summary(sweep_table(out_dir)):
             click.echo(sentence)
         click.echo(f"sweep: {path}")

@@ -8,7 +8,12 @@ harmless; one of the same size means group differences drown in round-off. With
 float32 among the precisions it then prints each other precision's agreement with
 float32 on the same prompts (Pearson r and the largest |difference|).
 
-    .venv/bin/python bench/batch_noise.py [--n-cases 8] [--tier high] [--precisions float32 bfloat16 int8]
+    .venv/bin/python bench/batch_noise.py [--n-cases 8] [--tier high] [--precisions float32 bfloat16 int8 int8-sdpa]
+
+``int8-sdpa`` is int8 with transformers' padded attention instead of the batch-invariant
+one int8 loads with by default: the difference is the round-off int8 amplifies.
+``bf16-bi`` is bfloat16 with the batch-invariant attention (bfloat16's float GEMMs may
+still depend on the batch's shape).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ from extract.chat import model_text  # noqa: E402
 from extract.hf_runner import HFRunner, score_prompts  # noqa: E402
 from extract.model import load_model  # noqa: E402
 
-PRECISIONS = {"float32": [], "bfloat16": ["model.dtype=bfloat16"], "int8": ["model.quantization=int8"]}
+PRECISIONS = {
+    "float32": [],
+    "bfloat16": ["model.dtype=bfloat16"],
+    "int8": ["model.quantization=int8"],  # loads with attn_implementation batch_invariant (extract.attention)
+    "int8-sdpa": ["model.quantization=int8", "model.attn_implementation=sdpa"],  # the attention int8 had before
+    "bf16-bi": ["model.dtype=bfloat16", "model.attn_implementation=batch_invariant"],
+}
 
 
 def main() -> None:
@@ -46,7 +57,7 @@ def main() -> None:
     n_variants = 1 + len(load_config(args.config).benchmark.races) * len(load_config(args.config).benchmark.genders)
     threads = torch.get_num_threads()
     print(f"{len(prompts)} prompts ({args.tier} tier), reference: batches of {args.batch_size}, {threads} threads")
-    print(f"{'precision':>9}  {'within-case SD':>14}  {'alone':>9}  {'1 thread':>9}  {'alone, 1 thread':>15}")
+    print(f"{'precision':>9}  {'within-case SD':>14}  {'alone':>9}  {'1 thread':>9}  {'alone, 1 thread':>15}", flush=True)
     refs: dict[str, np.ndarray] = {}
     for name in args.precisions:
         loaded = load_model(load_config(args.config, PRECISIONS[name]).model)

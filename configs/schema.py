@@ -65,7 +65,7 @@ class ModelConfig:
     # null: the whole model on ``device``; auto / balanced: spread over the GPUs by accelerate;
     # or an explicit map of module names to devices ({"model.layers.0": 0, ..., "lm_head": "cpu"})
     device_map: str | dict[str, str | int] | None = None
-    attn_implementation: Literal["eager", "sdpa", "flash_attention_2"] | None = None  # null: transformers' default
+    attn_implementation: Literal["eager", "sdpa", "flash_attention_2", "batch_invariant"] | None = None  # null: batch_invariant for int8, else transformers' default
     trust_remote_code: bool = False
     revision: str | None = None
     cache_dir: str | None = None  # where converted copies of the embedded model live
@@ -672,6 +672,8 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         _check_masked(cfg.masked, base_dir)
     if cfg.model.kind == "masked" and cfg.extract.backend != "hf":
         raise ConfigError(f"extract.backend: a masked model runs with the 'hf' backend only, got {cfg.extract.backend!r}")
+    if cfg.model.kind == "masked" and cfg.model.attn_implementation == "batch_invariant":
+        raise ConfigError("model.attn_implementation: 'batch_invariant' is for causal models (masked models attend both ways)")
 
 
 def _check_masked(mk: "MaskedConfig", base_dir: Path) -> None:

@@ -51,7 +51,7 @@ import numpy as np
 
 from configs.schema import ModelConfig
 from extract.model import (
-    EMBEDDED_NAME,
+    EMBEDDED,
     LoadedModel,
     ModelError,
     _offline,
@@ -83,10 +83,10 @@ def _architectures(folder: Path) -> list[str]:
 
 def model_kind(cfg: ModelConfig) -> str:
     """``causal`` or ``masked`` (module docstring); a forced ``masked`` on a model without an MLM head exits 2."""
-    if cfg.kind == "causal" or cfg.name == EMBEDDED_NAME and cfg.kind == "auto":
+    if cfg.kind == "causal" or cfg.name in EMBEDDED and cfg.kind == "auto":  # every embedded model is causal
         return "causal"
-    if cfg.name == EMBEDDED_NAME:
-        raise ModelError(f"model.kind: 'masked', but model.name {EMBEDDED_NAME!r} is a causal model")
+    if cfg.name in EMBEDDED:
+        raise ModelError(f"model.kind: 'masked', but model.name {cfg.name!r} is a causal model")
     folder = _resolve_hf(cfg)
     arch = _architectures(folder)
     masked = any(a.endswith("ForMaskedLM") for a in arch)
@@ -136,6 +136,8 @@ def load_masked_model(cfg: ModelConfig, device: str | None = None) -> LoadedMode
         tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=cfg.trust_remote_code)
     except Exception as err:
         raise ModelError(f"model {cfg.name!r}: cannot load the tokenizer from {folder}: {_one_line(err)}") from err
+    if cfg.attn_implementation == "batch_invariant":
+        raise ModelError(f"model.attn_implementation: 'batch_invariant' is for causal models; {cfg.name!r} is a masked LM")
     try:
         kwargs = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
         model = AutoModelForMaskedLM.from_pretrained(

@@ -58,6 +58,7 @@ from typing import Any
 from configs.errors import InputError
 from configs.files import atomic_write_text
 from configs.schema import ModelConfig
+from extract import attention
 
 log = logging.getLogger(__name__)
 
@@ -583,8 +584,11 @@ def _from_folder(folder: Path, cfg: ModelConfig, name: str, trust_remote_code: b
         placement: dict[str, Any] = {}
         if cfg.device_map is not None:
             placement["device_map"] = cfg.device_map
-        if cfg.attn_implementation is not None:
-            placement["attn_implementation"] = cfg.attn_implementation
+        attn = attention.default_attn_implementation(cfg.attn_implementation, cfg.quantization)
+        if attn == attention.NAME:
+            attention.register()
+        if attn is not None:
+            placement["attn_implementation"] = attn
         model = AutoModelForCausalLM.from_pretrained(
             str(folder),
             dtype=_torch_dtype(cfg.dtype),

@@ -26,15 +26,21 @@ second applies, in this order, ``ModelConfig.adapter`` and then
     ``|x| > 6.0`` (bitsandbytes' default ``llm_int8_threshold``) are left out of the
     int8 product and multiplied in float with the dequantized weight columns.
     Unlike bitsandbytes, the outliers are chosen per entry, not per column of the
-    whole batch, so no prompt's values enter another's product (only round-off
-    differs with the batch). This is the CPU counterpart of ``bnb-8bit``. On the embedded SmolLM2-135M
+    whole batch, and each row adds its own outlier terms in column order, so a row's
+    output is bitwise the same in any batch (the int8 product is exact, see
+    :func:`_int8_matmul`). This is the CPU counterpart of ``bnb-8bit``. On the embedded SmolLM2-135M
     (16 ED-triage prompts) P(Yes) moved by at most 0.042 (mean 0.017) against
     float32 (0.098 / 0.037 without the outlier path); the residual stream by 6.6 %.
     Speed: on an idle 2-core CPU with AMX the 2,080-prompt demo extracted in 146 s
     against 442 s in float32 (on a busy machine with one thread it was 1.1-1.7x
-    float32's time). Like every reduced precision, its P(Yes) depends on the batch a
-    prompt runs in (round-off flips int8 roundings; up to 0.11 on SmolLM2-135M, see
-    :mod:`extract.batch_check`), although each product is computed per token.
+    float32's time). Batch invariance: int8 amplifies round-off (a value nudged across
+    a rounding boundary flips an int8 code), so the float attention's padding-dependent
+    round-off once moved SmolLM2-135M's int8 P(Yes) by up to 0.11 with its batch-mates
+    (0.065 with per-token scales alone). int8 models therefore load with
+    ``attn_implementation: batch_invariant`` unless another is configured
+    (:mod:`extract.attention`); with it a prompt's int8 hidden states are bitwise the
+    same alone and in any batch (``hf`` and ``nnsight`` backends; the TransformerLens
+    bridge computes attention itself).
 
     The output head (``lm_head``) and the embeddings stay in float, as in the
     bitsandbytes integration of transformers (which skips the output embedding):
@@ -333,23 +339,25 @@ class Int8Linear(nn.Module):
         shape = x.shape
         x2 = x.reshape(-1, self.in_features).to(torch.float32)
         a = x2.abs()  # our own tensor: may be edited in place (x2 may be a view of x)
-        outlier = None
-        if self.threshold > 0 and x2.shape[0] > 0:
-            cols = (a.amax(dim=0) > self.threshold).nonzero().squeeze(1)
-            if cols.numel():
-                x_cols = x2[:, cols]
-                is_out = a[:, cols] > self.threshold
-                outlier = (x_cols * is_out, cols, is_out)
-                a[:, cols] = a[:, cols].masked_fill(is_out, 0.0)  # the row scales leave outliers out
+        rows = cols = None
+        if self.threshold > 0:
+            is_out = a > self.threshold
+            rows, cols = is_out.nonzero(as_tuple=True)  # row-major: each row's outliers in column order
+            if rows.numel():
+                a.masked_fill_(is_out, 0.0)  # the row scales leave outliers out
+            else:
+                rows = cols = None
         s_x = a.amax(dim=1, keepdim=True).clamp_(min=1e-12).div_(127.0)
-        xq = torch.div(x2, s_x).round_().clamp_(-127, 127).to(torch.int8)
-        if outlier is not None:
-            x_o, cols, is_out = outlier
-            xq[:, cols] = xq[:, cols].masked_fill(is_out, 0)
-        y = torch.mul(_int8_matmul(xq, self.weight_int8.t()), self.weight_scale)  # int32 x float -> float32
+        xq = torch.div(x2, s_x).round_().clamp_(-127, 127)
+        if rows is not None:
+            xq[rows, cols] = 0.0
+        y = torch.mul(_int8_matmul(xq.to(torch.int8), self.weight_int8.t()), self.weight_scale)  # int32 x float
         y.mul_(s_x)
-        if outlier is not None:
-            y.addmm_(x_o, (self.weight_int8[:, cols].to(torch.float32) * self.weight_scale[:, None]).t())
+        if rows is not None:
+            # each outlier adds x * (dequantized weight column) to its own row, one after another in
+            # column order (index_add_ on the CPU is sequential), so a row's sum is the same in any batch
+            w_cols = self.weight_int8.t()[cols].to(torch.float32).mul_(self.weight_scale)
+            y.index_add_(0, rows, w_cols.mul_(x2[rows, cols].unsqueeze(1)))
         if self.bias is not None:
             y.add_(self.bias)
         return y.to(x.dtype).reshape(*shape[:-1], self.out_features)

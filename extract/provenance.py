@@ -1,4 +1,4 @@
-"""Where and with what a run computed: device, GPU, torch/CUDA and library versions."""
+"""Where and with what a run computed: device, GPU, attention, torch/CUDA and library versions."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ def environment(device: str, model: Any = None) -> dict[str, Any]:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         gpu = torch.cuda.get_device_name(torch.device(device))
     device_map = getattr(model, "hf_device_map", None) if model is not None else None
+    attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
     return {
         "device": str(device),
         "gpu": gpu,
         "gpu_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
         "device_map": {k: str(v) for k, v in device_map.items()} if device_map else None,
+        "attn_implementation": attn if isinstance(attn, str) else None,
         "cuda": torch.version.cuda,
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),

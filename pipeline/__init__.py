@@ -98,14 +98,16 @@ def run(
         log.info("explain: skipped (a masked-LM audit has no Yes/No decision to steer)")
         wanted.discard("explain")
     results = assemble_results(out_dir)
-    if "fit" in wanted:
+    if "fit" in wanted and RunDir(out_dir).is_fresh("probes.h5"):
+        log.info("fit: %s is fresh (same cache and settings), kept", Path(out_dir) / "probes.h5")
+    elif "fit" in wanted:
         from pipeline.fit import run_fit
 
         results = run_fit(out_dir, cfg)
     if "explain" in wanted:
         from pipeline.explain import run_explain
 
-        run_explain(out_dir, cfg=cfg)
+        run_explain(out_dir, cfg=cfg, progress=progress)
         results = assemble_results(out_dir)
     if "report" in wanted:
         from pipeline.report import write_report

@@ -4,7 +4,8 @@ Renders the benchmark, tokenises every prompt and counts, per tier and in all:
 prompts, tokens, the activation bytes ``cache.h5`` will hold per site/position at
 the storage dtype, and the prompts of each shard. With a warm-up it times a few
 real batches on the configured device and estimates the extraction time (tokens /
-measured tokens per second) and the explain stage's forward passes and time, so a
+measured tokens per second, plus the batch check: ``extract.batch_check`` prompts re-run
+alone, timed from one of them) and the explain stage's forward passes and time, so a
 user can size a job and a Slurm time limit.
 """
 
@@ -35,7 +36,9 @@ class Plan:
     shard_prompts: list[int]
     device: str
     tokens_per_s: float | None = None
-    extract_s: float | None = None
+    extract_s: float | None = None  # the batches and the batch check
+    batch_check_prompts: int = 0
+    batch_check_s: float | None = None  # its prompts re-run alone (part of extract_s)
     explain_passes: int = 0
     explain_blocks: float = 1.0  # decoder-block evaluations per pass and layer (below 1 with prefix reuse)
     explain_s: float | None = None
@@ -99,6 +102,7 @@ def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup:
     """Count (and, with ``warmup`` > 0, time) the job of ``cfg`` on this machine."""
     from benchmarks.registry import render_benchmark
     from extract.backends import make_runner
+    from extract.batch_check import sample_indices
     from extract.batching import case_groups, plan_batches, shard_cases
     from extract.chat import model_text
     from extract.model import load_model
@@ -141,8 +145,16 @@ def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup:
             tokens += int(lengths[b].sum())
         seconds = time.perf_counter() - start
         plan.tokens_per_s = tokens / seconds if seconds > 0 else None
+        check = sample_indices(lengths, cfg.extract.batch_check) if cfg.extract.batch_check else np.zeros(0, int)
+        plan.batch_check_prompts = int(check.size)
+        if check.size:  # one prompt alone, timed, stands for the sample's alone speed
+            one = int(check[len(check) // 2])
+            start = time.perf_counter()
+            runner.forward([texts[one]])
+            alone_s_per_token = (time.perf_counter() - start) / max(1, int(lengths[one]))
+            plan.batch_check_s = alone_s_per_token * float(lengths[check].sum())
         if plan.tokens_per_s:
-            plan.extract_s = plan.n_tokens / plan.tokens_per_s
+            plan.extract_s = plan.n_tokens / plan.tokens_per_s + (plan.batch_check_s or 0.0)
             mean_tokens = plan.n_tokens / max(1, plan.n_prompts)
             plan.explain_s = plan.explain_passes * plan.explain_blocks * mean_tokens / plan.tokens_per_s
         plan.notes.append(f"speed from {timed} warm-up prompts ({tokens} tokens) after one untimed batch")
@@ -179,7 +191,9 @@ def format_plan(plan: Plan) -> list[str]:
     if plan.tokens_per_s:
         lines.append(f"speed: {plan.tokens_per_s:,.0f} tokens/s on {plan.device}")
         per_shard = plan.extract_s * max(plan.shard_prompts) / max(1, plan.n_prompts) if plan.extract_s else None
-        lines.append(f"estimated extraction: {_duration(plan.extract_s)} in one job" + (
+        check = (f" (of which {_duration(plan.batch_check_s)} for the batch check: {plan.batch_check_prompts} prompts re-run alone)"
+                 if plan.batch_check_s else "")
+        lines.append(f"estimated extraction: {_duration(plan.extract_s)} in one job{check}" + (
             f", {_duration(per_shard)} for the largest of {len(plan.shard_prompts)} shards" if len(plan.shard_prompts) > 1 else ""))
         lines.append(f"estimated explain: {plan.explain_passes:,} prompt forward passes, {_duration(plan.explain_s)}"
                      + (f" (prefix reuse: {plan.explain_blocks:.0%} of their decoder blocks run)" if plan.explain_blocks < 1 else ""))

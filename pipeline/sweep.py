@@ -55,7 +55,7 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from configs.errors import InputError
 from configs.schema import Config, SweepConfig
@@ -247,21 +247,32 @@ def _read_results(run_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def is_complete(run_dir: str | Path, icfg: Config) -> bool:
-    """Whether ``run_dir/results.json`` is fresh, was made from ``icfg`` and has every configured tier.
+#: the artifact each later stage of ``probe run`` leaves (a combination is complete when they are fresh)
+STAGE_OUTPUTS = {"fit": "probes.h5", "explain": "explain.json", "report": "report.html"}
+
+
+def is_complete(run_dir: str | Path, icfg: Config, stages: Iterable[str] = ()) -> bool:
+    """Whether ``run_dir/results.json`` is fresh, was made from ``icfg`` and has every configured tier,
+    and each of ``stages`` has left its fresh artifact (:data:`STAGE_OUTPUTS`).
 
     A tier the renderer dropped (``benchmark.dropped_tiers``: every case rendered the
-    same) counts as done.
+    same) counts as done; a masked-LM audit has no explain stage. A combination stopped
+    during explain (results.json written, explain.json not) is therefore not complete.
     """
     from pipeline.artifacts import RunDir
 
-    if not RunDir(run_dir).is_fresh("results.json"):
+    run = RunDir(run_dir)
+    if not run.is_fresh("results.json"):
         return False
     results = _read_results(Path(run_dir))
     if results is None or results.get("run_config_sha256") != run_config_sha256(icfg):
         return False
     dropped = (results.get("benchmark") or {}).get("dropped_tiers") or {}
-    return set(icfg.benchmark.tiers) - set(dropped) <= set(results.get("tiers") or {})
+    if not set(icfg.benchmark.tiers) - set(dropped) <= set(results.get("tiers") or {}):
+        return False
+    masked = run.exists("masked.json")
+    needed = [STAGE_OUTPUTS[s] for s in stages if s in STAGE_OUTPUTS and not (masked and s == "explain")]
+    return all(run.is_fresh(name) for name in needed)
 
 
 def write_sweep_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
@@ -281,12 +292,13 @@ def run_sweep(
     out_dir: str | Path,
     run_one: Callable[[Config, Path], Any],
     rerun: bool = False,
+    stages: Iterable[str] = (),
 ) -> Path:
     """Run every combination into ``out_dir/<item name>/``; return ``out_dir/sweep.csv``.
 
     ``run_one(item_cfg, run_dir)`` runs one ordinary job (the ``probe run`` body) and
     must leave ``run_dir/results.json``. Combinations already complete (see
-    :func:`is_complete`) are skipped unless ``rerun``. Errors propagate: a failed
+    :func:`is_complete`; ``stages``: the stages ``run_one`` runs) are skipped unless ``rerun``. Errors propagate: a failed
     combination stops the sweep, and running it again resumes.
     """
     out_dir = Path(out_dir)
@@ -302,7 +314,7 @@ def run_sweep(
     rows: list[dict[str, Any]] = []
     for i, (item, icfg) in enumerate(planned, 1):
         run_dir = out_dir / item.name
-        if not rerun and is_complete(run_dir, icfg):
+        if not rerun and is_complete(run_dir, icfg, stages):
             log.info("sweep %d/%d %s: complete, skipped", i, len(planned), item.name)
         else:
             log.info("sweep %d/%d %s: running into %s", i, len(planned), item.name, run_dir)

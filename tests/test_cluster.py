@@ -240,7 +240,7 @@ def test_provenance_is_recorded(sharded_runs):
 
 def test_plan_counts_prompts_bytes_and_estimates_time(tmp_path, tiny_model_dir):
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, **SECTIONS)
-    res = run_probe("plan", str(cfg), "--shards", "2", "--warmup", "4")
+    res = run_probe("plan", str(cfg), "--shards", "2", "--warmup", "4", "--set", "extract.batch_check=6")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "cases 4, prompts 104" in out  # 4 cases x 2 tiers x 13 variants
@@ -248,4 +248,5 @@ def test_plan_counts_prompts_bytes_and_estimates_time(tmp_path, tiny_model_dir):
     assert "acts/resid_post/last: 104.0 KiB" in out  # 4 x 104 x 64 x 4 bytes
     assert "shards: 2, prompts per shard 52..52" in out
     assert "tokens/s" in out and "estimated extraction" in out and "estimated explain" in out
+    assert "for the batch check: 6 prompts re-run alone" in out
     assert not (tmp_path / "runs").exists()

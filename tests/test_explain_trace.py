@@ -76,6 +76,45 @@ def test_prefix_reuse_equals_full_rerun_for_steering_and_erasure(tiny, backend):
         assert np.abs(steered - reuse.run(texts, state, layer)).max() > 1e-3  # the edit does something
 
 
+@pytest.fixture(scope="module")
+def tiny_gemma(tmp_path_factory):
+    """A tiny random Gemma 3: window-3 sliding attention at layers 0-2 and 4, full attention at layer 3."""
+    import transformers
+
+    from configs.schema import ModelConfig
+    from extract.model import load_model
+
+    tok = tiny_llama(seed=3).tokenizer
+    torch.manual_seed(0)
+    cfg = transformers.Gemma3TextConfig(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=5, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, sliding_window=3, max_position_embeddings=512,
+        layer_types=["sliding_attention"] * 3 + ["full_attention", "sliding_attention"],
+        pad_token_id=tok.pad_token_id, bos_token_id=tok.pad_token_id, eos_token_id=tok.pad_token_id,
+    )
+    folder = tmp_path_factory.mktemp("tiny-gemma")
+    transformers.Gemma3ForCausalLM(cfg).save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return load_model(ModelConfig(name=str(folder)))
+
+
+def test_prefix_reuse_on_gemma_passes_each_block_kind_its_own_mask_and_rotary(tiny_gemma):
+    """Gemma's sliding-window and full-attention blocks get different arguments: reuse must keep both."""
+    from extract.prefix import Prefix, PrefixRunner, block_kinds
+
+    runner = make_runner("hf", tiny_gemma)
+    texts = _prompts(tiny_gemma, 1)["text"].tolist()[:4]
+    prefix = PrefixRunner(runner)
+    assert block_kinds(tiny_gemma.model, 5) == ["sliding_attention"] * 3 + ["full_attention", "sliding_attention"]
+    for layer in (0, 2, 3):  # below the full-attention block (its arguments recorded above the stop), at it, above
+        assert prefix.check(texts, layer) < 1e-5, layer
+    state = prefix.prefix(texts, [0])
+    assert set(state.kwargs) == {"sliding_attention", "full_attention"}
+    one_kind = {k: state.kwargs["sliding_attention"] for k in state.kwargs}  # what a single recorded kind would do
+    wrong = Prefix(state.hidden, {k: state.args["sliding_attention"] for k in state.args}, one_kind, state.kinds, state.attention_mask)
+    assert np.abs(prefix.suffix(wrong, 0) - prefix.suffix(state, 0)).max() > 1e-4
+
+
 def test_alpha_zero_and_empty_edits_change_nothing(tiny):
     runner = make_runner("hf", tiny)
     texts = _prompts(tiny, 1)["text"].tolist()[:5]

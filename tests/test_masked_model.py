@@ -153,5 +153,8 @@ def test_model_kind_is_detected(tmp_path, tiny_model_dir):
     assert model_kind(ModelConfig(name=str(folder))) == "masked"
     assert model_kind(ModelConfig(name=str(tiny_model_dir))) == "causal"
     assert model_kind(ModelConfig()) == "causal"  # the embedded default, without touching it
+    assert model_kind(ModelConfig(name="gemma3-270m")) == "causal"  # every embedded model (no HF-cache lookup)
+    with pytest.raises(ModelError, match="'gemma3-270m' is a causal model"):
+        model_kind(ModelConfig(name="gemma3-270m", kind="masked"))
     with pytest.raises(ModelError, match=r"model\.kind: 'masked', but .* no masked-LM head"):
         model_kind(ModelConfig(name=str(tiny_model_dir), kind="masked"))

@@ -381,6 +381,27 @@ def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path, monkeypatch):
     assert not is_complete(tmp_path, icfg)  # right config, but no manifest records it: not fresh
 
 
+def test_a_combination_stopped_during_explain_is_not_complete(tmp_path, monkeypatch):
+    """results.json is written before explain; a sweep re-run must still run explain and the report."""
+    from configs.hashes import run_config_sha256
+    from pipeline.artifacts import RunDir
+    from pipeline.sweep import is_complete
+
+    icfg = _cfg()
+    icfg.sweep = None
+    present = {"results.json", "probes.h5"}
+    monkeypatch.setattr(RunDir, "is_fresh", lambda self, name: name in present)
+    results = {"run_config_sha256": run_config_sha256(icfg), "tiers": {t: {} for t in icfg.benchmark.tiers}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert is_complete(tmp_path, icfg)  # the score stage alone
+    assert is_complete(tmp_path, icfg, ["extract", "score", "fit"])
+    assert not is_complete(tmp_path, icfg, ["extract", "score", "fit", "explain", "report"])
+    present |= {"explain.json"}
+    assert not is_complete(tmp_path, icfg, ["fit", "explain", "report"])  # no report yet
+    present |= {"report.html"}
+    assert is_complete(tmp_path, icfg, ["fit", "explain", "report"])
+
+
 def test_summary_flags_a_rise_in_mfarm_without_smaller_shifts():
     rows = []
     for prec, mf, shift in (("float32", 0.40, 0.011), ("int8", 0.90, 0.015), ("bfloat16", 0.60, 0.005)):

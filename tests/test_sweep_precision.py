@@ -95,16 +95,17 @@ def test_int8_linear_matches_its_dequantized_weight_and_handles_outliers():
 
 
 def test_int8_layers_do_not_mix_the_prompts_of_a_batch(int8):
-    """Each token is quantized on its own: alone and batched agree up to round-off.
+    """Each token is quantized on its own and attends over its own tokens: alone and batched agree.
 
-    (On the tiny model round-off stays small; on SmolLM2-135M it flips int8 roundings
-    and grows to ~0.1 in P(Yes): extract.batch_check measures that on every run.)
+    (The residual stream bitwise, tests/test_attention_batch_invariant.py; P(Yes) to the float
+    output head's round-off. With padded attention, round-off flipped int8 roundings on
+    SmolLM2-135M and moved P(Yes) by up to 0.065: extract.batch_check measures it on every run.)
     """
     loaded, out = int8
     runner = HFRunner(loaded)
     texts = _texts(loaded.tokenizer)
     alone = np.array([runner.forward([t]).p_yes[0] for t in texts])
-    np.testing.assert_allclose(alone, out.p_yes, atol=1e-5)
+    np.testing.assert_allclose(alone, out.p_yes, atol=1e-6)
 
 
 def test_int8_with_bfloat16_runs(tiny_model_dir):
