@@ -749,6 +749,15 @@ def _done(path: Path) -> int:
         return int(f["done"][()].sum())
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT back to its default, so Python turns it into KeyboardInterrupt.
+
+    A suite started in the background of a non-interactive shell (``nohup make test &``)
+    inherits SIGINT ignored, and Python keeps an ignored SIGINT ignored.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _signal_after_first_batch(proc: subprocess.Popen, sig: int, result: dict) -> None:
     seen = []
     try:
@@ -757,7 +766,7 @@ def _signal_after_first_batch(proc: subprocess.Popen, sig: int, result: dict) ->
             if line.startswith("HOOK: batch written"):
                 proc.send_signal(sig)
                 break
-        stdout, rest = proc.communicate(timeout=120)
+        stdout, rest = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -791,11 +800,12 @@ def interrupted(fitted, tmp_path_factory) -> dict[str, dict]:
         for thread in threads:
             thread.start()
         for thread in threads:
-            thread.join(timeout=300)
+            thread.join(timeout=900)  # generous: under a loaded parallel suite the first batch can take minutes
 
     def interrupt(name: str) -> None:
         cmd = [sys.executable, "-c", "import slow_batches, cli; cli.main()", "extract", str(cfg), "--out", str(outs[name]), "--no-progress"]
-        proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=_default_sigint)
         _signal_after_first_batch(proc, getattr(signal, name), results[name])
         out = outs[name]
         results[name].update(

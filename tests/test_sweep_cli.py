@@ -26,7 +26,12 @@ def test_sweep_runs_every_combination_and_resumes(tmp_path, tiny_model_dir):
     assert not (out / "sweep.html").exists()
     again = run_probe("run", str(cfg), "--out", str(out), "--no-explain", "--no-progress")
     assert again.returncode == 0, again.stderr
-    assert again.stderr.count("complete, skipped") == 2
+    # the report is asked for now, so each combination runs on, but only its report is new
+    assert again.stderr.count("complete, skipped") == 0
+    assert again.stderr.count("(0 computed now)") == 2 and again.stderr.count("is fresh (same cache and settings), kept") == 2
+    assert all((out / d / "report.html").is_file() for d in dirs)
     pd.testing.assert_frame_equal(df, pd.read_csv(out / "sweep.csv"))
+    third = run_probe("run", str(cfg), "--out", str(out), "--no-explain", "--no-progress")
+    assert third.returncode == 0 and third.stderr.count("complete, skipped") == 2, third.stderr
     html = (out / "sweep.html").read_text()
     assert html.count("<svg") == 4 and "int8 vs float32" in html
