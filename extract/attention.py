@@ -22,9 +22,9 @@ may still regroup with the batch's shape (on SmolLM2-135M here they did not).
 ``ModelConfig.attn_implementation: null`` uses it for ``quantization: int8`` (see
 :func:`default_attn_implementation`); any run can ask for it explicitly. It serves the
 ``hf`` and ``nnsight`` backends (both run the Hugging Face modules); the TransformerLens
-bridge computes attention itself, so ``transformer_lens`` runs are not batch-invariant. Cost: one
-small attention per sequence instead of one batched call (about +10 % of a float32
-forward on SmolLM2-135M, batches of 8, one CPU thread).
+bridge computes attention itself, so ``transformer_lens`` runs are not bitwise
+batch-invariant. Cost: one small attention per sequence instead of one batched call
+(about +10 % of a float32 forward on SmolLM2-135M, batches of 8, one CPU thread).
 
 Models whose attention has learned sinks (``module.sinks``) are refused, since this
 function would silently drop them.
