@@ -646,13 +646,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
                 raise ConfigError(f"explain.tiers: {_show(tier)} is not one of benchmark.tiers ({', '.join(b.tiers)})")
         if len(set(ex.tiers)) != len(ex.tiers):
             raise ConfigError(f"explain.tiers: duplicate entries in {ex.tiers!r}")
-    if ex.layers is not None:
-        if not ex.layers:
-            raise ConfigError("explain.layers: must not be empty (null: every fourth layer plus the value-axis layer)")
-        for i, layer in enumerate(ex.layers):
-            _int_range(f"explain.layers[{i}]", layer, 0, MAX_LAYER)
-        if len(set(ex.layers)) != len(ex.layers):
-            raise ConfigError(f"explain.layers: duplicate entries in {_show(ex.layers)}")
+    _check_layer_list("explain.layers", ex.layers, "every fourth layer plus the value-axis layer")
     if not ex.alphas:
         raise ConfigError("explain.alphas: must not be empty")
     for i, a in enumerate(ex.alphas):
@@ -660,13 +654,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
             raise ConfigError(f"explain.alphas[{i}]: must be a finite number in -{MAX_ALPHA:g}..{MAX_ALPHA:g}, got {_show(a)}")
     _int_range("explain.max_cases", ex.max_cases, 2, 100_000, null="every case")
     _int_range("explain.trace_cases", ex.trace_cases, 0, 100_000)
-    if ex.trace_layers is not None:
-        if not ex.trace_layers:
-            raise ConfigError("explain.trace_layers: must not be empty (null: every layer)")
-        for i, layer in enumerate(ex.trace_layers):
-            _int_range(f"explain.trace_layers[{i}]", layer, 0, MAX_LAYER)
-        if len(set(ex.trace_layers)) != len(ex.trace_layers):
-            raise ConfigError(f"explain.trace_layers: duplicate entries in {_show(ex.trace_layers)}")
+    _check_layer_list("explain.trace_layers", ex.trace_layers, "every layer")
 
     if cfg.masked is not None:
         _check_masked(cfg.masked, base_dir)
@@ -674,6 +662,18 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         raise ConfigError(f"extract.backend: a masked model runs with the 'hf' backend only, got {cfg.extract.backend!r}")
     if cfg.model.kind == "masked" and cfg.model.attn_implementation == "batch_invariant":
         raise ConfigError("model.attn_implementation: 'batch_invariant' is for causal models (masked models attend both ways)")
+
+
+def _check_layer_list(key: str, layers: list[int] | None, null_means: str) -> None:
+    """``layers`` is null or a non-empty list of distinct layer indices in 0..MAX_LAYER."""
+    if layers is None:
+        return
+    if not layers:
+        raise ConfigError(f"{key}: must not be empty (null: {null_means})")
+    for i, layer in enumerate(layers):
+        _int_range(f"{key}[{i}]", layer, 0, MAX_LAYER)
+    if len(set(layers)) != len(layers):
+        raise ConfigError(f"{key}: duplicate entries in {_show(layers)}")
 
 
 def _check_masked(mk: "MaskedConfig", base_dir: Path) -> None:
