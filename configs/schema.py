@@ -164,6 +164,7 @@ class ExplainConfig:
     trace_cases: int = 4  # cases of the causal trace by activation patching (the first of max_cases); 0: off
     trace_layers: list[int] | None = None  # layers the trace patches; None: every layer
     reuse_prefix: bool = True  # run the blocks below an intervention once per batch (false: full re-runs)
+    prefix_memory_gb: float = 4.0  # prefixes the mediation keeps from its fitting pass for the erased runs (GiB; beyond: re-run)
 
 
 @dataclass
@@ -655,6 +656,8 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
     _int_range("explain.max_cases", ex.max_cases, 2, 100_000, null="every case")
     _int_range("explain.trace_cases", ex.trace_cases, 0, 100_000)
     _check_layer_list("explain.trace_layers", ex.trace_layers, "every layer")
+    if not (math.isfinite(ex.prefix_memory_gb) and 0 <= ex.prefix_memory_gb <= 1e6):
+        raise ConfigError(f"explain.prefix_memory_gb: must be a number in 0..1e6 (GiB), got {_show(ex.prefix_memory_gb)}")
 
     if cfg.masked is not None:
         _check_masked(cfg.masked, base_dir)

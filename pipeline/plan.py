@@ -58,14 +58,16 @@ def explain_passes(cfg: Any, n_layers: int, value_layer: int | None = None) -> i
     return explain_cost(cfg, n_layers, value_layer)[0]
 
 
-def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None) -> tuple[int, float]:
+def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None, kept: float = 1.0) -> tuple[int, float]:
     """``(prompt forward passes, decoder-block evaluations / (passes × n_layers))`` of the explain stage.
 
     Passes count every intervention as a forward of one prompt (the dose–response, the
     LEACE fitting pass, the pooled, random-control and per-position erasures, the
     causal trace's captures and patches). The block fraction is 1 for full re-runs and
     below 1 with ``explain.reuse_prefix``: an intervention at layer ℓ then runs blocks
-    ℓ+1..L−1 only, after one prefix pass per batch (:mod:`extract.prefix`).
+    ℓ+1..L−1 only, after one prefix pass per batch (:mod:`extract.prefix`); the
+    mediation's erased runs continue from its fitting pass for the fraction ``kept`` of
+    the prompts whose prefixes fit ``explain.prefix_memory_gb`` (the rest re-run theirs).
     """
     from probes.causal import default_layers
     from probes.trace import TRACE_KINDS
@@ -82,7 +84,7 @@ def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None) -> tup
     tl = sorted(set(ec.trace_layers if ec.trace_layers is not None else range(L)))
     passes = {
         "dose": k * steered * cases,  # value axis + every group direction, BASE prompts
-        "fit": (k - 1) * cases,
+        "fit": k * cases,  # one capture of every prompt up to the deepest mediation layer
         "mediation": erasures * len(layers) * k * cases,
         "trace": pairs * (2 + len(TRACE_KINDS) * len(tl)),
     }
@@ -90,12 +92,26 @@ def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None) -> tup
     if not ec.reuse_prefix:
         blocks = full
     else:
+        top = max(layers) + 1
         blocks = (cases * (vl + 1) + passes["dose"] * (L - vl - 1)
-                  + passes["fit"] * L
-                  + k * cases * (max(layers) + 1) + erasures * k * cases * sum(L - x - 1 for x in layers)
+                  + passes["fit"] * top + (1 - min(1.0, max(0.0, kept))) * k * cases * top
+                  + erasures * k * cases * sum(L - x - 1 for x in layers)
                   + pairs * (2 * L + len(TRACE_KINDS) * sum(L - x - 1 for x in tl)))
     n = sum(passes.values()) * len(ec.tiers or cfg.benchmark.tiers[:1])
     return n, (blocks / full if full else 1.0)
+
+
+def kept_fraction(cfg: Any, n_layers: int, d_model: int, mean_tokens: float) -> float:
+    """The share of a tier's mediation prefixes that fit ``explain.prefix_memory_gb`` (every position, every mediation layer)."""
+    from probes.causal import default_layers
+
+    ec = cfg.explain
+    k = len(cfg.benchmark.races) * len(cfg.benchmark.genders) + 1
+    cases = ec.max_cases or cfg.benchmark.n_cases or 30
+    n_med = len(set(ec.layers or default_layers(n_layers, n_layers // 2)))
+    per_prompt = mean_tokens * d_model * n_med * (2 if cfg.model.dtype in ("bfloat16", "float16") else 4)
+    total = k * cases * per_prompt
+    return 1.0 if total <= 0 else min(1.0, ec.prefix_memory_gb * 2**30 / total)
 
 
 def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> Plan:
@@ -132,7 +148,9 @@ def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup:
         n_layers=loaded.n_layers, d_model=loaded.d_model, bytes_by_site=bytes_by_site,
         shard_prompts=shard_prompts, device=str(getattr(loaded, "device", "cpu")),
     )
-    plan.explain_passes, plan.explain_blocks = explain_cost(cfg, loaded.n_layers)
+    mean_tokens = float(lengths.mean()) if len(lengths) else 0.0
+    kept = kept_fraction(cfg, loaded.n_layers, loaded.d_model, mean_tokens)
+    plan.explain_passes, plan.explain_blocks = explain_cost(cfg, loaded.n_layers, kept=kept)
     if warmup > 0:
         batches = plan_batches([p.case_id for p in prompts], tiers, cfg.extract.batch_size, k)
         runner.forward([texts[i] for i in batches[0]], capture=True, sites=tuple(cfg.extract.sites), positions=("last",))
@@ -155,7 +173,6 @@ def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup:
             plan.batch_check_s = alone_s_per_token * float(lengths[check].sum())
         if plan.tokens_per_s:
             plan.extract_s = plan.n_tokens / plan.tokens_per_s + (plan.batch_check_s or 0.0)
-            mean_tokens = plan.n_tokens / max(1, plan.n_prompts)
             plan.explain_s = plan.explain_passes * plan.explain_blocks * mean_tokens / plan.tokens_per_s
         plan.notes.append(f"speed from {timed} warm-up prompts ({tokens} tokens) after one untimed batch")
     return plan

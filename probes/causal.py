@@ -8,8 +8,9 @@ For each explained tier, on the first ``explain.max_cases`` cases:
   slope of logit(P(Yes)) on α, and Spearman(α, mean P(Yes)). σ_ℓ = median ‖h_ℓ‖
   over the tier's BASE prompts at the decision position.
 - Mediation: at each layer ℓ, fit LEACE (EleutherAI ``concept-erasure``, streaming
-  ``LeaceFitter``) for race×gender on all positions of the demographic prompts,
-  re-run every prompt with the eraser applied at ℓ, and report
+  ``LeaceFitter``) for race×gender on all positions of the demographic prompts (one
+  capture pass, whose blocks 0..ℓ the erased runs then reuse), re-run every prompt with
+  the eraser applied at ℓ, and report
   D = mean_{i,g} |p_{i,g} − p_{i,BASE}| before and after, the mediated fraction
   1 − D_after/D_before, and the same for erasing as many random directions.
 
@@ -105,7 +106,9 @@ class Interventions:
         if not self.reuse or layer in self._verified:
             return
         self._verified.add(layer)
-        diff = self.prefix_runner.check(texts, layer)
+        lengths = self.runner.token_lengths(list(texts))
+        pick = sorted({int(np.argmax(lengths)), int(np.argmin(lengths))})  # a padded pair when lengths differ
+        diff = self.prefix_runner.check([texts[i] for i in pick], layer)
         if not diff <= CHECK_TOL:
             log.warning("explain: prefix reuse differs from the full forward by %.2g at layer %d; using full re-runs", diff, layer)
             self.reuse = False
@@ -182,53 +185,92 @@ def _leace32(leace):
     return type(leace)(leace.proj_left.float(), leace.proj_right.float(), None if leace.bias is None else leace.bias.float())
 
 
+class EraserFitter:
+    """Streaming LEACE fits (EleutherAI ``concept-erasure``'s ``LeaceFitter``) at several layers.
+
+    :meth:`update` takes one batch's block outputs ``{layer: (B, T, d)}``, its attention
+    mask and one class index per row (race×gender; ``-1`` leaves a row out, e.g. BASE);
+    every real token of a row carries the row's class. With ``kind_names`` it also fits,
+    per layer and kind, an eraser on that kind's tokens only (``kinds``: one
+    ``{kind: token indices}`` per row, :func:`position_kinds`). :meth:`erasers` returns
+    ``{layer: (leace eraser, random-control eraser, rank)}`` and ``{layer: {kind: eraser}}``.
+    """
+
+    def __init__(self, d: int, n_classes: int, layers: Sequence[int], kind_names: Sequence[str] = ()):
+        import torch
+        from concept_erasure import LeaceFitter
+
+        self.d, self.n_classes, self.layers, self.kind_names = int(d), int(n_classes), list(layers), tuple(kind_names)
+        self.fitters = {layer: LeaceFitter(d, n_classes, dtype=torch.float64) for layer in self.layers}
+        self.kind_fitters = {(layer, k): LeaceFitter(d, n_classes, dtype=torch.float64) for layer in self.layers for k in self.kind_names}
+        self.seen = {k: 0 for k in self.kind_names}
+
+    def update(self, hidden, attention_mask, concept: Sequence[int], kinds: Sequence[dict] | None = None) -> None:
+        """Add one batch (rows with ``concept`` −1 are left out)."""
+        import torch
+
+        concept = np.asarray(concept, dtype=np.int64)
+        rows = torch.as_tensor(concept >= 0)
+        if not bool(rows.any()):
+            return
+        mask = attention_mask.bool().cpu() & rows[:, None]
+        z = torch.nn.functional.one_hot(torch.as_tensor(np.where(concept >= 0, concept, 0)), self.n_classes)
+        z_all = z[:, None, :].expand(-1, mask.shape[1], -1)
+        kmasks = {k: kind_mask(kinds, k, attention_mask.cpu()) & mask for k in self.kind_names} if self.kind_names else {}
+        for layer in self.layers:
+            h = hidden[layer].detach().cpu()
+            self.fitters[layer].update(h[mask].double(), z_all[mask].double())
+            for k, km in kmasks.items():
+                if km.any():
+                    self.kind_fitters[(layer, k)].update(h[km].double(), z_all[km].double())
+        for k, km in kmasks.items():
+            self.seen[k] += int(km.sum())
+
+    def erasers(self, seed: int):
+        """``({layer: (leace, random control, rank)}, {layer: {kind: leace}})`` (erasers in float32)."""
+        import torch
+
+        from probes.interventions import RandomSubspaceEraser
+
+        out = {}
+        for layer in self.layers:
+            leace = self.fitters[layer].eraser
+            rank = int(torch.linalg.matrix_rank(leace.proj_left.float() @ leace.proj_right.float()))
+            control = RandomSubspaceEraser(self.d, rank, self.fitters[layer].mean_x.float(), seed=seed + layer)
+            out[layer] = (_leace32(leace), control, rank)
+        by_kind = {
+            layer: {k: _leace32(self.kind_fitters[(layer, k)].eraser) for k in self.kind_names if self.seen[k] > 1}
+            for layer in self.layers
+        } if self.kind_names else {}
+        return out, by_kind
+
+
 def fit_erasers(runner, model, texts, concept, layers, batch_size, seed, kinds=None, kind_names=()):
-    """Stream all positions of ``texts`` through LEACE fitters at ``layers``.
+    """Fit :class:`EraserFitter` on every position of ``texts`` (batches of ``batch_size``, hooked forwards).
 
-    ``concept`` holds one class index per text (race×gender); every real token of
-    a text carries its class. Returns {layer: (leace eraser, random-control eraser, rank)}.
-
-    With ``kinds`` (one ``{kind: token indices}`` per text, see :func:`position_kinds`)
-    it also fits, per layer and kind in ``kind_names``, an eraser on that kind's tokens
-    only, and returns ``(erasers, {layer: {kind: eraser}})``.
+    ``concept`` holds one class index per text. Returns {layer: (leace eraser,
+    random-control eraser, rank)}; with ``kinds`` also the per-kind erasers:
+    ``(erasers, {layer: {kind: eraser}})``.
     """
     import torch
-    from concept_erasure import LeaceFitter
 
-    from probes.interventions import RandomSubspaceEraser, capture_positions
+    from probes.interventions import capture_positions
 
-    n_classes = int(max(concept)) + 1
-    d = runner.d_model
-    fitters = {layer: LeaceFitter(d, n_classes, dtype=torch.float64) for layer in layers}
-    kind_fitters = {(layer, k): LeaceFitter(d, n_classes, dtype=torch.float64) for layer in layers for k in kind_names} if kinds else {}
-    seen = {k: 0 for k in kind_names}
+    fitter = EraserFitter(runner.d_model, int(max(concept)) + 1, layers, kind_names if kinds else ())
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        mask = runner.encode(chunk)["attention_mask"].bool().cpu()
+        mask = runner.encode(chunk)["attention_mask"]
         store: dict[int, torch.Tensor] = {}
         with capture_positions(model, layers, store):
             runner.forward(chunk)
-        z = torch.nn.functional.one_hot(torch.as_tensor(concept[start : start + batch_size]), n_classes)
-        z_tok = z[:, None, :].expand(-1, mask.shape[1], -1)[mask]
-        kmasks = {k: kind_mask(kinds[start : start + batch_size], k, mask) for k in kind_names} if kinds else {}
-        for layer in layers:
-            fitters[layer].update(store[layer][mask].double(), z_tok.double())
-            for k, km in kmasks.items():
-                if km.any():
-                    zk = z[:, None, :].expand(-1, mask.shape[1], -1)[km]
-                    kind_fitters[(layer, k)].update(store[layer][km].double(), zk.double())
-        for k, km in kmasks.items():
-            seen[k] += int(km.sum())
-    erasers = {}
-    for layer in layers:
-        leace = fitters[layer].eraser
-        rank = int(torch.linalg.matrix_rank(leace.proj_left.float() @ leace.proj_right.float()))
-        control = RandomSubspaceEraser(d, rank, fitters[layer].mean_x.float(), seed=seed + layer)
-        erasers[layer] = (_leace32(leace), control, rank)
-    if not kinds:
-        return erasers
-    by_kind = {layer: {k: _leace32(kind_fitters[(layer, k)].eraser) for k in kind_names if seen[k] > 1} for layer in layers}
-    return erasers, by_kind
+        fitter.update(store, mask, concept[start : start + batch_size], kinds[start : start + batch_size] if kinds else None)
+    erasers, by_kind = fitter.erasers(seed)
+    return (erasers, by_kind) if kinds else erasers
+
+
+def prefix_nbytes(state) -> int:
+    """Bytes of the block outputs a prefix state holds."""
+    return 0 if state is None else sum(int(h.numel()) * h.element_size() for h in state.hidden.values())
 
 
 #: position kinds of erasure fitted per kind (spec B3 extension): the race/gender words, the
@@ -292,6 +334,32 @@ def work_units(n_dirs: int, n_alphas_steered: int, n_base: int, n_texts: int, n_
     return n_dirs * n_alphas_steered * n_base + n_layers_med * (2 + n_kinds) * n_texts + trace_passes
 
 
+def _fit_pass(iv, texts, batches, pending, concept, kinds, kind_names, layers, n_classes, ec):
+    """The mediation's fitting pass: capture blocks 0..max(layers) of every batch once and fit the erasers.
+
+    The same capture is the prefix the erased runs of a pending batch continue from, so with
+    prefix reuse it is kept (up to ``explain.prefix_memory_gb`` in all; the batches beyond
+    re-run their prefix later, with bitwise the same result). Returns ``(erasers, per-kind
+    erasers, {batch index: kept prefix})``.
+    """
+    fitter = EraserFitter(iv.runner.d_model, n_classes, layers, kind_names)
+    budget = float(ec.prefix_memory_gb) * 2**30
+    kept, used = {}, 0
+    for j, idx in enumerate(batches):
+        if not (concept[idx] >= 0).any() and not (iv.reuse and j in pending and used < budget):
+            continue  # nothing to fit and no prefix to keep (a batch of BASE prompts)
+        state = iv.capture([texts[i] for i in idx], layers)
+        fitter.update(state.hidden, state.attention_mask, concept[idx], [kinds[i] for i in idx] if kinds else None)
+        size = prefix_nbytes(state)
+        if iv.reuse and j in pending and used + size <= budget:
+            kept[j], used = state, used + size
+        del state
+    if len(kept) < len(pending) and iv.reuse:
+        log.info("explain: kept the fitting pass's prefix for %d of %d batches (explain.prefix_memory_gb %g)", len(kept), len(pending), ec.prefix_memory_gb)
+    erasers, by_kind = fitter.erasers(ec.seed)
+    return erasers, by_kind, kept
+
+
 def explain_tier(
     runner, model, prompts, p_yes, h_last, axis_dirs, value_layer, steering, cfg: Config, layers,
     store=None, bar=None, reuse_prefix: bool = True, races=None, genders=None,
@@ -326,7 +394,6 @@ def explain_tier(
     directions.update({f"steer:{g}": steering[g][value_layer] for g in steering})
     directions = {k: u for k, u in directions.items() if np.linalg.norm(u) > 0}
     kind_names = ERASURE_KINDS if ec.position_erasure else ()
-    demo_idx = np.flatnonzero(~is_base)
     trace_cases = keep[: ec.trace_cases] if ec.trace_cases else []
     trace_layers = sorted(set(ec.trace_layers if ec.trace_layers is not None else range(runner.n_layers)))
     from probes.trace import plan_pairs, trace_passes
@@ -360,19 +427,17 @@ def explain_tier(
 
     start = time.perf_counter()
     groups = sorted(set(variants[~is_base]))
-    concept = np.array([groups.index(v) for v in variants[~is_base]])
-    demo_texts = [texts[i] for i in demo_idx]
+    concept = np.array([groups.index(v) if v != BASE else -1 for v in variants])
     kinds = position_kinds(runner, texts, races, genders) if kind_names else None
     batches = length_batches(runner, texts, bs)
     p_med = {name: np.empty((len(layers), len(texts))) for name in ("leace", "random", *kind_names, *(("by_kind",) if kind_names else ()))}
-    if any(store.get(f"mediation/{j}") is None for j in range(len(batches))):
-        if kind_names:
-            erasers, kind_erasers = fit_erasers(runner, model, demo_texts, concept, layers, bs, ec.seed, [kinds[i] for i in demo_idx], kind_names)
-        else:
-            erasers, kind_erasers = fit_erasers(runner, model, demo_texts, concept, layers, bs, ec.seed), {}
+    pending = [j for j in range(len(batches)) if store.get(f"mediation/{j}") is None]
+    kept: dict[int, Any] = {}
+    if pending:
+        iv.verify([texts[i] for i in batches[0]], layers[0])
+        erasers, kind_erasers, kept = _fit_pass(iv, texts, batches, set(pending), concept, kinds, kind_names, layers, len(groups), ec)
         ranks = {layer: erasers[layer][2] for layer in layers}
         store.put("mediation/ranks", {str(k): v for k, v in ranks.items()})
-        iv.verify([texts[i] for i in batches[0]], layers[0])
     else:
         erasers, kind_erasers = {}, {}
         ranks = {int(k): v for k, v in store.get("mediation/ranks").items()}
@@ -382,7 +447,7 @@ def explain_tier(
         done = store.get(f"mediation/{j}")
         if done is None:
             chunk = [texts[i] for i in idx]
-            state = iv.prepare(chunk, layers)
+            state = kept.pop(j) if iv.reuse and j in kept else iv.prepare(chunk, layers)
             masks = {}
             if kind_names:
                 attn = runner.encode(chunk)["attention_mask"]

@@ -318,3 +318,78 @@ def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path,
     tier = json.loads((run / "explain.json").read_text())["tiers"]["low"]
     assert tier["trace"]["layers"] == [0, 1, 2, 3] and set(tier["trace"]["pooled"]) == {"race", "gender"}
     assert set(tier["mediation"][0]["by_position"]) == {"demographic", "later", "decision", "by_kind"}
+
+
+def _flat_numbers(x, out):
+    if isinstance(x, dict):
+        for k in sorted(x):
+            _flat_numbers(x[k], out)
+    elif isinstance(x, list):
+        for v in x:
+            _flat_numbers(v, out)
+    elif isinstance(x, float):
+        out.append(x)
+    return out
+
+
+def test_the_mediation_continues_from_its_fitting_pass_with_the_same_numbers(tiny, monkeypatch):
+    """The fitting pass's captures serve as the erased runs' prefixes: same explain result, one pass fewer per prompt."""
+    import probes.causal as causal
+    from configs.schema import Config, ExplainConfig
+    from extract.hf_runner import score_prompts
+    from probes.steering import SteeringVectors
+
+    made = []
+
+    class Counting(causal.Interventions):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(causal, "Interventions", Counting)
+    runner = make_runner("hf", tiny)
+    table = _prompts(tiny, 3)
+    scored = score_prompts(runner, table["text"].tolist(), 4, progress=False, capture=True)
+    h = scored["resid_post"]
+    axis = np.random.default_rng(0).normal(size=(tiny.n_layers, tiny.d_model))
+    sv = SteeringVectors.fit(h, table["variant"].to_numpy())
+    steering = {g: sv.vectors[:, j] for j, g in enumerate(sv.groups)}
+    results, passes = {}, {}
+    for name, reuse, memory in (("kept", True, 4.0), ("re-run", True, 0.0), ("full", False, 4.0)):
+        cfg = Config()
+        cfg.extract.batch_size = 4
+        cfg.explain = ExplainConfig(max_cases=3, alphas=[-4.0, 0.0, 4.0], trace_cases=1, trace_layers=[1, 3],
+                                    position_erasure=True, prefix_memory_gb=memory)
+        results[name] = causal.explain_tier(runner, tiny.model, table, scored["p_yes"], h, axis, 2, steering, cfg, [0, 2, 3],
+                                            reuse_prefix=reuse, races=RACES, genders=GENDERS)
+        passes[name] = made[-1].passes
+    kept, rerun, full = (np.array(_flat_numbers(results[k], [])) for k in ("kept", "re-run", "full"))
+    assert np.array_equal(kept, rerun)  # the kept prefix is bitwise the one a re-run computes
+    assert kept.shape == full.shape and np.nanmax(np.abs(kept - full)) < 1e-5
+    # the kept run captures each prompt once; the re-run captures the prompts to fit (not a batch of
+    # BASE prompts only), then again every prompt to continue from
+    variants = table["variant"].to_numpy()
+    base_only = sum(len(idx) for idx in causal.length_batches(runner, table["text"].tolist(), 4) if (variants[idx] == "BASE").all())
+    assert passes["re-run"] - passes["kept"] == len(table) - base_only
+    # full re-runs have neither the mediation's nor the dose-response's prefix passes (one per BASE prompt)
+    assert passes["full"] == passes["re-run"] - len(table) - (variants == "BASE").sum()
+    assert results["kept"]["mediation"][0]["rank"] == 3
+
+
+def test_the_reuse_check_runs_the_longest_and_shortest_prompt_and_falls_back_when_they_differ(tiny, caplog):
+    runner = make_runner("hf", tiny)
+    texts = _prompts(tiny, 2)["text"].tolist()[:8]
+    lengths = runner.token_lengths(texts)
+    assert lengths.max() > lengths.min()  # the check sees a padded batch
+    iv = Interventions(runner, tiny.model, reuse=True)
+    seen = []
+    check = iv.prefix_runner.check
+    iv.prefix_runner.check = lambda t, layer: seen.append(list(t)) or check(t, layer)
+    iv.verify(texts, 1)
+    assert iv.reuse and seen[0] == [texts[i] for i in sorted({int(lengths.argmax()), int(lengths.argmin())})]
+    iv.prefix_runner.norm = torch.nn.Identity()  # a head the suffix does not reproduce
+    with caplog.at_level(logging.WARNING, logger="probes.causal"):
+        iv.verify(texts, 2)
+    assert not iv.reuse and any("using full re-runs" in r.getMessage() for r in caplog.records)
+    iv.verify(texts, 3)  # no more checks once off
+    assert len(seen) == 2
