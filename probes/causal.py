@@ -246,24 +246,18 @@ class EraserFitter:
 
 
 def fit_erasers(runner, model, texts, concept, layers, batch_size, seed, kinds=None, kind_names=()):
-    """Fit :class:`EraserFitter` on every position of ``texts`` (batches of ``batch_size``, hooked forwards).
+    """Fit :class:`EraserFitter` on every position of ``texts`` (batches of ``batch_size``).
 
-    ``concept`` holds one class index per text. Returns {layer: (leace eraser,
-    random-control eraser, rank)}; with ``kinds`` also the per-kind erasers:
-    ``(erasers, {layer: {kind: eraser}})``.
+    The block outputs come from the same capture the explain stage uses
+    (:meth:`Interventions.capture`). ``concept`` holds one class index per text. Returns
+    {layer: (leace eraser, random-control eraser, rank)}; with ``kinds`` also the per-kind
+    erasers: ``(erasers, {layer: {kind: eraser}})``.
     """
-    import torch
-
-    from probes.interventions import capture_positions
-
+    iv = Interventions(runner, model)
     fitter = EraserFitter(runner.d_model, int(max(concept)) + 1, layers, kind_names if kinds else ())
     for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
-        mask = runner.encode(chunk)["attention_mask"]
-        store: dict[int, torch.Tensor] = {}
-        with capture_positions(model, layers, store):
-            runner.forward(chunk)
-        fitter.update(store, mask, concept[start : start + batch_size], kinds[start : start + batch_size] if kinds else None)
+        state = iv.capture(texts[start : start + batch_size], layers)
+        fitter.update(state.hidden, state.attention_mask, concept[start : start + batch_size], kinds[start : start + batch_size] if kinds else None)
     erasers, by_kind = fitter.erasers(seed)
     return (erasers, by_kind) if kinds else erasers
 

@@ -121,27 +121,6 @@ def _to_device(eraser, device: torch.device):
     return eraser
 
 
-@contextlib.contextmanager
-def capture_positions(model: torch.nn.Module, layers: list[int], store: dict[int, torch.Tensor]) -> Iterator[None]:
-    """Record the full output ``(B, T, d)`` of each block in ``layers`` into ``store``."""
-    handles = []
-
-    def make(layer: int):
-        def hook(module, inputs, output):
-            h = output[0] if isinstance(output, (tuple, list)) else output
-            store[layer] = h.detach().float().cpu()
-
-        return hook
-
-    try:
-        for layer in layers:
-            handles.append(_decoder_layer(model, layer).register_forward_hook(make(layer)))
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-
-
 class RandomSubspaceEraser:
     """Erase ``rank`` random orthonormal directions around a mean: x ← x − (x − μ)QQᵀ.
 
