@@ -30,12 +30,13 @@ from typing import Sequence
 
 import yaml
 
-from benchmarks.errors import BenchmarkError
-from configs.names import ATTRIBUTE_SLOT, BASE, TARGET_SLOT
+from .errors import BenchmarkError
+from latent_bias_probe.configs.names import ATTRIBUTE_SLOT, BASE, TARGET_SLOT
+from latent_bias_probe.configs.resources import package_path
 
 TEMPLATES_FORMAT = "latent-bias-templates/1"
 #: the shipped template set's name and file
-SHIPPED = {"clinical": Path(__file__).resolve().parents[1] / "data" / "clinical-templates" / "templates.yaml"}
+SHIPPED = {"clinical": package_path("data", "clinical-templates", "templates.yaml")}
 CSV_COLUMNS = ("id", "category", "text", "attribute")
 MAX_TEMPLATES = 100_000
 _ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")

@@ -24,8 +24,9 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from configs.errors import InputError
-from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
+from .errors import InputError
+from .resources import shipped_config
+from .names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
 
 #: the largest config file read (bytes)
 MAX_CONFIG_BYTES = 1 << 20
@@ -739,7 +740,7 @@ def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None
 
 
 def _check_correction(method: str, where: str) -> None:
-    from configs.corrections import check_correction
+    from .corrections import check_correction
 
     try:
         check_correction(method)
@@ -906,10 +907,15 @@ def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "config
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read, override and validate a YAML config.
 
-    Relative data paths are resolved against the config file's folder, then the
-    current directory. Every failure is a :class:`ConfigError` naming the file.
+    ``path`` may also name a shipped config (``ed_triage_demo``, see
+    :func:`~latent_bias_probe.configs.resources.shipped_config_names`) when no such
+    file exists. Relative data paths are resolved against the config file's folder,
+    then the current directory. Every failure is a :class:`ConfigError` naming the file.
     """
     path = Path(path)
+    shipped = shipped_config(str(path)) if not path.exists() else None
+    if shipped is not None:  # a shipped config named without its folder: `probe run ed_triage_demo`
+        path = shipped
     where = _file_name(path)
     data = _parse_yaml(_read_config_text(path), where)
     if data is None:

@@ -3,9 +3,12 @@ configs that run the whole pipeline on it in seconds."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,22 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ.setdefault(_var, "1")
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _link_package(root: Path) -> Path:
+    """A folder whose one entry, ``latent_bias_probe``, links to this checkout.
+
+    On ``sys.path`` (and ``PYTHONPATH`` of the CLI subprocesses) it makes the tests
+    import the checkout they live in, whatever copy of the package is installed."""
+    folder = Path(tempfile.mkdtemp(prefix="lbp-import-"))
+    (folder / "latent_bias_probe").symlink_to(root, target_is_directory=True)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+#: put first on sys.path and PYTHONPATH: ``import latent_bias_probe`` finds this checkout
+IMPORT_ROOT = _link_package(ROOT)
+sys.path.insert(0, str(IMPORT_ROOT))
 #: The public data sets the repository carries (see data/README.md).
 DATA = ROOT / "data"
 
@@ -25,7 +44,7 @@ DATA = ROOT / "data"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama (4 layers, d_model 64) saved with safetensors + tokenizer."""
-    from extract.tiny import tiny_llama
+    from latent_bias_probe.extract.tiny import tiny_llama
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     loaded = tiny_llama(seed=0)
@@ -63,8 +82,8 @@ def tiny_config(tmp_path, tiny_model_dir) -> Path:
 
 def run_probe(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the ``probe`` CLI in a subprocess (as a user would); ``env`` adds variables."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
+    env = dict(os.environ, PYTHONPATH=str(IMPORT_ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *args],
+        [sys.executable, "-c", "from latent_bias_probe.cli import main; main()", *args],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )

@@ -28,33 +28,137 @@ ARTIFACT_NAMES = (
 )
 
 
+PACKAGE = "latent_bias_probe"
+
+
 def _modules(package: str):
     for path in sorted((ROOT / package).rglob("*.py")):
         yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
 
 
-def _imported(tree: ast.AST) -> set[str]:
+def _module_name(path: Path) -> str:
+    """``extract/model.py`` -> ``extract.model``; ``extract/__init__.py`` -> ``extract``; ``cli.py`` -> ``cli``."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _targets(tree: ast.AST, module: str, is_package: bool = False) -> set[str]:
+    """The project modules a module imports (anywhere in it), named without the package prefix."""
+    own = module.split(".") if is_package else module.split(".")[:-1]
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            out |= {a.name.split(".")[0] for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            out.add(node.module.split(".")[0])
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = own[: len(own) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name == PACKAGE or name.startswith(PACKAGE + "."):
+                name = name[len(PACKAGE) + 1:]
+            if name and name.split(".")[0] in PACKAGES | {"cli"}:
+                out.add(name)
     return out
+
+
+def _imported(tree: ast.AST, module: str = "x.y") -> set[str]:
+    """The project packages a module imports."""
+    return {t.split(".")[0] for t in _targets(tree, module)}
 
 
 def test_imports_go_one_way():
     bad = []
     for package, allowed in LAYERS.items():
         for path, tree in _modules(package):
-            for top in _imported(tree) & PACKAGES - {package} - allowed:
+            for top in _imported(tree, _module_name(path)) & PACKAGES - {package} - allowed:
                 bad.append(f"{path.relative_to(ROOT)} imports {top}")
     assert not bad, "imports against the layering:\n" + "\n".join(bad)
 
 
 def test_the_checker_would_see_a_bad_import(tmp_path):
-    tree = ast.parse("def f():\n    from pipeline.results import assemble_results\n")
-    assert _imported(tree) & PACKAGES - LAYERS["probes"] - {"probes"} == {"pipeline"}
+    tree = ast.parse("def f():\n    from latent_bias_probe.pipeline.results import assemble_results\n")
+    assert _imported(tree, "probes.x") & PACKAGES - LAYERS["probes"] - {"probes"} == {"pipeline"}
+    assert _imported(ast.parse("from ..pipeline import results\n"), "probes.x") == {"pipeline"}
+
+
+def _all_modules():
+    for package in sorted(PACKAGES):
+        yield from _modules(package)
+    yield ROOT / "cli.py", ast.parse((ROOT / "cli.py").read_text(encoding="utf-8"))
+
+
+def test_imports_name_the_package():
+    """Inside a sub-package imports are relative; across sub-packages they name
+    ``latent_bias_probe``; no module imports a bare ``extract``, ``configs``, ... (which
+    would find whatever folder of that name lies on the user's path)."""
+    bad = []
+    for path, tree in _all_modules():
+        own = path.relative_to(ROOT).parts[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops = [node.module.split(".")[0]]
+                if node.module.startswith(f"{PACKAGE}.{own}.") or node.module == f"{PACKAGE}.{own}":
+                    bad.append(f"{path.relative_to(ROOT)}:{node.lineno}: absolute import inside {own}/ (use a relative one)")
+            else:
+                continue
+            bad += [f"{path.relative_to(ROOT)}:{node.lineno}: imports bare {t!r}" for t in tops if t in PACKAGES | {"cli"}]
+    assert not bad, "\n".join(bad)
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles():
+    """No two modules import each other, directly or around a circle, counting the
+    imports inside functions too (a function-local import only hides a circle)."""
+    modules = {_module_name(p): (p, t) for p, t in _all_modules()}
+    graph = {}
+    for name, (path, tree) in modules.items():
+        graph[name] = {t for t in _targets(tree, name, path.name == "__init__.py") if t in modules and t != name}
+    assert _cycles(graph) == []
+
+
+def test_the_circle_checker_sees_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_cli_calls_the_pipeline_only():
@@ -64,10 +168,9 @@ def test_cli_calls_the_pipeline_only():
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module:
             used.add(node.module)
+    used = {m.removeprefix(f"{PACKAGE}.") for m in used}
     assert not any(m.startswith(("extract.cache", "probes.fit", "probes.causal")) for m in used), used
-    assert "pipeline" in {m.split(".")[0] for m in used} or any(
-        isinstance(n, ast.Import) and any(a.name == "pipeline" for a in n.names) for n in ast.walk(tree)
-    )
+    assert "pipeline" in _imported(tree, "cli")
 
 
 def _path_uses(tree: ast.AST):
@@ -102,7 +205,7 @@ def test_only_pipeline_writes_into_a_run_directory(tmp_path, tiny_model_dir):
     """Dynamic half: every file opened for writing or renamed into the run directory during a
     whole run is written by code whose nearest project frame is in pipeline/ (or the
     generic atomic-write helper and the cache format writer, called from pipeline/)."""
-    import pipeline
+    from latent_bias_probe import pipeline
 
     cfg_path = write_config(tmp_path / "c.yaml", tiny_model_dir, benchmark={"n_cases": 3, "tiers": ["low"]})
     run_dir = (tmp_path / "run").resolve()

@@ -12,12 +12,12 @@ import sys
 
 import pytest
 
-from conftest import ROOT
-from configs.errors import InputError
-from pipeline.artifacts import RunDir
-from pipeline.report import write_report
-from report import html as report_html
-from report.figures import (
+from conftest import IMPORT_ROOT, ROOT
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.pipeline.artifacts import RunDir
+from latent_bias_probe.pipeline.report import write_report
+from latent_bias_probe.report import html as report_html
+from latent_bias_probe.report.figures import (
     BarSeries,
     IntervalSeries,
     Point,
@@ -27,8 +27,8 @@ from report.figures import (
     interval_chart,
     line_chart,
 )
-from report.html import SECTIONS, render_report
-from report.summary import summarize, summary_items
+from latent_bias_probe.report.html import SECTIONS, render_report
+from latent_bias_probe.report.summary import summarize, summary_items
 from report_fixtures import (
     CAUSAL_FAILED,
     GROUPS,
@@ -39,7 +39,7 @@ from report_fixtures import (
     without_latent,
     write_run,
 )
-from report.terminal import summary_table
+from latent_bias_probe.report.terminal import summary_table
 
 DASH = "\u2013"
 
@@ -206,8 +206,8 @@ def test_rendering_is_deterministic():
     assert "<metadata" not in first and "Matplotlib v" not in first  # no creator / date metadata
     # and in another process, with other hash seeds
     code = ("import json, sys; sys.path.insert(0, 'tests'); from report_fixtures import synthetic_results, synthetic_explain;"
-            "from report.html import render_report; sys.stdout.write(render_report(synthetic_results(), synthetic_explain()))")
-    env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT))
+            "from latent_bias_probe.report.html import render_report; sys.stdout.write(render_report(synthetic_results(), synthetic_explain()))")
+    env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(IMPORT_ROOT))
     other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, timeout=300)
     assert other.returncode == 0, other.stderr.decode()[-2000:]
     assert other.stdout.decode("utf-8") == first
