@@ -209,6 +209,8 @@ class EraserFitter:
         """Add one batch (rows with ``concept`` −1 are left out)."""
         import torch
 
+        from .interventions import kind_mask
+
         concept = np.asarray(concept, dtype=np.int64)
         rows = torch.as_tensor(concept >= 0)
         if not bool(rows.any()):
@@ -292,21 +294,6 @@ def position_kinds(runner, texts: Sequence[str], races: Sequence[str], genders: 
         later = list(range(max(demo) + 1, n - 1))
         out.append({"demographic": demo, "later": later, "decision": [n - 1], "after": later + [n - 1]})
     return out
-
-
-def kind_mask(kinds: Sequence[dict[str, list[int]]], kind: str, attention_mask):
-    """``(B, T)`` bool mask of ``kind``'s tokens in a left-padded batch."""
-    import torch
-
-    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
-    width = attention_mask.shape[1]
-    lengths = attention_mask.sum(-1).tolist()
-    for i, entry in enumerate(kinds):
-        pad = width - int(lengths[i])
-        idx = [p + pad for p in entry[kind]]
-        if idx:
-            mask[i, idx] = True
-    return mask
 
 
 def _by_kind_edit(erasers: dict[str, Any], masks: dict[str, Any]):
@@ -435,7 +422,7 @@ def explain_tier(
     else:
         erasers, kind_erasers = {}, {}
         ranks = {int(k): v for k, v in store.get("mediation/ranks").items()}
-    from .interventions import erase_fn
+    from .interventions import erase_fn, kind_mask
 
     for j, idx in enumerate(batches):
         done = store.get(f"mediation/{j}")

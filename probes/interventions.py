@@ -19,7 +19,7 @@ the same Hugging Face modules, so a hook on the decoder layer fires under all th
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -136,3 +136,16 @@ class RandomSubspaceEraser:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         delta = x - self.mean.to(x.device)
         return x - (delta @ self.q.to(x.device)) @ self.q.T.to(x.device)
+
+
+def kind_mask(kinds: Sequence[dict[str, list[int]]], kind: str, attention_mask):
+    """``(B, T)`` bool mask of ``kind``'s tokens in a left-padded batch."""
+    mask = torch.zeros(attention_mask.shape, dtype=torch.bool)
+    width = attention_mask.shape[1]
+    lengths = attention_mask.sum(-1).tolist()
+    for i, entry in enumerate(kinds):
+        pad = width - int(lengths[i])
+        idx = [p + pad for p in entry[kind]]
+        if idx:
+            mask[i, idx] = True
+    return mask

@@ -65,7 +65,7 @@ def _aligned(kinds_s: dict, kinds_t: dict) -> bool:
 
 def _trace_case(iv, texts, pairs, kinds, layers, batch_size) -> dict[str, Any]:
     """Patched P(Yes) of one case's aligned pairs: ``{pair key: {p_target, p_source, patched: {kind: [per layer]}}}``."""
-    from .causal import kind_mask
+    from .interventions import kind_mask
     from .interventions import patch_fn
 
     last = iv.runner.n_layers - 1

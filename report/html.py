@@ -146,7 +146,7 @@ def code_spans(text: Any) -> list[tuple[bool, str]]:
 
 
 ENV = Environment(
-    loader=PackageLoader("report", "templates"),
+    loader=PackageLoader(__package__, "templates"),
     autoescape=select_autoescape(["html"]),
     undefined=StrictUndefined,
     trim_blocks=True,
