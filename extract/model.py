@@ -51,14 +51,13 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from latent_bias_probe.configs.errors import InputError
-from latent_bias_probe.configs.files import atomic_write_text
 from latent_bias_probe.configs.schema import ModelConfig
 from . import attention
+from .loaded import LoadedModel, ModelError, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -112,29 +111,6 @@ EMBEDDED = {
         instruction_tuned=False,
     ),
 }
-
-class ModelError(RuntimeError, InputError):
-    """The model cannot be loaded; the message is one line and names the model.
-
-    It is also an :class:`configs.errors.InputError`, so the CLI reports it as bad
-    input (exit code 2) without a traceback.
-    """
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model ready to run, with its tokenizer and provenance."""
-
-    model: Any = field(repr=False)  # a transformers PreTrainedModel, eval mode
-    tokenizer: Any = field(repr=False)  # a fast tokenizer; pad token set, padding_side="left"
-    name: str  # as configured (the embedded name, a Hugging Face id, or a directory)
-    sha256: str  # hex SHA-256 of the weights file(s), see the module docstring
-    dtype: str  # "float32" or "bfloat16"
-    n_layers: int
-    d_model: int
-    device: str = "cpu"
-    path: str | None = None  # the folder the weights were loaded from
-
 
 # --------------------------------------------------------------------------- paths
 
@@ -199,44 +175,6 @@ def locate_chunked_gguf(spec: EmbeddedModel) -> tuple[list[Path], str]:
 # --------------------------------------------------------------------------- hashing
 
 
-def _hash_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def file_sha256(path: str | Path, index_dir: Path | None = None) -> str:
-    """SHA-256 of one file, remembered in ``index_dir/sha256-index.json`` by
-    (resolved path, size, mtime) when ``index_dir`` is given and writable."""
-    path = Path(path)
-    real = os.path.realpath(path)
-    st = os.stat(real)
-    key = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
-    index_path = index_dir / "sha256-index.json" if index_dir is not None else None
-    index: dict[str, Any] = {}
-    if index_path is not None:
-        try:
-            index = json.loads(index_path.read_text(encoding="utf-8"))
-            hit = index.get(real)
-            if isinstance(hit, dict) and all(hit.get(k) == v for k, v in key.items()) and hit.get("sha256"):
-                return str(hit["sha256"])
-        except (OSError, ValueError):
-            index = {}
-    digest = _hash_file(Path(real))
-    if index_path is not None:
-        try:
-            # re-read just before writing so a concurrent writer's entries survive
-            try:
-                index = json.loads(index_path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                index = {}
-            index[real] = key | {"sha256": digest}
-            atomic_write_text(index_path, json.dumps(index, indent=1, sort_keys=True))
-        except OSError as err:  # an unwritable cache only costs re-hashing
-            log.debug("could not update %s: %s", index_path, err)
-    return digest
 
 
 def weights_sha256(files: list[Path], index_dir: Path | None = None) -> str:
@@ -608,3 +546,35 @@ def _load_hf(cfg: ModelConfig, device: str) -> LoadedModel:
     sha = weights_sha256(files, cache_root(cfg))
     model, tokenizer = _from_folder(folder, cfg, cfg.name, trust_remote_code=cfg.trust_remote_code)
     return _finish(model, tokenizer, name=cfg.name, sha256=sha, dtype=cfg.dtype, device=device, path=str(folder))
+
+
+def gguf_model_dir(path: str | Path, model_cfg: ModelConfig | None = None) -> Path:
+    """A float32 safetensors model folder dequantized from the GGUF file ``path``.
+
+    Converted once into ``<cache root>/<file stem>-<first 12 hex of its SHA-256>/``
+    (the embedded default's own GGUF maps to the embedded cache folder); later calls
+    return the folder at once.
+    """
+    from .precision import PrecisionError
+
+    gguf = Path(path).expanduser()
+    if not gguf.is_file():
+        raise PrecisionError(f"precision 'gguf:{path}': GGUF file not found")
+    if gguf.suffix.lower() != ".gguf":
+        raise PrecisionError(f"precision 'gguf:{path}': not a .gguf file")
+    gguf = gguf.resolve()
+    model_cfg = model_cfg or ModelConfig()
+    root = cache_root(model_cfg)
+    sha = file_sha256(gguf, root)
+    try:
+        embedded_sha = file_sha256(locate_embedded_gguf(), root)
+    except ModelError:
+        embedded_sha = None
+    if sha == embedded_sha:
+        folder = embedded_cache_dir(model_cfg, sha)
+    else:
+        stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in gguf.stem)
+        folder = root / f"{stem}-{sha[:12]}"
+    if not _embedded_files_ok(folder):
+        convert_gguf(gguf, folder, sha)
+    return folder

@@ -71,7 +71,7 @@ an adapter, ``name`` becomes ``"<model>+<adapter folder name>"`` and ``sha256`` 
 SHA-256 of the manifest
 ``"<base sha256>  base\\n<adapter weights sha256>  adapter_model.safetensors\\n"``.
 
-``gguf_model_dir(path, model_cfg)`` turns any GGUF file into a float32 safetensors
+``extract.model.gguf_model_dir(path, model_cfg)`` turns any GGUF file into a float32 safetensors
 model folder (dequantized once, cached like the embedded default); the sweep uses
 it for the ``gguf:<file>`` precision.
 """
@@ -90,7 +90,7 @@ import torch
 import torch.nn as nn
 
 from latent_bias_probe.configs.schema import ModelConfig
-from .model import LoadedModel, ModelError
+from .loaded import LoadedModel, ModelError, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +182,6 @@ def apply_model_options(loaded: LoadedModel, cfg: ModelConfig) -> LoadedModel:
 
 def apply_adapter(loaded: LoadedModel, path: str | Path) -> LoadedModel:
     """Merge the PEFT LoRA adapter at ``path`` into ``loaded.model`` (see the module docstring)."""
-    from .model import file_sha256
-
     folder = adapter_dir(path)
     try:
         from peft import PeftModel
@@ -372,33 +370,3 @@ class Int8Linear(nn.Module):
 # --------------------------------------------------------------------------- GGUF
 
 
-def gguf_model_dir(path: str | Path, model_cfg: ModelConfig | None = None) -> Path:
-    """A float32 safetensors model folder dequantized from the GGUF file ``path``.
-
-    Converted once into ``<cache root>/<file stem>-<first 12 hex of its SHA-256>/``
-    (the embedded default's own GGUF maps to the embedded cache folder); later calls
-    return the folder at once.
-    """
-    from . import model as m
-
-    gguf = Path(path).expanduser()
-    if not gguf.is_file():
-        raise PrecisionError(f"precision 'gguf:{path}': GGUF file not found")
-    if gguf.suffix.lower() != ".gguf":
-        raise PrecisionError(f"precision 'gguf:{path}': not a .gguf file")
-    gguf = gguf.resolve()
-    model_cfg = model_cfg or ModelConfig()
-    root = m.cache_root(model_cfg)
-    sha = m.file_sha256(gguf, root)
-    try:
-        embedded_sha = m.file_sha256(m.locate_embedded_gguf(), root)
-    except ModelError:
-        embedded_sha = None
-    if sha == embedded_sha:
-        folder = m.embedded_cache_dir(model_cfg, sha)
-    else:
-        stem = "".join(c if c.isalnum() or c in "._-" else "-" for c in gguf.stem)
-        folder = root / f"{stem}-{sha[:12]}"
-    if not m._embedded_files_ok(folder):
-        m.convert_gguf(gguf, folder, sha)
-    return folder

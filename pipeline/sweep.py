@@ -23,7 +23,7 @@ Precisions (what :func:`item_config` sets in ``model``):
                 dequantized to float32 - see below) or a local folder holding exactly
                 one ``*.gguf`` file. Any other model is refused.
 ``gguf:FILE``   the GGUF file ``FILE`` dequantized to float32 (converted once into the
-                model cache, ``extract.precision.gguf_model_dir``), e.g. a Q8_0 or
+                model cache, ``extract.model.gguf_model_dir``), e.g. a Q8_0 or
                 Q4_K_M file of the sweep's model. The row's ``model`` stays the listed
                 model; that ``FILE`` holds a quantization of it is up to the user.
 ==============  =========================================================================
@@ -172,7 +172,7 @@ def _gguf_of_model(model: str, model_cfg) -> str | None:
     if folder.is_dir():
         files = sorted(folder.glob("*.gguf"))
         if len(files) == 1:
-            from latent_bias_probe.extract.precision import gguf_model_dir
+            from latent_bias_probe.extract.model import gguf_model_dir
 
             return str(gguf_model_dir(files[0], model_cfg))
         if len(files) > 1:
@@ -211,7 +211,7 @@ def item_config(cfg: Config, item: SweepItem) -> Config:
         if p == "gguf":
             m.name = _gguf_of_model(item.model, m)
         else:
-            from latent_bias_probe.extract.precision import gguf_model_dir
+            from latent_bias_probe.extract.model import gguf_model_dir
 
             m.name = str(gguf_model_dir(Path(p[5:]).expanduser().resolve(), m))
     m.adapter = None if item.adapter is None else str(Path(item.adapter).expanduser().resolve())
