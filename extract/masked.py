@@ -50,6 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from latent_bias_probe.configs.schema import ModelConfig
+from .families import encoder_paths
 from .model import (
     EMBEDDED,
     LoadedModel,
@@ -67,9 +68,6 @@ from .model import (
 
 log = logging.getLogger(__name__)
 
-#: where the encoder blocks live, by family (BERT, RoBERTa, DeBERTa, DistilBERT, ELECTRA, ALBERT has one shared block)
-ENCODER_PATHS = ("bert.encoder.layer", "roberta.encoder.layer", "deberta.encoder.layer", "distilbert.transformer.layer",
-                 "electra.encoder.layer", "xlm_roberta.encoder.layer", "model.layers", "encoder.layer")
 
 
 def _architectures(folder: Path) -> list[str]:
@@ -100,7 +98,7 @@ def model_kind(cfg: ModelConfig) -> str:
 
 def encoder_layers(model) -> Any:
     """The ``nn.ModuleList`` of encoder blocks."""
-    path = first_attribute_path(model, ENCODER_PATHS)
+    path = first_attribute_path(model, encoder_paths())
     if path is None:
         raise ModelError(f"cannot find the encoder layers of {type(model).__name__}")
     return attrgetter(path)(model)

@@ -57,6 +57,7 @@ from typing import Any
 
 from latent_bias_probe.configs.schema import ModelConfig
 from . import attention
+from .families import layer_paths
 from .loaded import LoadedModel, ModelError, file_sha256
 
 log = logging.getLogger(__name__)
@@ -224,9 +225,6 @@ def prepare_tokenizer(tokenizer, model_name: str):
     return tokenizer
 
 
-#: Where the decoder blocks live, by architecture family (Llama/Mistral/Qwen/Gemma,
-#: multimodal wrappers, GPT-2, NeoX, OPT).
-LAYER_PATHS = ("model.layers", "model.language_model.layers", "transformer.h", "gpt_neox.layers", "model.decoder.layers")
 
 
 def first_attribute_path(model, paths) -> str | None:
@@ -244,7 +242,7 @@ def first_attribute_path(model, paths) -> str | None:
 
 def layers_path(model) -> str:
     """The dotted attribute path of the decoder block list (``"model.layers"``, ...)."""
-    path = first_attribute_path(model, LAYER_PATHS)
+    path = first_attribute_path(model, layer_paths())
     if path is None:
         raise ModelError(f"cannot find the decoder layers of {type(model).__name__}")
     return path

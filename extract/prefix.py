@@ -44,6 +44,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from .families import final_norm_names
 from .model import decoder_layers, layers_path
 from .scoring import score_logits
 from .sites import first_tensor
@@ -51,7 +52,6 @@ from .sites import first_tensor
 log = logging.getLogger(__name__)
 
 #: names of the final norm beside the decoder block list, tried in order
-FINAL_NORM_NAMES = ("norm", "ln_f", "final_layernorm", "final_layer_norm")
 #: the largest |ΔP(Yes)| between a full forward and an un-edited suffix that counts as equal
 CHECK_TOL = 1e-4
 
@@ -100,11 +100,11 @@ def final_norm(model: torch.nn.Module) -> torch.nn.Module:
     parent = model
     for part in layers_path(model).split(".")[:-1]:
         parent = getattr(parent, part)
-    for name in FINAL_NORM_NAMES:
+    for name in final_norm_names():
         module = getattr(parent, name, None)
         if isinstance(module, torch.nn.Module):
             return module
-    raise ValueError(f"{type(model).__name__}: no final norm ({' / '.join(FINAL_NORM_NAMES)}) beside the decoder blocks")
+    raise ValueError(f"{type(model).__name__}: no final norm ({' / '.join(final_norm_names())}) beside the decoder blocks")
 
 
 class PrefixRunner:

@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 
 from latent_bias_probe.configs.names import POSITIONS, SITES
 
-#: Attribute names of a decoder block's attention and MLP modules, tried in order.
-ATTN_NAMES = ("self_attn", "attn", "self_attention", "attention")
-MLP_NAMES = ("mlp", "feed_forward", "ffn")
+from .families import attention_names, mlp_names
 
 
 def _names(value: Any, allowed: Sequence[str], what: str) -> tuple[str, ...]:
@@ -70,7 +68,7 @@ def normalize_positions(positions: Sequence[str] | str) -> tuple[str, ...]:
 
 def submodule_name(layer, site: str) -> str:
     """The attribute name of ``layer``'s module for ``attn_out`` / ``mlp_out``."""
-    names = {"attn_out": ATTN_NAMES, "mlp_out": MLP_NAMES}[site]
+    names = {"attn_out": attention_names, "mlp_out": mlp_names}[site]()
     for name in names:
         if isinstance(getattr(layer, name, None), torch.nn.Module):
             return name
