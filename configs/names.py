@@ -45,8 +45,16 @@ QUANTIZATIONS = ("none", "int8", "bnb-8bit", "bnb-4bit")
 PRECISIONS = ("float32", "bfloat16", "int8", "bnb-8bit", "bnb-4bit", "gguf")
 #: the models shipped inside PyPI packages (``model.name``; extract.model.EMBEDDED), the default first
 EMBEDDED_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
-#: extraction backends
-BACKENDS = ("hf", "transformer_lens", "nnsight")
+#: The extraction backends: ``extract.backend`` -> the runner class that implements it,
+#: as ``module:Class`` (imported only when chosen; the protocol is extract.runner.Runner).
+#: Adding a backend is one entry here.
+BACKEND_RUNNERS = {
+    "hf": "latent_bias_probe.extract.hf_runner:HFRunner",
+    "transformer_lens": "latent_bias_probe.extract.tl_runner:TLRunner",
+    "nnsight": "latent_bias_probe.extract.nnsight_runner:NNsightRunner",
+}
+#: the backend names, in registry order
+BACKENDS = tuple(BACKEND_RUNNERS)
 #: activation storage dtypes in cache.h5
 STORAGE_DTYPES = ("float16", "float32")
 #: probe targets of spec B3

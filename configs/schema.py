@@ -26,7 +26,7 @@ import yaml
 
 from .errors import InputError
 from .resources import shipped_config
-from .names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
+from .names import BACKEND_RUNNERS, BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
 
 #: the largest config file read (bytes)
 MAX_CONFIG_BYTES = 1 << 20
@@ -115,7 +115,7 @@ class ExtractConfig:
     """Model inference."""
 
     batch_size: int = 8
-    backend: Literal["hf", "transformer_lens", "nnsight"] = "hf"
+    backend: str = "hf"  # a key of configs.names.BACKEND_RUNNERS
     sites: list[str] = field(default_factory=lambda: ["resid_post"])
     positions: list[str] = field(default_factory=lambda: ["last"])
     storage_dtype: Literal["float32", "float16"] = "float32"
@@ -662,6 +662,8 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
 
     if cfg.masked is not None:
         _check_masked(cfg.masked, base_dir)
+    if cfg.extract.backend not in BACKEND_RUNNERS:
+        raise ConfigError(f"extract.backend: expected one of {', '.join(repr(b) for b in BACKEND_RUNNERS)}, got {_show(cfg.extract.backend)}")
     if cfg.model.kind == "masked" and cfg.extract.backend != "hf":
         raise ConfigError(f"extract.backend: a masked model runs with the 'hf' backend only, got {cfg.extract.backend!r}")
     if cfg.model.kind == "masked" and cfg.model.attn_implementation == "batch_invariant":
