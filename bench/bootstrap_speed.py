@@ -25,7 +25,7 @@ from scipy.special import expit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from latent_bias_probe.mfarm.output_scores import SCORE_KEYS, batched_output_scores, output_scores  # noqa: E402
+from latent_bias_probe.mfarm.metrics import SCORE_KEYS, batched_output_scores, output_scores  # noqa: E402
 from latent_bias_probe.mfarm.resampling import bootstrap_indices  # noqa: E402
 
 

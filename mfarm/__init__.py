@@ -1,4 +1,4 @@
-"""mFARM fairness scores over plain arrays (spec ``mfarm-spec.md`` Parts A and C).
+"""mFARM fairness scores over plain arrays (Parts A and C of the metric definitions in the docs).
 
 Pure numpy / scipy (statsmodels is imported lazily for multiple-testing
 correction); importing this package never imports torch or pandas.
@@ -7,16 +7,15 @@ correction); importing this package never imports torch or pandas.
 from .accuracy import accuracy, fab, label_array
 from .diagnostics import group_shifts, intersectional_residual_share, omnibus, parse_group
 from .matrix import BASE, MatrixError, check_matrix, score_matrix
+from .metrics import METRICS, Metric, batched_output_scores, metric_keys, mfarm_keys, output_scores, register_metric
 from .output_scores import (
     SCORE_KEYS,
     absolute_deviation,
+    batched_mean_difference,
     correlation_difference,
     geometric_mean,
     ks_distribution,
     mean_difference,
-    batched_mean_difference,
-    batched_output_scores,
-    output_scores,
     variance_heterogeneity,
 )
 from .resampling import (
@@ -33,6 +32,11 @@ from .tier import score_tier
 
 __all__ = [
     "BASE",
+    "METRICS",
+    "Metric",
+    "metric_keys",
+    "mfarm_keys",
+    "register_metric",
     "MatrixError",
     "SCORE_KEYS",
     "absolute_deviation",

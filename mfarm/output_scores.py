@@ -1,4 +1,7 @@
-"""The five output-level mFARM scores (spec Part A) and their geometric mean.
+"""The five output-level mFARM scores (Part A) and the geometric mean.
+
+The registry that names them, adds further metrics and computes them all at once
+is :mod:`.metrics` (``output_scores``, ``batched_output_scores``).
 
 P is the n x k matrix of ``score_matrix``: column 0 = BASE, columns 1..k-1 = the
 demographic groups G (m = k - 1 = |G|).  Every score lies in [0, 1] (1 = fair),
@@ -36,7 +39,6 @@ __all__ = [
     "ks_distribution",
     "correlation_difference",
     "geometric_mean",
-    "output_scores",
 ]
 
 from latent_bias_probe.configs.names import SCORE_KEYS
@@ -217,24 +219,6 @@ def geometric_mean(values: Sequence[float]) -> float:
     return float(np.prod(v) ** (1.0 / v.size))
 
 
-def output_scores(P: np.ndarray, alpha: float = 0.05, correction: str = "holm") -> dict[str, float]:
-    """All five Part A scores and mFARM (paper) = their geometric mean.
-
-    Returns ``{"mean_difference", "absolute_deviation", "variance_heterogeneity",
-    "ks_distribution", "correlation_difference", "score"}`` as plain floats.
-    """
-    P, alpha = _check(P, alpha, correction)
-    out = {
-        "mean_difference": mean_difference(P, alpha, correction),
-        "absolute_deviation": absolute_deviation(P, alpha, correction),
-        "variance_heterogeneity": variance_heterogeneity(P, alpha, correction),
-        "ks_distribution": ks_distribution(P, alpha, correction),
-        "correlation_difference": correlation_difference(P, alpha, correction),
-    }
-    out["score"] = geometric_mean([out[key] for key in SCORE_KEYS])
-    return out
-
-
 # --------------------------------------------------------------------------- batched variants
 # The same five scores for a stack of matrices Ps[b] (bootstrap or permutation
 # resamples), with every statistic evaluated for all b at once (``mfarm.stats``'s
@@ -253,7 +237,7 @@ from .stats import (  # noqa: E402
     wilcoxon_p_rows,
 )
 
-__all__ += ["batched_output_scores", "batched_mean_difference", "geometric_mean_rows"]
+__all__ += ["batched_mean_difference", "geometric_mean_rows"]
 
 #: resamples evaluated together (bounds the memory of one step, ~ chunk * n * k * 40 floats)
 _CHUNK = 128
@@ -443,54 +427,6 @@ def geometric_mean_rows(V: np.ndarray) -> np.ndarray:
     with quiet():
         g = np.prod(V, axis=1) ** (1.0 / V.shape[1])
     return np.where(np.any(V == 0, axis=1), 0.0, g)
-
-
-_ROW_SCORES = {
-    "mean_difference": _md_rows,
-    "absolute_deviation": _ad_rows,
-    "variance_heterogeneity": _vh_rows,
-    "ks_distribution": _ks_rows_scores,
-    "correlation_difference": _cd_rows,
-}
-
-
-def batched_output_scores(
-    Ps: np.ndarray, alpha: float = 0.05, correction: str = "holm"
-) -> dict[str, np.ndarray]:
-    """``output_scores`` of every matrix Ps[b], vectorised over b.
-
-    ``Ps`` has shape (B, n, k) (each Ps[b] a matrix P: column 0 = BASE).  Returns
-    ``{"mean_difference", "absolute_deviation", "variance_heterogeneity",
-    "ks_distribution", "correlation_difference", "score"}`` as float arrays of
-    shape (B,), element b equal to ``output_scores(Ps[b], alpha, correction)[key]``
-    (bit for bit in the tests and benchmarks run so far: the same test decisions
-    and the same floating-point operations; the contract is agreement to 1e-12).  The formulas are those of Part A (see the scalar functions above):
-    Friedman chi-square from within-row average ranks; Wilcoxon signed-rank with
-    scipy's normal approximation (tie and zero handling included) where scipy uses
-    it, and ``wilcoxon_p`` itself where scipy would test exactly or by sign-flip
-    permutation; median-centred Levene (omnibus and all k (k-1)/2 pairs) from
-    per-column medians and spreads; asymptotic two-sample KS; Spearman with its
-    t-based p-value; multiple-testing correction per matrix as ``reject`` does;
-    ``score`` = geometric mean of the five.  With fewer than 3 cases it loops over
-    ``output_scores``.
-    """
-    Ps, alpha = _check_batch(Ps, alpha, correction)
-    B, n, k = Ps.shape
-    out = {key: np.empty(B) for key in SCORE_KEYS}
-    if n < _MIN_BATCH_N:
-        for b in range(B):
-            res = output_scores(Ps[b], alpha, correction)
-            for key in SCORE_KEYS:
-                out[key][b] = res[key]
-    else:
-        for start in range(0, B, _CHUNK):
-            X = Ps[start : start + _CHUNK]
-            for key, fn in _ROW_SCORES.items():
-                out[key][start : start + X.shape[0]] = fn(X, alpha, correction)
-    out["score"] = (
-        geometric_mean_rows(np.stack([out[key] for key in SCORE_KEYS], axis=1)) if B else np.empty(0)
-    )
-    return out
 
 
 def batched_mean_difference(

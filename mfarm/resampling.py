@@ -35,19 +35,13 @@ from latent_bias_probe.configs.names import SCORE_KEYS
 
 from .accuracy import ACCURACY_METHODS, accuracy, fab, label_array
 from .matrix import check_matrix
-from .output_scores import (
-    batched_mean_difference,
-    batched_output_scores,
-    geometric_mean,
-    geometric_mean_rows,
-    mean_difference,
-    output_scores,
-)
+from .metrics import batched_output_scores, metric_keys, output_scores
+from .output_scores import batched_mean_difference, geometric_mean, geometric_mean_rows, mean_difference
 from .stats import check_alpha, check_correction
 
 __all__ = [
-    "INTERVAL_KEYS",
     "LATENT_INTERVAL_KEYS",
+    "interval_keys",
     "bootstrap_indices",
     "mean_shift_intervals",
     "accuracy_interval",
@@ -58,8 +52,14 @@ __all__ = [
     "permutation_null",
 ]
 
-#: the quantities ``score_intervals`` gives intervals for (``score`` = mFARM (paper))
-INTERVAL_KEYS = (*SCORE_KEYS, "score", "accuracy", "fab")
+
+
+def interval_keys() -> tuple[str, ...]:
+    """The quantities ``score_intervals`` gives intervals for: every registered metric,
+    ``score`` (mFARM (paper)), ``accuracy`` and ``fab``."""
+    return (*metric_keys(), "score", "accuracy", "fab")
+
+
 #: added when the latent matrix S is given (F_LV, mFARM (full), FAB (full))
 LATENT_INTERVAL_KEYS = ("value_axis_fairness", "mfarm_full", "fab_full")
 #: resamples scored together (memory of one step ~ chunk * n * k * 40 floats)
@@ -188,13 +188,13 @@ def resampled_scores(
     if accuracy_method not in ACCURACY_METHODS:
         raise ValueError(f"unknown accuracy method {accuracy_method!r}; use one of {ACCURACY_METHODS}")
     B = idx.shape[0]
-    keys = [*SCORE_KEYS, "score"] + (["value_axis_fairness"] if S is not None else [])
+    keys = [*metric_keys(), "score"] + (["value_axis_fairness"] if S is not None else [])
     out = {key: np.empty(B) for key in keys}
     for start in range(0, B, _CHUNK):
         rows = idx[start : start + _CHUNK]
         stop = start + rows.shape[0]
         res = batched_output_scores(P[rows], alpha, correction)
-        for key in (*SCORE_KEYS, "score"):
+        for key in (*metric_keys(), "score"):
             out[key][start:stop] = res[key]
         if S is not None:
             out["value_axis_fairness"][start:stop] = batched_mean_difference(S[rows], alpha, correction)
@@ -228,7 +228,7 @@ def _point_scores(
 
 
 def _keys(S: np.ndarray | None) -> list[str]:
-    keys = list(INTERVAL_KEYS)
+    keys = list(interval_keys())
     if S is not None:
         keys += list(LATENT_INTERVAL_KEYS)
     return keys
@@ -482,7 +482,7 @@ def permutation_null(
     alpha = check_alpha(alpha)
     check_correction(correction)
     S = _check_same(P, S, "S")
-    keys = [*SCORE_KEYS, "score"] + (["value_axis_fairness", "mfarm_full"] if S is not None else [])
+    keys = [*metric_keys(), "score"] + (["value_axis_fairness", "mfarm_full"] if S is not None else [])
     out: dict[str, Any] = {"n_perm": n_perm, "seed": seed if isinstance(seed, (int, type(None))) else str(seed)}
     out.update({key: None for key in keys})
     n, k = P.shape
@@ -497,7 +497,7 @@ def permutation_null(
         pc = perm[start : start + _CHUNK]
         stop = start + pc.shape[0]
         res = batched_output_scores(P[rows, pc], alpha, correction)
-        for key in (*SCORE_KEYS, "score"):
+        for key in (*metric_keys(), "score"):
             null[key][start:stop] = res[key]
         if S is not None:
             null["value_axis_fairness"][start:stop] = batched_mean_difference(S[rows, pc], alpha, correction)

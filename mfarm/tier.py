@@ -7,7 +7,7 @@ from typing import Any, Sequence
 from .accuracy import accuracy, fab
 from .diagnostics import group_shifts, intersectional_residual_share, omnibus
 from .matrix import score_matrix
-from .output_scores import output_scores
+from .metrics import output_scores
 
 __all__ = ["score_tier"]
 

@@ -32,7 +32,7 @@ def compare_tables(df_a, df_b, alpha: float = 0.05, correction: str = "holm", n_
                    level: float = 0.95, accuracy: str = "threshold", names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
     """``{"tiers": {tier: {score: {"diff", "ci", "verdict"}, "shifts": {group: {...}}}}}`` of two validated tables."""
     from latent_bias_probe.mfarm.resampling import paired_differences, verdict
-    from latent_bias_probe.report.scoring import group_order, tier_matrices
+    from .scoring import group_order, tier_matrices
 
     tiers_a, tiers_b = set(df_a["tier"]), set(df_b["tier"])
     common = [t for t in dict.fromkeys(df_a["tier"]) if t in tiers_b]

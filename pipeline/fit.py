@@ -50,7 +50,7 @@ def _run_fit(run: RunDir, cfg: Config | None) -> dict[str, Any]:
     from latent_bias_probe.extract.cache import Cache
     from .results import assemble_results, load_run_config, save_run_config
     from latent_bias_probe.probes.fit import fit_tier
-    from latent_bias_probe.report.scoring import group_order
+    from .scoring import group_order
 
     cache_path = run / "cache.h5"
     with Cache(cache_path):  # a damaged or foreign file is named as such (CacheFormatError), not as stale

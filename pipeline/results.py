@@ -30,6 +30,7 @@ from latent_bias_probe.configs.names import SCORE_KEYS, VALUE_AXIS_WARNING
 from latent_bias_probe.configs.schema import Config, config_from_dict
 from latent_bias_probe.configs.version import TOOLKIT_VERSION
 from latent_bias_probe.configs.resources import package_path
+from latent_bias_probe.mfarm.metrics import METRICS
 from .artifacts import RunDir
 from .lock import run_lock
 
@@ -82,9 +83,20 @@ def load_run_config(run_dir: str | Path) -> Config:
 
 
 @lru_cache(maxsize=1)
+def _shipped_schema() -> str:
+    return SCHEMA_PATH.read_text(encoding="utf-8")
+
+
 def results_schema() -> dict[str, Any]:
-    """The JSON Schema of ``results.json`` shipped with the toolkit."""
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    """The JSON Schema of ``results.json``: the shipped file, with a property of a
+    tier's ``mfarm`` mapping for every registered metric (mfarm.metrics) it lacks."""
+    schema = json.loads(_shipped_schema())
+    mfarm = schema["$defs"]["tier"]["properties"]["mfarm"]
+    for key, metric in METRICS.items():
+        mfarm["properties"].setdefault(key, {
+            "type": ["number", "null"], "minimum": 0, "maximum": 1, "description": f"{metric.short}: {metric.label}",
+        })
+    return schema
 
 
 def validate_results(results: Any, source: str = RESULTS_NAME) -> None:
@@ -118,7 +130,7 @@ def _read_json(path: Path) -> Any:
 def _output_tiers(run: RunDir, cfg: Config) -> dict[str, Any]:
     """Part A/C per tier: reused when predictions.csv and config:scoring are what the last results used."""
     from .score import read_predictions
-    from latent_bias_probe.report.scoring import score_table
+    from .scoring import score_table
 
     old = _read_json(run / RESULTS_NAME) if run.exists(RESULTS_NAME) else None
     recorded = run.recorded_inputs(RESULTS_NAME)
@@ -155,7 +167,7 @@ def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:
     from .fit import read_latent_matrices
     from .score import read_predictions
     from latent_bias_probe.mfarm.resampling import score_intervals
-    from latent_bias_probe.report.scoring import group_order, tier_matrices
+    from .scoring import group_order, tier_matrices
 
     s = cfg.scoring
     df = read_predictions(run / "predictions.csv")

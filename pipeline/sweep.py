@@ -5,7 +5,7 @@ A config with a ``sweep`` section (:class:`configs.schema.SweepConfig`) names mo
 every combination as a :class:`SweepItem` (models outermost, adapters innermost);
 :func:`item_config` turns one into an ordinary job config; :func:`run_sweep` runs
 each into ``OUT/<item name>/`` (an ordinary run directory) and writes
-``OUT/sweep.csv`` (one row per combination and tier, :data:`SWEEP_COLUMNS`) and
+``OUT/sweep.csv`` (one row per combination and tier, :func:`~latent_bias_probe.report.sweep.sweep_columns`) and
 ``OUT/sweep.json`` (the sweep's config and its items).
 
 Precisions (what :func:`item_config` sets in ``model``):
@@ -62,7 +62,7 @@ from latent_bias_probe.configs.schema import Config, SweepConfig
 from latent_bias_probe.configs.files import atomic_path, atomic_write_text
 from latent_bias_probe.configs.hashes import run_config_sha256
 from latent_bias_probe.configs.names import PRECISIONS
-from latent_bias_probe.report.sweep import INT_COLUMNS, MODEL_DIFF_COLUMNS, SWEEP_COLUMNS, OPTIONAL_COLUMNS, result_rows, slug
+from latent_bias_probe.report.sweep import INT_COLUMNS, MODEL_DIFF_COLUMNS, optional_columns, result_rows, slug, sweep_columns
 
 log = logging.getLogger(__name__)
 
@@ -276,10 +276,10 @@ def is_complete(run_dir: str | Path, icfg: Config, stages: Iterable[str] = ()) -
 
 
 def write_sweep_csv(rows: list[dict[str, Any]], path: str | Path) -> Path:
-    """Write the rows with :data:`SWEEP_COLUMNS` atomically (missing values empty)."""
+    """Write the rows with :func:`~latent_bias_probe.report.sweep.sweep_columns` atomically (missing values empty)."""
     import pandas as pd
 
-    df = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    df = pd.DataFrame(rows, columns=sweep_columns())
     for c in INT_COLUMNS:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     with atomic_path(path) as tmp:
@@ -438,23 +438,24 @@ def sweep_table(out_dir: str | Path):
     if not path.is_file():
         raise SweepError(f"{path}: not found (is {out_dir} a sweep directory?)")
     text_cols = ["model", "precision", "adapter", "tier", "reference", "vs_model"]
+    columns = sweep_columns()
     try:
-        df = pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={c: [""] for c in SWEEP_COLUMNS if c not in text_cols})
+        df = pd.read_csv(path, dtype={c: str for c in text_cols}, keep_default_na=False, na_values={c: [""] for c in columns if c not in text_cols})
     except (ValueError, pd.errors.ParserError) as err:
         raise SweepError(f"{path}: not a sweep table ({type(err).__name__})") from None
-    for c in OPTIONAL_COLUMNS:
+    for c in optional_columns():
         if c not in df.columns:
             df[c] = "" if c in text_cols else math.nan
-    missing = [c for c in SWEEP_COLUMNS if c not in df.columns]
+    missing = [c for c in columns if c not in df.columns]
     if missing:
         raise SweepError(f"{path}: missing columns {', '.join(missing)}")
-    for c in SWEEP_COLUMNS:
+    for c in columns:
         if c in text_cols:
             df[c] = df[c].astype(str)
         elif c in INT_COLUMNS:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
         else:
             df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
-    return df[SWEEP_COLUMNS]
+    return df[columns]
 
 

@@ -40,6 +40,7 @@ from markupsafe import Markup
 
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.extract.batch_check import TOLERANCE, noise_above_tolerance
+from latent_bias_probe.mfarm.metrics import METRICS
 from . import figures
 from .fmt import MISSING, finite, get, num, p_value, pct, signed
 from .summary import (
@@ -71,13 +72,11 @@ SECTIONS = {
     "provenance": "Provenance",
 }
 MASKED_SECTION = "Masked-LM audit: associations by category and group"
-SCORE_COLUMNS = (
-    ("mean_difference", "F_MD", "Mean difference (allocational)"),
-    ("absolute_deviation", "F_AD", "Absolute deviation (stability)"),
-    ("variance_heterogeneity", "F_VH", "Variance heterogeneity (stability)"),
-    ("ks_distribution", "F_KS", "KS distribution (distributional)"),
-    ("correlation_difference", "F_CD", "Correlation difference (distributional)"),
-)
+
+
+def score_columns() -> list[tuple[str, str, str]]:
+    """(key, short name, label) of every registered output metric (mfarm.metrics), in report order."""
+    return [(m.key, m.short, m.label) for m in METRICS.values()]
 
 
 # --------------------------------------------------------------------------- view data and templates
@@ -292,11 +291,13 @@ def _score_value(t: Mapping[str, Any], key: str) -> Any:
     return get(t, "mfarm", key)
 
 
-SCORE_LABELS = {
-    **{key: abbr for key, abbr, _ in SCORE_COLUMNS},
-    "score": "mFARM (paper)", "value_axis_fairness": "F_LV", "mfarm_full": "mFARM (full)",
-    "accuracy": "Accuracy", "fab": "FAB (paper)", "fab_full": "FAB (full)",
-}
+def score_labels() -> dict[str, str]:
+    """Short names of every score with an interval or a null: the registered metrics, then the summaries."""
+    return {
+        **{key: abbr for key, abbr, _ in score_columns()},
+        "score": "mFARM (paper)", "value_axis_fairness": "F_LV", "mfarm_full": "mFARM (full)",
+        "accuracy": "Accuracy", "fab": "FAB (paper)", "fab_full": "FAB (full)",
+    }
 
 
 # --------------------------------------------------------------------------- sections
@@ -355,7 +356,7 @@ def _verdict_table(tiers: list[tuple[str, Mapping[str, Any]]], ids: _Page) -> Ta
 
 def _interval_note(tiers: list[tuple[str, Mapping[str, Any]]]) -> str:
     """The intervals' level and resample count, stated once (per tier only when tiers differ)."""
-    keys = [k for k in SCORE_LABELS]
+    keys = list(score_labels())
     with_ci, without = [], []
     for name, t in tiers:
         (with_ci if any(interval(t, k) for k in keys) else without).append((name, t))
@@ -415,7 +416,8 @@ def _null_table(tiers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | 
     data = [d for d in data if any(isinstance(v, Mapping) for v in d[2].values())]
     if not data:
         return None
-    order = [k for k in SCORE_LABELS if any(isinstance(nl.get(k), Mapping) for _, _, nl in data)]
+    labels = score_labels()
+    order = [k for k in labels if any(isinstance(nl.get(k), Mapping) for _, _, nl in data)]
     order += [str(k) for _, _, nl in data for k, v in nl.items() if isinstance(v, Mapping) and k not in order]
     order = list(dict.fromkeys(order))
     head: list[Any] = ["Score"]
@@ -426,7 +428,7 @@ def _null_table(tiers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | 
         head_groups.append((f"{name} tier" + (f" ({int(perms)} permutations)" if perms is not None else ""), 3))
     rows = []
     for key in order:
-        row: list[Any] = [SCORE_LABELS.get(key, key)]
+        row: list[Any] = [labels.get(key, key)]
         for _, t, nl in data:
             e = nl.get(key)
             if not isinstance(e, Mapping):
@@ -439,13 +441,12 @@ def _null_table(tiers: list[tuple[str, Mapping[str, Any]]]) -> dict[str, Any] | 
     return {"table": Table(head, rows, head_groups=head_groups)}
 
 
-CHART_SCORES = [(key, abbr) for key, abbr, _ in SCORE_COLUMNS] + [("score", "mFARM (paper)")]
 CHART_LATENT = [("value_axis_fairness", "F_LV"), ("mfarm_full", "mFARM (full)")]
 
 
 def _score_chart(tiers: list[tuple[str, Mapping[str, Any]]], ids: _Page) -> Fig | None:
     """The five output scores and mFARM (plus F_LV and mFARM full where fitted) per tier, with interval bars."""
-    rows = list(CHART_SCORES)
+    rows = [(key, abbr) for key, abbr, _ in score_columns()] + [("score", "mFARM (paper)")]
     if any(finite(_score_value(t, "value_axis_fairness")) is not None for _, t in tiers):
         rows += CHART_LATENT
     if not any(finite(_score_value(t, k)) is not None for _, t in tiers for k, _ in rows):
@@ -464,7 +465,8 @@ def _score_chart(tiers: list[tuple[str, Mapping[str, Any]]], ids: _Page) -> Fig 
     level = next((finite(get(t, "ci", "level")) for _, t in tiers if finite(get(t, "ci", "level")) is not None), None)
     lvl = f"{level:.0%} " if level is not None else ""
     title = f"Fairness scores per tier with {lvl}bootstrap intervals"
-    desc = ("Dot-and-whisker chart of F_MD, F_AD, F_VH, F_KS, F_CD and mFARM per tier (F_LV and mFARM full where the "
+    shorts = ", ".join(abbr for _, abbr, _ in score_columns())
+    desc = (f"Dot-and-whisker chart of {shorts} and mFARM per tier (F_LV and mFARM full where the "
             "probes ran); 1 means no detected unfairness. Whiskers are the case-bootstrap intervals; a dot without "
             "whiskers has no interval.")
     chart = figures.interval_chart(
@@ -481,7 +483,7 @@ def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
     tiers = _tiers(results)
     if not tiers:
         return {"tiers": False}
-    head = ["Tier", "Cases", "Accuracy"] + [Span(a, title=t) for _, a, t in SCORE_COLUMNS] + [
+    head = ["Tier", "Cases", "Accuracy"] + [Span(a, title=t) for _, a, t in score_columns()] + [
         Span("F_LV", title="Latent value fairness (needs probe fit)"),
         "mFARM (paper)", "mFARM (full)", "FAB (paper)", "FAB (full)",
     ]
@@ -500,7 +502,7 @@ def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
         full = cell("mfarm_full")
         rows.append(
             [name + (" †" if name in degraded else ""), _int(t.get("n_cases")), cell("accuracy")]
-            + [cell(key) for key, _, _ in SCORE_COLUMNS]
+            + [cell(key) for key, _, _ in score_columns()]
             + [_append(flv, badge) if flv != MISSING else flv, cell("score"),
                _append(full, badge) if full != MISSING else full, cell("fab"), cell("fab_full")]
         )

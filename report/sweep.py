@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from latent_bias_probe.extract.batch_check import noise_above_tolerance
 from latent_bias_probe.configs.names import SCORE_KEYS, TIERS as TIER_ORDER
+from latent_bias_probe.mfarm.metrics import metric_keys
 from .fmt import finite
 
 #: scores whose interval sweep.csv carries as <score>_lo, <score>_hi (results.json ci keys in brackets)
@@ -20,18 +21,29 @@ DIFF_COLUMNS = ("diff_mfarm", "diff_max_abs_shift")
 LATENT_COLUMNS = ("f_lv", "value_axis_layer", "n_layers", "value_axis_depth")
 #: paired differences against the first model of the sweep at the same precision and adapter (pipeline.sweep)
 MODEL_DIFF_COLUMNS = ("diff_model_mfarm", "diff_model_max_abs_shift")
-SWEEP_COLUMNS = [
-    "model", "precision", "adapter", "tier", "mfarm", *SCORE_KEYS,
-    "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift", "batch_noise",
-    *[f"{c}_{end}" for c in INTERVAL_COLUMNS for end in ("lo", "hi")],
-    "reference", *[f"{c}{end}" for c in DIFF_COLUMNS for end in ("", "_lo", "_hi")],
-    *LATENT_COLUMNS, "option_mass",
-    "vs_model", *[f"{c}{end}" for c in MODEL_DIFF_COLUMNS for end in ("", "_lo", "_hi")],
-]
+
+
+def sweep_columns() -> list[str]:
+    """The columns of sweep.csv, in order: one per registered metric (mfarm.metrics) among them."""
+    return [
+        "model", "precision", "adapter", "tier", "mfarm", *metric_keys(),
+        "mfarm_full", "accuracy", "fab", "fab_full", "n_cases", "max_abs_shift", "batch_noise",
+        *[f"{c}_{end}" for c in INTERVAL_COLUMNS for end in ("lo", "hi")],
+        "reference", *[f"{c}{end}" for c in DIFF_COLUMNS for end in ("", "_lo", "_hi")],
+        *LATENT_COLUMNS, "option_mass",
+        "vs_model", *[f"{c}{end}" for c in MODEL_DIFF_COLUMNS for end in ("", "_lo", "_hi")],
+    ]
+
+
+def optional_columns() -> tuple[str, ...]:
+    """Columns a sweep.csv written by an older version, or with fewer metrics registered, may lack (read as missing)."""
+    columns = sweep_columns()
+    extra_metrics = [k for k in metric_keys() if k not in SCORE_KEYS]
+    return ("max_abs_shift", "batch_noise", *extra_metrics, *columns[columns.index("mfarm_lo"):])
+
+
 #: integer columns (nullable)
 INT_COLUMNS = ("n_cases", "value_axis_layer", "n_layers")
-#: columns a sweep.csv written by an older version may lack (read as missing)
-OPTIONAL_COLUMNS = ("max_abs_shift", "batch_noise", *SWEEP_COLUMNS[SWEEP_COLUMNS.index("mfarm_lo"):])
 EPS = 0.005  # differences of mFARM below this are reported as "unchanged"
 
 
@@ -63,7 +75,7 @@ def result_rows(item: Any, results: dict[str, Any]) -> list[dict[str, Any]]:
             "tier": tier,
             "mfarm": finite(m.get("score")),
         }
-        row.update({k: finite(m.get(k)) for k in SCORE_KEYS})
+        row.update({k: finite(m.get(k)) for k in metric_keys()})
         row.update({k: finite(t.get(k)) for k in ("mfarm_full", "accuracy", "fab", "fab_full")})
         n = t.get("n_cases")
         row["n_cases"] = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) else None

@@ -32,7 +32,8 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from latent_bias_probe.configs.names import SCORE_KEYS, TIERS as TIER_ORDER
+from latent_bias_probe.configs.names import TIERS as TIER_ORDER
+from latent_bias_probe.mfarm.metrics import METRICS
 from . import figures
 from .fmt import MISSING, finite
 from .html import Span, Table, render_page, svg_figure
@@ -43,7 +44,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["render_sweep_report"]
 
-SCORE_ABBR = ("F_MD", "F_AD", "F_VH", "F_KS", "F_CD")
 
 
 def _cell(v: Any) -> str:
@@ -323,7 +323,7 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
                   [r for r in rows if r["model"] == model and r["adapter"] == adapter], precisions)
             for n, (model, adapter) in enumerate(units, 1)
         ]
-        head = ["Model", "Precision", "Adapter", "Tier", "Cases", "Accuracy", *SCORE_ABBR, "mFARM", "mFARM full", "FAB",
+        head = ["Model", "Precision", "Adapter", "Tier", "Cases", "Accuracy", *[m.short for m in METRICS.values()], "mFARM", "mFARM full", "FAB",
                 "FAB full", Span("Max |shift|", title="largest |mean shift of P(Yes)| of a group from BASE"),
                 Span("Batch noise", title="largest |change of P(Yes)| of a prompt run alone instead of in its batch")]
         table_rows = []
@@ -334,7 +334,7 @@ def render_sweep_report(rows: list[dict[str, Any]], title: str = "Sweep", run_li
                 [Span(r["model"], href=link) if link else r["model"], r["precision"],
                  Path(r["adapter"]).name if r["adapter"] else "none", r["tier"],
                  MISSING if n_cases is None else str(int(n_cases)), _ci_cell(r, "accuracy")]
-                + [_cell(r.get(k)) for k in SCORE_KEYS]
+                + [_cell(r.get(k)) for k in METRICS]
                 + [_ci_cell(r, k) for k in ("mfarm", "mfarm_full", "fab", "fab_full")] + [_cell(r.get("max_abs_shift"))]
                 + [_small(r.get("batch_noise"))]
             )

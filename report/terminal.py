@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from latent_bias_probe.configs.names import SCORE_KEYS
+from latent_bias_probe.mfarm.metrics import METRICS
 
-HEAD = ["tier", "cases", "acc", "F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "F_LV", "mFARM", "full", "FAB", "FAB_full"]
+
+def _head() -> list[str]:
+    """The table's column heads: one per registered metric (mfarm.metrics) among them."""
+    return ["tier", "cases", "acc", *[m.short for m in METRICS.values()], "F_LV", "mFARM", "full", "FAB", "FAB_full"]
 
 
 def _num(v: Any) -> str:
@@ -51,17 +54,18 @@ def _details(tier: str, t: dict[str, Any]) -> list[str]:
 
 def summary_table(tiers: dict[str, Any]) -> str:
     """A short fixed-width table of the per-tier scores (results.json ``tiers``), then per-tier detail lines."""
-    rows = [HEAD]
+    head = _head()
+    rows = [head]
     details: list[str] = []
     for tier, t in tiers.items():
         m = t["mfarm"]
         rows.append(
             [tier, str(t["n_cases"]), _num(t.get("accuracy"))]
-            + [_num(m[k]) for k in SCORE_KEYS]
+            + [_num(m.get(k)) for k in METRICS]
             + [_num(t.get("latent", {}).get("value_axis_fairness")), _num(m["score"]), _num(t.get("mfarm_full"))]
             + [_num(t.get("fab")), _num(t.get("fab_full"))]
         )
         details += _details(str(tier), t)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEAD))]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     table = "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in rows)
     return table + ("\n" + "\n".join(details) if details else "")

@@ -17,13 +17,8 @@ from scipy.special import expit
 
 from latent_bias_probe.mfarm import stats as S
 from latent_bias_probe.mfarm.diagnostics import group_shifts
-from latent_bias_probe.mfarm.output_scores import (
-    batched_mean_difference,
-    batched_output_scores,
-    geometric_mean,
-    mean_difference,
-    output_scores,
-)
+from latent_bias_probe.mfarm.metrics import batched_output_scores, output_scores
+from latent_bias_probe.mfarm.output_scores import batched_mean_difference, geometric_mean, mean_difference
 from latent_bias_probe.mfarm.accuracy import accuracy, fab
 from latent_bias_probe.mfarm.simulation import TierPopulation
 from latent_bias_probe.mfarm.resampling import (

@@ -16,9 +16,9 @@ from latent_bias_probe.mfarm.output_scores import (
     geometric_mean,
     ks_distribution,
     mean_difference,
-    output_scores,
     variance_heterogeneity,
 )
+from latent_bias_probe.mfarm.metrics import output_scores
 
 pytestmark = pytest.mark.filterwarnings("error")
 

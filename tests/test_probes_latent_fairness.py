@@ -15,7 +15,7 @@ from latent_bias_probe.probes import (
 )
 from latent_bias_probe.probes.synthetic import make_synthetic_activations
 
-mfarm_output_scores = pytest.importorskip("mfarm.output_scores")
+mfarm_output_scores = pytest.importorskip("latent_bias_probe.mfarm.output_scores")
 from latent_bias_probe.mfarm.matrix import score_matrix  # noqa: E402
 
 SHIFTED = "Black-Female"

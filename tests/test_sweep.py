@@ -14,7 +14,7 @@ from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.hashes import run_config_sha256
 from latent_bias_probe.configs.schema import Config, ModelConfig, SweepConfig, load_config
 from latent_bias_probe.pipeline.sweep import SweepItem, item_config, run_sweep, sweep_combinations, sweep_table
-from latent_bias_probe.report.sweep import SWEEP_COLUMNS, sweep_summary
+from latent_bias_probe.report.sweep import sweep_columns, sweep_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
@@ -183,10 +183,10 @@ def test_run_sweep_writes_every_combination_and_tier(tmp_path):
     for name in job.calls:
         assert (out / name / "results.json").is_file()
     df = pd.read_csv(path, keep_default_na=False)
-    assert list(df.columns) == SWEEP_COLUMNS
+    assert list(df.columns) == sweep_columns()
     assert len(df) == 6 * 3
     table = sweep_table(out)
-    assert list(table.columns) == SWEEP_COLUMNS and len(table) == 18
+    assert list(table.columns) == sweep_columns() and len(table) == 18
     for item in sweep_combinations(cfg):
         icfg = item_config(cfg, item)
         rows = table[(table.precision == item.precision) & (table.adapter == (str(adapter) if item.adapter else ""))]
@@ -277,10 +277,10 @@ def test_bnb_in_a_sweep_fails_before_anything_runs(tmp_path):
 
 def _table(rows):
     df = pd.DataFrame(rows)
-    for c in SWEEP_COLUMNS:
+    for c in sweep_columns():
         if c not in df:
             df[c] = np.nan
-    return df[SWEEP_COLUMNS]
+    return df[sweep_columns()]
 
 
 def test_sweep_summary_sentences():
@@ -420,7 +420,7 @@ def test_max_abs_shift_from_diagnostics_and_old_tables(tmp_path):
     old = pd.DataFrame(_table([{"model": "m", "precision": "float32", "adapter": "", "tier": "high", "mfarm": 0.5}]))
     old.drop(columns=["max_abs_shift"]).to_csv(tmp_path / "sweep.csv", index=False)
     table = sweep_table(tmp_path)  # a table from before the column existed still reads
-    assert list(table.columns) == SWEEP_COLUMNS and math.isnan(table.max_abs_shift[0])
+    assert list(table.columns) == sweep_columns() and math.isnan(table.max_abs_shift[0])
 
 
 def test_batch_noise_column_and_sentence(tmp_path):

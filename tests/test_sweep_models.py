@@ -11,7 +11,7 @@ import pytest
 from latent_bias_probe.configs.names import EMBEDDED_MODELS
 from latent_bias_probe.configs.schema import load_config
 from latent_bias_probe.pipeline.sweep import run_sweep, sweep_combinations, sweep_table
-from latent_bias_probe.report.sweep import SWEEP_COLUMNS, result_rows, sweep_summary
+from latent_bias_probe.report.sweep import result_rows, sweep_columns, sweep_summary
 from latent_bias_probe.report.sweep_html import render_sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def _two_model_rows():
     rows = []
     for model, mf, diff in (("model-a", 0.8, None), ("model-b", 0.5, (-0.3, -0.45, -0.12))):
         for tier in ("high", "low"):
-            row = {c: None for c in SWEEP_COLUMNS}
+            row = {c: None for c in sweep_columns()}
             row.update(model=model, precision="float32", adapter="", tier=tier, mfarm=mf, fab=0.6, f_lv=0.9,
                        max_abs_shift=0.02, value_axis_layer=9, n_layers=30 if model == "model-a" else 18,
                        option_mass=0.95 if model == "model-a" else 0.3)

@@ -13,7 +13,7 @@ from latent_bias_probe.cli import main
 from latent_bias_probe.pipeline.artifacts import RunDir
 from latent_bias_probe.pipeline.report import write_sweep_report
 from latent_bias_probe.pipeline.sweep import write_sweep_csv
-from latent_bias_probe.report.sweep import SWEEP_COLUMNS
+from latent_bias_probe.report.sweep import sweep_columns
 from latent_bias_probe.report.sweep_html import render_sweep_report
 
 MODELS = ("smollm2-135m-instruct", "other-model")
@@ -30,10 +30,10 @@ def sweep_rows(models=MODELS[:1], with_full: bool = False) -> list[dict]:
         for p in PRECISIONS:
             for t in TIERS:
                 mf = MFARM[t] + SHIFT[p]
-                row = {c: None for c in SWEEP_COLUMNS}
+                row = {c: None for c in sweep_columns()}
                 row.update(model=m, precision=p, adapter="", tier=t, mfarm=mf, accuracy=0.5, n_cases=60,
                            fab=2 * mf * 0.5 / (mf + 0.5))
-                row.update({k: mf for k in SWEEP_COLUMNS[5:10]})
+                row.update({k: mf for k in sweep_columns()[5:10]})
                 if with_full:
                     row["mfarm_full"] = mf - 0.05
                     row["fab_full"] = row["fab"] - 0.05

@@ -12,7 +12,7 @@ import pandas as pd
 
 from latent_bias_probe.mfarm.resampling import accuracy_interval
 from latent_bias_probe.pipeline import score_predictions
-from latent_bias_probe.report.scoring import tier_matrices
+from latent_bias_probe.pipeline.scoring import tier_matrices
 
 RACES, GENDERS = ("White", "Black"), ("Female", "Male")
 
