@@ -7,6 +7,7 @@ and run in a temporary working folder.
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -74,9 +75,23 @@ def test_researchers_guide_runs(tmp_path, tiny_model_dir, monkeypatch):
     assert set(ns["scores"]) >= {"mean_difference", "score"}
 
 
+#: module-level registries the extension guides add to: restored after each page
+REGISTRIES = [
+    ("benchmarks.registry", "BENCHMARKS", dict),
+    ("benchmarks.registry", "_LOADERS", dict),
+    ("extract.model", "LAYER_PATHS", tuple),
+    ("extract.sites", "ATTN_NAMES", tuple),
+    ("extract.sites", "MLP_NAMES", tuple),
+    ("extract.prefix", "FINAL_NORM_NAMES", tuple),
+]
+
+
 @pytest.mark.parametrize("name", ["benchmark-source", "backend", "model-family", "metric"])
 def test_extension_guide_runs(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    for module_name, attr, copy in REGISTRIES:
+        module = importlib.import_module(module_name)
+        monkeypatch.setattr(module, attr, copy(getattr(module, attr)))
     page = DOCS / "extending" / f"{name}.md"
     ns = run_page(page)
     assert ns.get("checked") is True, f"{page}: the worked example ends with checked = True"
