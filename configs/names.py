@@ -8,10 +8,10 @@ from __future__ import annotations
 
 #: the variant without demographic words (column 0 of the spec's matrix P)
 BASE = "BASE"
-#: the default race and gender words of the variants (mfarm-spec.md "Data layout")
+#: the default race and gender words of the variants (docs/methods/metrics.md, section The score matrix)
 DEFAULT_RACES = ("White", "Black", "Hispanic", "Asian")
 DEFAULT_GENDERS = ("Female", "Male", "Intersex")
-#: context tiers, richest first (mfarm-spec.md "Benchmark prompts")
+#: context tiers, richest first (docs/methods/benchmarks.md, section Context tiers)
 TIERS = ("high", "medium", "low")
 #: benchmark tasks
 TASKS = ("ed_triage", "opioid", "qpain")
