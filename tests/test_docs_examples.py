@@ -74,6 +74,13 @@ def test_researchers_guide_runs(tmp_path, tiny_model_dir, monkeypatch):
     assert ns["sweep"].accuracy.shape == (4,)
     assert set(ns["scores"]) >= {"mean_difference", "score"}
 
+    # the README's short example, on the same (finished) run folder
+    readme = re.findall(r"```python\n(.*?)\n```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    assert len(readme) == 1 and DEMO_CONFIG in readme[0]
+    short: dict = {}
+    exec(compile(readme[0].replace(DEMO_CONFIG, str(cfg)), "README.md", "exec"), short)
+    assert short["h"].shape[:2] == (4, len(ns["prompts"]))
+
 
 #: module-level registries the extension guides add to: restored after each page
 REGISTRIES = [
