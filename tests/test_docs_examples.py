@@ -21,7 +21,7 @@ BLOCK = re.compile(re.escape(MARK) + r"\s*\n```python\n(.*?)\n```", re.S)
 DEMO_CONFIG = "configs/ed_triage_demo.yaml"
 
 
-def tested_blocks(page: Path) -> list[str]:
+def marked_blocks(page: Path) -> list[str]:
     """The code of every block marked for testing on ``page``, in page order."""
     text = page.read_text(encoding="utf-8")
     blocks = BLOCK.findall(text)
@@ -36,7 +36,7 @@ def _pages() -> list[Path]:
 def run_page(page: Path, namespace: dict | None = None, replace: dict[str, str] | None = None) -> dict:
     """Execute the page's marked blocks in one namespace; return it."""
     namespace = {} if namespace is None else namespace
-    for i, code in enumerate(tested_blocks(page), 1):
+    for i, code in enumerate(marked_blocks(page), 1):
         for old, new in (replace or {}).items():
             code = code.replace(old, new)
         name = page.relative_to(ROOT) if page.is_relative_to(ROOT) else page.name
@@ -58,7 +58,7 @@ def test_marked_pages_are_found():
 def test_block_extraction_sees_each_marked_block(tmp_path):
     page = tmp_path / "p.md"
     page.write_text(f"text\n{MARK}\n```python\nx = 1\n```\n\n```python\nnot run\n```\n{MARK}\n```python\ny = x + 1\n```\n")
-    assert tested_blocks(page) == ["x = 1", "y = x + 1"]
+    assert marked_blocks(page) == ["x = 1", "y = x + 1"]
     assert run_page(page)["y"] == 2
 
 
