@@ -1,4 +1,4 @@
-"""What the two MIMIC-IV benchmark builders share (``mimic-benchmarks.md``, "Shared rules").
+"""What the two MIMIC-IV benchmark builders share (docs/methods/mimic.md, section Rules both builders share).
 
 - :func:`table_path` / :func:`read_table`: find ``hosp/admissions`` as ``.csv.gz`` or
   ``.csv`` under the MIMIC-IV root and read it. Only the named columns are read

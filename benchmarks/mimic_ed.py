@@ -1,4 +1,4 @@
-"""The ED-triage benchmark rebuilt from MIMIC-IV + MIMIC-IV-ED (``mimic-benchmarks.md``, "ED triage").
+"""The ED-triage benchmark rebuilt from MIMIC-IV + MIMIC-IV-ED (docs/methods/mimic.md, section ED triage).
 
 One case per ED stay (``case_id`` = ``stay_id``). Tables: ``ed/triage``, ``ed/edstays``,
 ``ed/diagnosis``, ``hosp/admissions``, ``hosp/patients`` (each ``.csv`` or ``.csv.gz``).

@@ -3,7 +3,7 @@
 The table has ``subject_id, stay_id, temperature, heartrate, resprate, o2sat, sbp,
 dbp, pain, acuity, chiefcomplaint``: no diagnoses, age or demographics, so the
 cases have ``age = None`` and no ``diagnoses`` and the renderer reports those tiers
-as degraded. Rules, in order (``mimic-benchmarks.md``, ED section, the ones that
+as degraded. Rules, in order (docs/methods/mimic.md, section ED triage, the ones that
 apply to this table; each logs how many rows it removed):
 
 1. ``missing_value`` — drop rows with a missing temperature, heartrate, resprate,

@@ -1,4 +1,4 @@
-"""The opioid-recommendation benchmark rebuilt from MIMIC-IV + MIMIC-IV-Note (``mimic-benchmarks.md``, "Opioid").
+"""The opioid-recommendation benchmark rebuilt from MIMIC-IV + MIMIC-IV-Note (docs/methods/mimic.md, section Opioid recommendation).
 
 One case per hospital admission (``case_id`` = ``hadm_id``): the last admission of each
 subject. Tables (``.csv`` or ``.csv.gz``): ``hosp/admissions``, ``hosp/patients``,

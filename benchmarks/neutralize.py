@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-#: The opioid dictionary of ``mimic-benchmarks.md``: generic name → brand names.
+#: The opioid dictionary (docs/methods/mimic.md, section Opioid recommendation): generic name → brand names.
 OPIOIDS: dict[str, tuple[str, ...]] = {
     "morphine": ("MS Contin", "Kadian"),
     "hydromorphone": ("Dilaudid", "Exalgo"),

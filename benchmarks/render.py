@@ -1,6 +1,6 @@
 """The renderer: a case becomes BASE + demographic-variant prompts at each context tier.
 
-Wording follows ``mfarm-spec.md`` ("Benchmark prompts"). An ED-triage or opioid
+Wording follows the published mFARM benchmarks (docs/methods/benchmarks.md). An ED-triage or opioid
 prompt is laid out as::
 
     <opening sentence>

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 #: the variant without demographic words (column 0 of the spec's matrix P)
 BASE = "BASE"
-#: the default race and gender words of the variants (mfarm-spec.md "Data layout")
+#: the default race and gender words of the variants (docs/methods/metrics.md, section The score matrix)
 DEFAULT_RACES = ("White", "Black", "Hispanic", "Asian")
 DEFAULT_GENDERS = ("Female", "Male", "Intersex")
-#: context tiers, richest first (mfarm-spec.md "Benchmark prompts")
+#: context tiers, richest first (docs/methods/benchmarks.md, section Context tiers)
 TIERS = ("high", "medium", "low")
 #: benchmark tasks
 TASKS = ("ed_triage", "opioid", "qpain")
@@ -47,8 +47,9 @@ PRECISIONS = ("float32", "bfloat16", "int8", "bnb-8bit", "bnb-4bit", "gguf")
 EMBEDDED_MODELS = ("smollm2-135m-instruct", "gemma3-270m")
 #: The extraction backends: ``extract.backend`` -> the runner class that implements it,
 #: as ``module:Class`` (imported only when chosen; the protocol is extract.runner.Runner).
-#: Adding a backend is one entry here.
-BACKEND_RUNNERS = {
+#: Adding a backend is one entry here (or, from outside the package, the class itself:
+#: ``BACKEND_RUNNERS["mine"] = MyRunner`` before the config is loaded).
+BACKEND_RUNNERS: dict[str, "str | type"] = {
     "hf": "latent_bias_probe.extract.hf_runner:HFRunner",
     "transformer_lens": "latent_bias_probe.extract.tl_runner:TLRunner",
     "nnsight": "latent_bias_probe.extract.nnsight_runner:NNsightRunner",

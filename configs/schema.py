@@ -78,7 +78,7 @@ class ModelConfig:
 
 @dataclass
 class MimicOptions:
-    """The numeric choices of the MIMIC-IV benchmark builders (mimic-benchmarks.md)."""
+    """The numeric choices of the MIMIC-IV benchmark builders (docs/methods/mimic.md)."""
 
     seed: int = 42
     balance_race: bool = True
@@ -125,7 +125,7 @@ class ExtractConfig:
 
 @dataclass
 class ProbesConfig:
-    """Linear probes, steering vectors and the value axis (mfarm-spec.md Part B)."""
+    """Linear probes, steering vectors and the value axis (Part B: docs/methods/probes.md)."""
 
     n_folds: int = 5
     bootstrap: int = 1000  # resamples of cases for the probe-accuracy CIs; 0: no CI (null in the outputs)
@@ -136,7 +136,7 @@ class ProbesConfig:
 
 @dataclass
 class ScoringConfig:
-    """mFARM scoring (mfarm-spec.md Parts A and C)."""
+    """mFARM scoring (Parts A and C: docs/methods/metrics.md)."""
 
     alpha: float = 0.05
     correction: str = "holm"
@@ -144,7 +144,7 @@ class ScoringConfig:
     bootstrap: int = 1000  # resamples of cases for every interval; 0: no intervals (null in the outputs)
     seed: int = 0
     ci_level: float = 0.95  # percentile intervals at this level
-    # TOST margin for a group's mean shift of P(Yes) from BASE (see README "Verdicts")
+    # TOST margin for a group's mean shift of P(Yes) from BASE (docs/methods/metrics.md, section Equivalence)
     equivalence_margin: float = 0.02
     permutations: int = 200  # within-case permutations of the variant labels for the null; 0: off
     option_mass_threshold: float = 0.5  # warn when the median next-token mass on Yes/No is below this
@@ -154,7 +154,7 @@ class ScoringConfig:
 
 @dataclass
 class ExplainConfig:
-    """Causal explanations (mfarm-spec.md B3): steering dose-response and LEACE mediation."""
+    """Causal explanations (B3: docs/methods/explain.md): steering dose-response and LEACE mediation."""
 
     tiers: list[str] | None = None  # None: the first benchmark tier
     layers: list[int] | None = None  # None: every fourth layer plus the value-axis layer

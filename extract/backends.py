@@ -32,11 +32,13 @@ __all__ = ["BACKENDS", "BACKEND_RUNNERS", "Runner", "make_runner", "runner_class
 
 
 def runner_class(backend: str) -> type:
-    """The runner class registered for ``backend`` (imported now)."""
+    """The runner class registered for ``backend``: the class itself, or its ``module:Class`` imported now."""
     target = BACKEND_RUNNERS.get(backend)
     if target is None:
         raise InputError(f"extract.backend: unknown backend {backend!r} (expected one of {', '.join(BACKEND_RUNNERS)})")
-    module, _, name = target.partition(":")
+    if isinstance(target, type):  # registered at run time as the class itself
+        return target
+    module, _, name = str(target).partition(":")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as err:

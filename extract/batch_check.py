@@ -1,6 +1,7 @@
 """Does a prompt's P(Yes) depend on the batch it ran in? Measured on every run.
 
-design.md promises that P(Yes) is the same alone or in a left-padded batch. In
+The toolkit promises that P(Yes) is the same alone or in a left-padded batch
+(docs/guides/scaling.md; docs/reference/run-directory.md, section batch_check.json). In
 float32 that holds to round-off (about 1e-6 on the embedded model). At reduced
 precision it need not: a bfloat16 or int8 forward rounds its intermediates coarsely,
 so the last-bit differences that another batch shape causes (other kernel blocking,
@@ -32,7 +33,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 CHECK_NAME = "batch_check.json"
-TOLERANCE = 1e-4  # the batch-invariance bound design.md and the issue set for float32
+TOLERANCE = 1e-4  # the batch-invariance bound for float32 (docs/reference/run-directory.md, section batch_check.json)
 
 
 @dataclass(frozen=True)

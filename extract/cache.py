@@ -1,6 +1,6 @@
 """The HDF5 activation cache (``cache.h5``): writer with resume, reader, shard merge.
 
-Layout (``docs/design.md`` → Contracts → cache.h5)::
+Layout (docs/reference/run-directory.md, section cache.h5)::
 
     /                      attrs: format = "latent-bias-cache/2", model, model_sha256, dtype,
                                   backend, config_sha256, toolkit_version, n_layers, d_model
@@ -101,7 +101,7 @@ FORMAT = "latent-bias-cache/2"
 FORMAT_V1 = "latent-bias-cache/1"
 #: Formats :class:`Cache` reads, oldest first.
 READABLE_FORMATS = (FORMAT_V1, FORMAT)
-#: Root attributes every cache carries (design.md).
+#: Root attributes every cache carries (docs/reference/run-directory.md, section cache.h5).
 REQUIRED_ATTRS = (
     "format",
     "model",

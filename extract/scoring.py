@@ -1,4 +1,4 @@
-"""P(Yes) from next-token logits (mfarm-spec.md, "P(Yes)").
+"""P(Yes) from next-token logits (docs/methods/metrics.md, section P(Yes)).
 
 Y = every vocabulary id whose decoded text, stripped and lower-cased, is ``yes``;
 N likewise for ``no``. From the logits z of the first generated position:

@@ -1,4 +1,4 @@
-"""mFARM fairness scores over plain arrays (Parts A and C of the metric definitions in the docs).
+"""mFARM fairness scores over plain arrays (Parts A and C: docs/methods/metrics.md).
 
 Pure numpy / scipy (statsmodels is imported lazily for multiple-testing
 correction); importing this package never imports torch or pandas.

@@ -1,7 +1,7 @@
 """Answer validity: how much of the model's next-token probability is on Yes/No.
 
-P(Yes) is renormalised over the Yes ids Y and the No ids N (``mfarm-spec.md``,
-"P(Yes)"). The **option mass** of a prompt, ``Σ_{t∈Y∪N} softmax(z)_t`` at the same
+P(Yes) is renormalised over the Yes ids Y and the No ids N (docs/methods/metrics.md,
+section P(Yes)). The **option mass** of a prompt, ``Σ_{t∈Y∪N} softmax(z)_t`` at the same
 position (``extract.scoring``; ``outputs/option_mass`` of a format 2 cache, the
 ``option_mass`` column of predictions.csv), says how much of the model's answer that
 renormalised number speaks for. lm-evaluation-harness's discrim_eval refuses P(Yes)

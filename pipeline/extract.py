@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: predictions.csv columns (design.md). ``option_mass`` (next-token probability on Yes ∪ No)
+#: predictions.csv columns (docs/reference/run-directory.md, section predictions.csv). ``option_mass`` (next-token probability on Yes ∪ No)
 #: comes last, so readers that index the older columns by position keep working; it is
 #: empty for a cache that has none (format 1). ``probe score`` does not need it.
 PREDICTION_COLUMNS = [
@@ -313,7 +313,7 @@ def _run_batches(runner, writer, texts, batches, spec, demographic, progress) ->
 
 
 def write_predictions(run: RunDir) -> Path:
-    """Write ``predictions.csv`` (design.md contract) from the run's complete cache, atomically.
+    """Write ``predictions.csv`` (the contract in docs/reference/run-directory.md) from the run's complete cache, atomically.
 
     Columns :data:`PREDICTION_COLUMNS`; ``option_mass`` is written empty where the cache
     has none (a format 1 cache, or rows merged from one).

@@ -1,4 +1,4 @@
-"""The fit stage: from ``DIR/cache.h5`` to ``DIR/probes.h5`` (mfarm-spec.md Part B).
+"""The fit stage: from ``DIR/cache.h5`` to ``DIR/probes.h5`` (Part B: docs/methods/probes.md).
 
 Per tier and per cached (site, position): the value axis (B1), steering vectors
 and linear probes of race, gender and race×gender (B3), fitted by

@@ -11,7 +11,7 @@ from .scoring import PredictionsError, score_table, validate_predictions
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read and validate a predictions CSV (design.md contract).
+    """Read and validate a predictions CSV (the contract in docs/reference/run-directory.md, section predictions.csv).
 
     Needs ``case_id, race, gender, p_yes``; ``variant`` is derived from race and
     gender when absent; ``label`` (1, 0 or empty) and ``tier`` are optional.

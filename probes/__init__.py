@@ -1,4 +1,4 @@
-"""Mechanistic probes over cached activations (spec ``mfarm-spec.md`` Part B).
+"""Mechanistic probes over cached activations (Part B: docs/methods/probes.md).
 
 Functions here take arrays — activations ``h`` of shape ``(n_layers, N, d)``
 and per-prompt metadata — and never read files; the fit and explain stages

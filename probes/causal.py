@@ -1,4 +1,4 @@
-"""Causal tests of mfarm-spec.md B3: steering dose–response and LEACE mediation.
+"""Causal tests of B3 (docs/methods/explain.md): steering dose–response and LEACE mediation.
 
 For each explained tier, on the first ``explain.max_cases`` cases:
 

@@ -1,4 +1,4 @@
-"""Fitting Part B of mfarm-spec.md for one tier: value axis, steering vectors, probes, F_LV.
+"""Fitting Part B (docs/methods/probes.md) for one tier: value axis, steering vectors, probes, F_LV.
 
 :func:`fit_tier` takes a tier's activations and metadata and returns the fitted
 objects and the JSON-able ``latent`` summary; the fit stage

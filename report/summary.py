@@ -14,7 +14,7 @@ intervals support:
 It never calls a model, precision or tier "fairer" or "less biased": a single run
 carries no paired comparison, and two runs are compared only by a paired interval
 (``probe compare``, the sweep's ``diff_*`` columns). What counts as a finding follows
-mfarm-spec.md:
+docs/methods/metrics.md (sections Diagnostics and Equivalence):
 
 - a group shifts P(Yes) *significantly* when the tier's omnibus Friedman test over
   the columns of P rejects at α (``diagnostics.omnibus.friedman_significant``) and

@@ -1,4 +1,4 @@
-"""extract.cache: the cache.h5 layout (design.md → Contracts → cache.h5), resume,
+"""extract.cache: the cache.h5 layout (docs/reference/run-directory.md, section cache.h5), resume,
 crash safety under SIGKILL, the reader on foreign files, and shard merging."""
 
 from __future__ import annotations

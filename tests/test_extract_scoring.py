@@ -1,4 +1,4 @@
-"""P(Yes) from logits and the Yes/No vocabulary scan (mfarm-spec.md, "P(Yes)")."""
+"""P(Yes) from logits and the Yes/No vocabulary scan (docs/methods/metrics.md, section P(Yes))."""
 
 from __future__ import annotations
 
