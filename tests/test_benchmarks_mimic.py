@@ -82,7 +82,7 @@ def test_rules_on_small_table(tmp_path, caplog):
         ["1", "10", *good[2:]],  # duplicate stay
     ]
     path = _write(tmp_path / "triage.csv", HEADER, rows)
-    with caplog.at_level(logging.INFO, logger="benchmarks.mimic_ed_demo"):
+    with caplog.at_level(logging.INFO, logger="latent_bias_probe.benchmarks.mimic_ed_demo"):
         res = load_mimic_ed_triage(path)
     assert [c.case_id for c in res.cases] == ["10", "11", "15"]
     assert [c.label for c in res.cases] == [1, 1, 0]

@@ -147,7 +147,7 @@ def test_opioid_tiers():
 
 def test_degradation_reported(caplog):
     cases = [ed_case("a"), ed_case("b", age=None, diagnoses=None, pain="")]
-    with caplog.at_level(logging.WARNING, logger="benchmarks.render"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.benchmarks.render"):
         r = render(cases, ["high", "medium", "low"], ["White"], ["Male"])
     assert r.degraded == {"high": ["age", "diagnoses", "pain"], "medium": ["age", "diagnoses"], "low": ["age"]}
     assert "1 of 2 cases" in caplog.text and "diagnoses" in caplog.text
@@ -175,7 +175,7 @@ def test_identical_cases_collapse_per_tier(caplog):
         Case("c", "ed_triage", 0, 61, {**ed_case().fields, "chief_complaint": "Headache"}),
         Case("d", "ed_triage", 0, 61, {**ed_case().fields, "chief_complaint": "Headache", "pain": 2}),
     ]
-    with caplog.at_level(logging.WARNING, logger="benchmarks.render"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.benchmarks.render"):
         r = render(cases, ["high", "medium", "low"], ["White"], ["Male", "Female"])
     ids = {t: sorted({p.case_id for p in r.prompts if p.tier == t}) for t in ("high", "medium", "low")}
     assert ids == {"high": ["a", "b", "c", "d"], "medium": ["a", "c"], "low": ["a", "c"]}
@@ -193,7 +193,7 @@ def test_identical_cases_collapse_per_tier(caplog):
 
 def test_tier_where_every_case_is_identical_is_dropped(caplog):
     cases = [ed_case("a", age=None), ed_case("b", age=None, heartrate=150), ed_case("c", age=None, pain=1)]
-    with caplog.at_level(logging.WARNING, logger="benchmarks.render"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.benchmarks.render"):
         r = render(cases, ["high", "low"], RACES, GENDERS)
     assert {p.tier for p in r.prompts} == {"high"} and len(r.prompts) == 3 * 13
     assert r.dropped_tiers == {"low": "all 3 cases render to the same prompts (nothing distinguishes them at this tier)"}

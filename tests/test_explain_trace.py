@@ -310,7 +310,7 @@ def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path,
     proc.wait()
     left = _checkpoint_items(partial)
     assert left >= 3 and not (run / "explain.json").exists()
-    with caplog.at_level(logging.INFO, logger="pipeline.explain"):
+    with caplog.at_level(logging.INFO, logger="latent_bias_probe.pipeline.explain"):
         run_explain(run, progress=False)
     assert any("resuming" in r.getMessage() for r in caplog.records)
     assert (run / "explain.json").read_text() == (reference / "explain.json").read_text()
@@ -388,7 +388,7 @@ def test_the_reuse_check_runs_the_longest_and_shortest_prompt_and_falls_back_whe
     iv.verify(texts, 1)
     assert iv.reuse and seen[0] == [texts[i] for i in sorted({int(lengths.argmax()), int(lengths.argmin())})]
     iv.prefix_runner.norm = torch.nn.Identity()  # a head the suffix does not reproduce
-    with caplog.at_level(logging.WARNING, logger="probes.causal"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.probes.causal"):
         iv.verify(texts, 2)
     assert not iv.reuse and any("using full re-runs" in r.getMessage() for r in caplog.records)
     iv.verify(texts, 3)  # no more checks once off

@@ -427,7 +427,7 @@ def test_corrupt_or_foreign_file(tmp_path, caplog):
     path = full_cache(tmp_path / "cache.h5")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 3])  # truncated: HDF5 refuses to open it
-    with caplog.at_level(logging.WARNING, logger="extract.cache"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.extract.cache"):
         with CacheWriter.create_or_resume(path, make_spec(), make_table()) as w:
             assert not w.resumed and len(w.todo()) == 24
     assert "starting the cache over" in caplog.text

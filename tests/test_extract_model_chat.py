@@ -80,7 +80,7 @@ def test_span_errors(tok):
 def test_plain_fallback_without_chat_template(tok, monkeypatch, caplog):
     monkeypatch.setattr(chat, "_warned_plain", False)
     tok.chat_template = None
-    with caplog.at_level(logging.WARNING, logger="extract.chat"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.extract.chat"):
         text = model_text(tok, prompt())
         model_text(tok, prompt())
     assert text == f"System: {SYSTEM}\nUser: {USER}\nAssistant:"

@@ -803,7 +803,7 @@ def interrupted(fitted, tmp_path_factory) -> dict[str, dict]:
             thread.join(timeout=900)  # generous: under a loaded parallel suite the first batch can take minutes
 
     def interrupt(name: str) -> None:
-        cmd = [sys.executable, "-c", "import slow_batches, cli; cli.main()", "extract", str(cfg), "--out", str(outs[name]), "--no-progress"]
+        cmd = [sys.executable, "-c", "import slow_batches; from latent_bias_probe.cli import main; main()", "extract", str(cfg), "--out", str(outs[name]), "--no-progress"]
         proc = subprocess.Popen(cmd, cwd=base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=_default_sigint)
         _signal_after_first_batch(proc, getattr(signal, name), results[name])

@@ -139,7 +139,7 @@ def test_removed_counts_in_rule_order(built):
 
 
 def test_rules_are_logged(ed_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="benchmarks"):
+    with caplog.at_level(logging.INFO, logger="latent_bias_probe.benchmarks"):
         build_mimic_ed(ed_dir[0])
     for rule, n in EXPECTED_REMOVED.items():
         assert f"rule {rule} removed {n} stays" in caplog.text

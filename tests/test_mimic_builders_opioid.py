@@ -168,7 +168,7 @@ def test_removed_counts_in_rule_order(built):
 
 
 def test_rules_are_logged(opioid_dir, caplog):
-    with caplog.at_level(logging.INFO, logger="benchmarks"):
+    with caplog.at_level(logging.INFO, logger="latent_bias_probe.benchmarks"):
         build_mimic_opioid(opioid_dir[0])
     for rule, n in EXPECTED_REMOVED.items():
         unit = "admissions"

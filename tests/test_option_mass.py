@@ -183,7 +183,7 @@ def test_merge_v2_and_mixed(tmp_path, caplog):
         np.testing.assert_array_equal(c.prompt_index, np.arange(6))
         np.testing.assert_allclose(c.option_mass, 0.5 + np.arange(6) / 100, rtol=1e-6)
     _to_v1(b)
-    with caplog.at_level(logging.WARNING, logger="extract.cache"):
+    with caplog.at_level(logging.WARNING, logger="latent_bias_probe.extract.cache"):
         out = merge_caches([a, b], tmp_path / "mixed.h5")
     assert "option_mass NaN" in caplog.text and str(b) in caplog.text
     with Cache(out) as c:

