@@ -71,13 +71,14 @@ def _pattern(words: Iterable[str]) -> re.Pattern:
     return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in alts) + r")(?![\w-])")
 
 
-def iter_documents(path: str | Path, column: str | None = None, chunk_chars: int = CHUNK_CHARS) -> Iterator[Iterator[str]]:
+def iter_documents(path: str | Path, column: str | None = None, chunk_chars: int | None = None) -> Iterator[Iterator[str]]:
     """The documents of a corpus folder (``*.txt``) or CSV file (``column``, default ``text``).
 
-    Each document is an iterator of pieces of about ``chunk_chars`` characters cut at
-    sentence boundaries (:func:`sentence_chunks`), so a file of any size is read a
-    piece at a time, never whole.
+    Each document is an iterator of pieces of about ``chunk_chars`` characters
+    (default :data:`CHUNK_CHARS`) cut at sentence boundaries (:func:`sentence_chunks`),
+    so a file of any size is read a piece at a time, never whole.
     """
+    chunk_chars = chunk_chars or CHUNK_CHARS
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
@@ -112,14 +113,14 @@ def _file_chunks(path: Path, chunk_chars: int) -> Iterator[str]:
             raise BenchmarkError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
-def sentence_chunks(read: Callable[[int], str], chunk_chars: int = CHUNK_CHARS) -> Iterator[str]:
+def sentence_chunks(read: Callable[[int], str], chunk_chars: int | None = None) -> Iterator[str]:
     """Pieces of the text that ``read(n)`` returns, each cut where a sentence boundary begins.
 
     Splitting the pieces into sentences gives the sentences of the whole text (a piece
     may start with the whitespace of the boundary, which no count sees). A run of more
     than ``MAX_SENTENCE_CHARS`` characters without a boundary is cut where it stands.
     """
-    chunk_chars = max(1, int(chunk_chars))
+    chunk_chars = max(1, int(chunk_chars or CHUNK_CHARS))
     buf = ""
     while True:
         block = read(chunk_chars)
@@ -190,7 +191,7 @@ def count_cooccurrence(
 
 def count_corpus(
     path: str | Path, column: str | None, races: Sequence[str], genders: Sequence[str], attribute_words: dict[str, list[str]],
-    chunk_chars: int = CHUNK_CHARS,
+    chunk_chars: int | None = None,
 ) -> CorpusCounts:
     """:func:`count_cooccurrence` over the corpus at ``path``, streamed (:func:`iter_documents`)."""
     return count_cooccurrence(iter_documents(path, column, chunk_chars), races, genders, attribute_words, source=str(path))

@@ -217,6 +217,7 @@ def run_sharded(
     stages = tuple(stages)
     if shards == 1 and executor == "inline":
         return pipeline.run(cfg, out, stages, limit_cases=limit_cases, overwrite=overwrite, progress=progress)
+    _check_shardable(cfg)
     _check_shard_count(cfg, shards, limit_cases)
     plans = shard_plans(out, shards)
     todo = [p for p in plans if overwrite or not shard_done(p, cfg)]
@@ -243,6 +244,17 @@ def run_sharded(
     merge_runs([p.folder for p in plans], out, overwrite=True)
     later = tuple(s for s in stages if s != "extract")
     return pipeline.run(cfg, out, later, progress=progress)
+
+
+def _check_shardable(cfg) -> None:
+    """Refuse a masked-LM audit before submitting: it runs unsharded (its shard jobs would all fail)."""
+    from extract.masked import model_kind
+
+    if model_kind(cfg.model) == "masked":
+        raise InputError(
+            f"--executor/--shards: {cfg.model.name!r} is a masked LM, whose audit runs unsharded in one process "
+            "(templates x groups is small); run it without --executor and --shards"
+        )
 
 
 def _check_shard_count(cfg, shards: int, limit_cases: int | None) -> None:

@@ -375,8 +375,11 @@ CORPUS_TEXT = (
 
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 17, 64, 10_000])
-def test_a_streamed_corpus_counts_what_the_whole_text_counts(tmp_path, chunk):
+def test_a_streamed_corpus_counts_what_the_whole_text_counts(tmp_path, monkeypatch, chunk):
+    import benchmarks.corpus
     from benchmarks.corpus import count_cooccurrence, count_corpus
+
+    monkeypatch.setattr(benchmarks.corpus, "CHUNK_CHARS", chunk, raising=False)
 
     words = {"behaviour": ["combative", "agitated", "hostile"], "agency": ["independent", "engaged"], "pain": ["pain"]}
     folder = tmp_path / "corpus"
@@ -384,7 +387,7 @@ def test_a_streamed_corpus_counts_what_the_whole_text_counts(tmp_path, chunk):
     (folder / "a.txt").write_text(CORPUS_TEXT, encoding="utf-8")
     (folder / "b.txt").write_text(CORPUS_TEXT[::-1][:200] + CORPUS_TEXT, encoding="utf-8")
     whole = count_cooccurrence([CORPUS_TEXT, CORPUS_TEXT[::-1][:200] + CORPUS_TEXT], ["White", "Black", "Hispanic"], ["Female", "Male"], words)
-    streamed = count_corpus(folder, None, ["White", "Black", "Hispanic"], ["Female", "Male"], words, chunk_chars=chunk)
+    streamed = count_corpus(folder, None, ["White", "Black", "Hispanic"], ["Female", "Male"], words)
     assert streamed.n.tolist() == whole.n.tolist() and streamed.n_group.tolist() == whole.n_group.tolist()
     assert (streamed.n_sentences, streamed.n_documents) == (whole.n_sentences, whole.n_documents) == (whole.n_sentences, 2)
     assert whole.n.sum() > 0
@@ -393,12 +396,15 @@ def test_a_streamed_corpus_counts_what_the_whole_text_counts(tmp_path, chunk):
 
     with open(csv_path, "w", newline="", encoding="utf-8") as f:
         csv_module.writer(f).writerows([["text"], [CORPUS_TEXT], [CORPUS_TEXT[::-1][:200] + CORPUS_TEXT]])
-    from_csv = count_corpus(csv_path, None, ["White", "Black", "Hispanic"], ["Female", "Male"], words, chunk_chars=chunk)
+    from_csv = count_corpus(csv_path, None, ["White", "Black", "Hispanic"], ["Female", "Male"], words)
     assert from_csv.n.tolist() == whole.n.tolist() and from_csv.n_sentences == whole.n_sentences
 
 
-def test_a_large_corpus_file_is_never_read_whole(tmp_path):
+def test_a_large_corpus_file_is_never_read_whole(tmp_path, monkeypatch):
+    import benchmarks.corpus
     from benchmarks.corpus import count_corpus
+
+    monkeypatch.setattr(benchmarks.corpus, "CHUNK_CHARS", 1 << 16, raising=False)  # pieces of 64 Ki characters
 
     folder = tmp_path / "corpus"
     folder.mkdir()
@@ -410,8 +416,7 @@ def test_a_large_corpus_file_is_never_read_whole(tmp_path):
     assert size > 1_800_000
     tracemalloc.start()
     try:
-        counts = count_corpus(folder, None, ["White", "Black"], ["Female", "Male"], {"behaviour": ["combative"], "agency": ["independent"]},
-                              chunk_chars=1 << 16)
+        counts = count_corpus(folder, None, ["White", "Black"], ["Female", "Male"], {"behaviour": ["combative"], "agency": ["independent"]})
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -498,3 +503,10 @@ def test_an_encoder_forced_causal_is_refused(bert_dirs):
         with pytest.raises(ModelError, match=r"model\.kind: 'causal', but .* holds an encoder \(bert"):
             model_kind(ModelConfig(name=str(folder), kind="causal"))
     assert model_kind(ModelConfig(name=str(bert_dirs[0]))) == "masked"
+
+
+def test_a_masked_audit_is_not_submitted_as_shards(tmp_path, bert_dirs):
+    cfg = _masked_config(tmp_path / "m.yaml", bert_dirs[0])
+    res = run_probe("run", str(cfg), "--out", str(tmp_path / "r"), "--executor", "local", "--no-progress", cwd=tmp_path)
+    one_error_line(res, "masked LM", "without --executor")  # was: every shard job failed after submission (exit 1)
+    assert not (tmp_path / "r").exists()
