@@ -11,6 +11,9 @@ from pipeline.artifacts import RunDir
 
 log = logging.getLogger(__name__)
 
+#: settings of where a shard ran, not of what it computed: they may differ between shards
+PLACEMENT_KEYS = ("cluster.", "model.device", "model.device_map", "extract.threads")
+
 
 def _shard_text(cache_path: Path) -> str:
     from extract.cache import Cache
@@ -35,6 +38,8 @@ def same_settings(dirs: Sequence[Path]):
     A merged run takes one config for all of its rows, so every setting must agree,
     the later stages' too (scoring, probes, explain): a shard made with another
     ``scoring.alpha`` would otherwise be re-scored silently with the first one's.
+    Only where a shard ran may differ (:data:`PLACEMENT_KEYS`); the merged run keeps
+    the first shard's.
     """
     from pipeline.results import load_run_config
 
@@ -43,6 +48,8 @@ def same_settings(dirs: Sequence[Path]):
     for d, cfg in zip(dirs[1:], cfgs[1:]):
         other = _flat(cfg.to_dict())
         for key in sorted(set(first) | set(other)):
+            if key.startswith(PLACEMENT_KEYS):
+                continue
             a, b = first.get(key, "(unset)"), other.get(key, "(unset)")
             if a != b:
                 raise InputError(

@@ -339,6 +339,36 @@ def test_merge_refuses_shards_with_different_settings(tmp_path, tiny_model_dir):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize(
+    "changes, refused",
+    [
+        ({"probes": {"n_folds": 3}}, "probes.n_folds"),
+        ({"benchmark": {"races": ["White", "Black"]}}, "benchmark.races"),
+        ({"explain": {"alphas": [-1.0, 0.0, 1.0]}}, "explain.alphas"),
+        ({"extract": {"threads": 2}, "cluster": {"partition": "gpu"}, "model": {"device": "cpu"}}, None),  # where it ran
+    ],
+)
+def test_shard_settings_must_agree_except_where_they_ran(tmp_path, tiny_model_dir, changes, refused):
+    from configs.errors import InputError
+    from configs.schema import config_from_dict
+    from pipeline.merge import same_settings
+    from pipeline.results import save_run_config
+
+    base = {"model": {"name": str(tiny_model_dir)}, "benchmark": {"n_cases": 4}}
+    other = json.loads(json.dumps(base))
+    for section, values in changes.items():
+        other.setdefault(section, {}).update(values)
+    dirs = [tmp_path / "s1", tmp_path / "s2"]
+    for d, data in zip(dirs, (base, other)):
+        d.mkdir()
+        save_run_config(d, config_from_dict(data, tmp_path))
+    if refused is None:
+        assert same_settings(dirs).model.device == "auto"  # the first shard's
+        return
+    with pytest.raises(InputError, match=refused.replace(".", r"\.")):
+        same_settings(dirs)
+
+
 # --------------------------------------------------------------------------- sweeps, corpora, compare
 
 
