@@ -103,7 +103,7 @@ def _try_create(path: Path, stage: str) -> bool:
 @contextlib.contextmanager
 def run_lock(run_dir: str | Path, stage: str) -> Iterator[None]:
     """Hold ``run_dir/.lock`` for the block (the directory must exist)."""
-    path = (Path(run_dir) / LOCK_NAME).resolve()
+    path = Path(run_dir).resolve() / LOCK_NAME  # the lock itself unresolved: a symlink there is refused, never followed
     if _held.get(path):
         _held[path] += 1
         try:

@@ -203,6 +203,18 @@ def test_a_lock_that_is_a_folder_or_a_fifo_is_refused_without_hanging(tmp_path):
     one_error_line(res, str(fifo / ".lock"), "unreadable")
 
 
+def test_a_lock_that_is_a_dangling_symlink_creates_nothing_where_it_points(tmp_path):
+    from pipeline.lock import RunLocked, run_lock
+
+    run, elsewhere = tmp_path / "run", tmp_path / "elsewhere.json"
+    run.mkdir()
+    (run / ".lock").symlink_to(elsewhere)
+    with pytest.raises(RunLocked, match="unreadable"):
+        with run_lock(run, "fit"):
+            pass
+    assert not elsewhere.exists() and (run / ".lock").is_symlink()
+
+
 # --------------------------------------------------------------------------- cluster runs
 
 
