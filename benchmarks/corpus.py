@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from benchmarks.errors import BenchmarkError
+from .errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 

@@ -69,8 +69,8 @@ def corpus_size(path: str) -> str:
 
 def make_masked_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> MaskedPlan:
     """Count (and, with ``warmup`` > 0, time) the masked-LM audit of ``cfg`` on this machine."""
-    from extract.masked import MaskedScorer, load_masked_model
-    from pipeline.masked import audit_rows, masked_options
+    from latent_bias_probe.extract.masked import MaskedScorer, load_masked_model
+    from .masked import audit_rows, masked_options
 
     mk = masked_options(cfg)
     templates, groups, rows = audit_rows(cfg, limit_cases)

@@ -6,8 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
-from configs.errors import InputError
-from pipeline.artifacts import RunDir
+from latent_bias_probe.configs.errors import InputError
+from .artifacts import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ PLACEMENT_KEYS = ("cluster.", "model.device", "model.device_map", "extract.threa
 
 
 def _shard_text(cache_path: Path) -> str:
-    from extract.cache import Cache
+    from latent_bias_probe.extract.cache import Cache
 
     with Cache(cache_path) as cache:
         return str(cache.attrs.get("shard") or "")
@@ -41,7 +41,7 @@ def same_settings(dirs: Sequence[Path]):
     Only where a shard ran may differ (:data:`PLACEMENT_KEYS`); the merged run keeps
     the first shard's.
     """
-    from pipeline.results import load_run_config
+    from .results import load_run_config
 
     cfgs = [load_run_config(d) for d in dirs]
     first = _flat(cfgs[0].to_dict())
@@ -66,7 +66,7 @@ def _show(value: Any) -> str:
 
 def check_complete_shards(caches: Sequence[Path]) -> None:
     """Refuse unless the caches are the shards 1/N .. N/N of one job, each exactly once."""
-    from extract.cache import Cache
+    from latent_bias_probe.extract.cache import Cache
 
     seen: dict[int, Path] = {}
     total = None
@@ -97,10 +97,10 @@ def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool 
     written (:mod:`pipeline.lock`), and folders this call created are removed again if
     it fails before writing anything. Returns the merged ``results.json`` mapping.
     """
-    from extract.cache import merge_caches
-    from pipeline.extract import create_run_dir, remove_empty_dirs, write_predictions
-    from pipeline.lock import run_lock
-    from pipeline.results import assemble_results, save_run_config
+    from latent_bias_probe.extract.cache import merge_caches
+    from .extract import create_run_dir, remove_empty_dirs, write_predictions
+    from .lock import run_lock
+    from .results import assemble_results, save_run_config
 
     if not dirs:
         raise InputError("merge: give the shard run directories")

@@ -66,7 +66,7 @@ def bert_dirs(tmp_path_factory):
     """A tiny random BERT with its masked-LM head, and the same encoder saved without one (BertModel)."""
     from transformers import BertModel
 
-    from extract.tiny_masked import save, tiny_bert
+    from latent_bias_probe.extract.tiny_masked import save, tiny_bert
 
     root = tmp_path_factory.mktemp("bert")
     loaded = tiny_bert(0)
@@ -113,7 +113,7 @@ def _write_lock(folder: Path, body) -> Path:
 
 
 def test_a_lock_held_by_a_zombie_is_taken_over(tmp_path, caplog):
-    from pipeline.lock import run_lock
+    from latent_bias_probe.pipeline.lock import run_lock
 
     proc = _zombie()
     try:
@@ -161,7 +161,7 @@ def test_a_killed_run_restarted_at_once_takes_over_its_zombie_lock(tmp_path):
     ],
 )
 def test_a_lock_that_names_no_process_is_taken_over_with_a_warning(tmp_path, caplog, holder, why):
-    from pipeline.lock import run_lock
+    from latent_bias_probe.pipeline.lock import run_lock
 
     body = {"host": socket.gethostname(), "stage": "extract", "since": 0, **holder}
     if body["pid"] == "OWN":
@@ -176,7 +176,7 @@ def test_a_lock_that_names_no_process_is_taken_over_with_a_warning(tmp_path, cap
 
 @pytest.mark.parametrize("content", ["[]", "null", "42", '"text"', "[" * 100_000 + "]" * 100_000, "{" * 50_000, "\x00\xff"])
 def test_a_lock_file_that_is_no_json_object_is_refused_in_one_line(tmp_path, content):
-    from pipeline.lock import RunLocked, run_lock
+    from latent_bias_probe.pipeline.lock import RunLocked, run_lock
 
     path = tmp_path / ".lock"
     path.write_bytes(content.encode("utf-8", "surrogateescape") if content != "\x00\xff" else b"\x00\xff")
@@ -189,7 +189,7 @@ def test_a_lock_file_that_is_no_json_object_is_refused_in_one_line(tmp_path, con
 
 
 def test_a_lock_that_is_a_folder_or_a_fifo_is_refused_without_hanging(tmp_path):
-    from pipeline.lock import RunLocked, run_lock
+    from latent_bias_probe.pipeline.lock import RunLocked, run_lock
 
     folder = tmp_path / "a"
     (folder / ".lock").mkdir(parents=True)
@@ -204,7 +204,7 @@ def test_a_lock_that_is_a_folder_or_a_fifo_is_refused_without_hanging(tmp_path):
 
 
 def test_a_lock_that_is_a_dangling_symlink_creates_nothing_where_it_points(tmp_path):
-    from pipeline.lock import RunLocked, run_lock
+    from latent_bias_probe.pipeline.lock import RunLocked, run_lock
 
     run, elsewhere = tmp_path / "run", tmp_path / "elsewhere.json"
     run.mkdir()
@@ -279,7 +279,7 @@ def _copy_run(runs, dest: Path) -> Path:
 
 
 def test_status_reports_a_missing_shard(runs, tmp_path):
-    from pipeline.cluster import shard_status
+    from latent_bias_probe.pipeline.cluster import shard_status
 
     run = _copy_run(runs, tmp_path / "r")
     shutil.rmtree(run / "shards" / "1-of-1")
@@ -289,7 +289,7 @@ def test_status_reports_a_missing_shard(runs, tmp_path):
 
 @pytest.mark.parametrize("damage", ["predictions", "cache", "manifest"])
 def test_status_reports_a_corrupt_shard(runs, tmp_path, damage):
-    from pipeline.cluster import shard_status
+    from latent_bias_probe.pipeline.cluster import shard_status
 
     run = _copy_run(runs, tmp_path / "r")
     shard = run / "shards" / "1-of-1"
@@ -318,8 +318,8 @@ def test_status_reports_a_corrupt_shard(runs, tmp_path, damage):
     ],
 )
 def test_a_malformed_status_file_gives_no_traceback(runs, tmp_path, content, code):
-    from configs.errors import InputError
-    from pipeline.cluster import shard_status
+    from latent_bias_probe.configs.errors import InputError
+    from latent_bias_probe.pipeline.cluster import shard_status
 
     run = _copy_run(runs, tmp_path / "r")
     path = run / "shards" / "status.json"
@@ -340,7 +340,7 @@ def test_a_malformed_status_file_gives_no_traceback(runs, tmp_path, content, cod
 
 
 def test_merge_refuses_shards_with_different_settings(tmp_path, tiny_model_dir):
-    import pipeline
+    from latent_bias_probe import pipeline
 
     base = write_config(tmp_path / "a.yaml", tiny_model_dir, **SECTIONS)
     other = write_config(tmp_path / "b.yaml", tiny_model_dir, scoring={"bootstrap": 50, "permutations": 0, "alpha": 0.1}, **SECTIONS)
@@ -361,10 +361,10 @@ def test_merge_refuses_shards_with_different_settings(tmp_path, tiny_model_dir):
     ],
 )
 def test_shard_settings_must_agree_except_where_they_ran(tmp_path, tiny_model_dir, changes, refused):
-    from configs.errors import InputError
-    from configs.schema import config_from_dict
-    from pipeline.merge import same_settings
-    from pipeline.results import save_run_config
+    from latent_bias_probe.configs.errors import InputError
+    from latent_bias_probe.configs.schema import config_from_dict
+    from latent_bias_probe.pipeline.merge import same_settings
+    from latent_bias_probe.pipeline.results import save_run_config
 
     base = {"model": {"name": str(tiny_model_dir)}, "benchmark": {"n_cases": 4}}
     other = json.loads(json.dumps(base))
@@ -385,8 +385,8 @@ def test_shard_settings_must_agree_except_where_they_ran(tmp_path, tiny_model_di
 
 
 def test_one_model_folder_spelled_four_ways_is_one_sweep_model(tmp_path, tiny_model_dir, monkeypatch, caplog):
-    from configs.schema import config_from_dict
-    from pipeline.sweep import sweep_combinations
+    from latent_bias_probe.configs.schema import config_from_dict
+    from latent_bias_probe.pipeline.sweep import sweep_combinations
 
     link = tmp_path / "link"
     link.symlink_to(tiny_model_dir, target_is_directory=True)
@@ -400,8 +400,8 @@ def test_one_model_folder_spelled_four_ways_is_one_sweep_model(tmp_path, tiny_mo
 
 
 def test_other_models_stay_apart(tmp_path, tiny_model_dir, monkeypatch):
-    from configs.schema import config_from_dict
-    from pipeline.sweep import sweep_combinations
+    from latent_bias_probe.configs.schema import config_from_dict
+    from latent_bias_probe.pipeline.sweep import sweep_combinations
 
     twin = tmp_path / "twin"
     shutil.copytree(tiny_model_dir, twin)  # equal files, another folder: the user's call
@@ -418,8 +418,9 @@ CORPUS_TEXT = (
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 17, 64, 10_000])
 def test_a_streamed_corpus_counts_what_the_whole_text_counts(tmp_path, monkeypatch, chunk):
-    import benchmarks.corpus
-    from benchmarks.corpus import count_cooccurrence, count_corpus
+    from latent_bias_probe import benchmarks
+    import latent_bias_probe.benchmarks.corpus
+    from latent_bias_probe.benchmarks.corpus import count_cooccurrence, count_corpus
 
     monkeypatch.setattr(benchmarks.corpus, "CHUNK_CHARS", chunk, raising=False)
 
@@ -443,8 +444,9 @@ def test_a_streamed_corpus_counts_what_the_whole_text_counts(tmp_path, monkeypat
 
 
 def test_a_large_corpus_file_is_never_read_whole(tmp_path, monkeypatch):
-    import benchmarks.corpus
-    from benchmarks.corpus import count_corpus
+    from latent_bias_probe import benchmarks
+    import latent_bias_probe.benchmarks.corpus
+    from latent_bias_probe.benchmarks.corpus import count_corpus
 
     monkeypatch.setattr(benchmarks.corpus, "CHUNK_CHARS", 1 << 16, raising=False)  # pieces of 64 Ki characters
 
@@ -497,10 +499,10 @@ def test_a_masked_section_on_a_causal_model_warns(runs):
 
 
 def test_plan_sizes_a_masked_audit_and_counts_its_forward_passes(tmp_path, bert_dirs):
-    import pipeline
-    from configs.schema import load_config
-    from extract.masked import MaskedScorer
-    from pipeline.plan import format_plan, make_plan
+    from latent_bias_probe import pipeline
+    from latent_bias_probe.configs.schema import load_config
+    from latent_bias_probe.extract.masked import MaskedScorer
+    from latent_bias_probe.pipeline.plan import format_plan, make_plan
 
     cfg_path = _masked_config(tmp_path / "m.yaml", bert_dirs[0])
     cfg = load_config(cfg_path)
@@ -537,9 +539,9 @@ def test_a_bert_without_a_masked_lm_head_is_named_in_one_line(tmp_path, bert_dir
 
 
 def test_an_encoder_forced_causal_is_refused(bert_dirs):
-    from configs.schema import ModelConfig
-    from extract.masked import model_kind
-    from extract.model import ModelError
+    from latent_bias_probe.configs.schema import ModelConfig
+    from latent_bias_probe.extract.masked import model_kind
+    from latent_bias_probe.extract.model import ModelError
 
     for folder in bert_dirs:
         with pytest.raises(ModelError, match=r"model\.kind: 'causal', but .* holds an encoder \(bert"):
