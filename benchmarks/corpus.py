@@ -3,7 +3,9 @@
 The corpus is a folder of ``.txt`` files (read recursively, sorted) or a CSV file with
 a text column (``text`` unless named; e.g. the MIMIC-IV ``note/discharge.csv`` with
 column ``text``). Texts are split into sentences (at ``.``, ``!``, ``?`` followed by
-space, and at blank lines); matching is case-insensitive on whole words.
+space, and at blank lines); matching is case-insensitive on whole words. Files are
+streamed a megabyte at a time (cut at sentence boundaries), so memory stays bounded
+whatever the corpus's size.
 
 A sentence *mentions group* (race r, gender s) when it holds a word of r and a word of
 s (:data:`RACE_ALIASES`, :data:`GENDER_ALIASES`, plus the words themselves); it
@@ -19,12 +21,13 @@ Pure text processing; nothing here imports torch.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -45,6 +48,8 @@ GENDER_ALIASES = {
     "intersex": ("intersex",),
 }
 MAX_CORPUS_BYTES = 1 << 34  # 16 GiB: a sanity bound, the corpus is streamed
+CHUNK_CHARS = 1 << 20  # characters read at a time from a corpus file
+MAX_SENTENCE_CHARS = 1 << 22  # a longer run without a sentence boundary is cut where it stands
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 
 
@@ -66,18 +71,21 @@ def _pattern(words: Iterable[str]) -> re.Pattern:
     return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in alts) + r")(?![\w-])")
 
 
-def iter_texts(path: str | Path, column: str | None = None) -> Iterator[str]:
-    """The documents of a corpus folder (``*.txt``) or CSV file (``column``, default ``text``)."""
+def iter_documents(path: str | Path, column: str | None = None, chunk_chars: int | None = None) -> Iterator[Iterator[str]]:
+    """The documents of a corpus folder (``*.txt``) or CSV file (``column``, default ``text``).
+
+    Each document is an iterator of pieces of about ``chunk_chars`` characters
+    (default :data:`CHUNK_CHARS`) cut at sentence boundaries (:func:`sentence_chunks`),
+    so a file of any size is read a piece at a time, never whole.
+    """
+    chunk_chars = chunk_chars or CHUNK_CHARS
     path = Path(path)
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.txt") if p.is_file())
         if not files:
             raise BenchmarkError(f"{path}: no .txt files in the corpus folder")
         for f in files:
-            try:
-                yield f.read_text(encoding="utf-8", errors="replace")
-            except OSError as err:
-                raise BenchmarkError(f"{f}: cannot read ({err.strerror or err})") from None
+            yield _file_chunks(f, chunk_chars)
         return
     col = column or "text"
     try:
@@ -90,18 +98,63 @@ def iter_texts(path: str | Path, column: str | None = None) -> Iterator[str]:
         if col not in (reader.fieldnames or []):
             raise BenchmarkError(f"{path}: no column {col!r} (masked.corpus_column; columns: {', '.join(reader.fieldnames or [])})")
         for row in reader:
-            yield row.get(col) or ""
+            yield sentence_chunks(io.StringIO(row.get(col) or "").read, chunk_chars)
+
+
+def _file_chunks(path: Path, chunk_chars: int) -> Iterator[str]:
+    try:
+        fh = path.open(encoding="utf-8", errors="replace")
+    except OSError as err:
+        raise BenchmarkError(f"{path}: cannot read ({err.strerror or err})") from None
+    with fh:
+        try:
+            yield from sentence_chunks(fh.read, chunk_chars)
+        except OSError as err:
+            raise BenchmarkError(f"{path}: cannot read ({err.strerror or err})") from None
+
+
+def sentence_chunks(read: Callable[[int], str], chunk_chars: int | None = None) -> Iterator[str]:
+    """Pieces of the text that ``read(n)`` returns, each cut where a sentence boundary begins.
+
+    Splitting the pieces into sentences gives the sentences of the whole text (a piece
+    may start with the whitespace of the boundary, which no count sees). A run of more
+    than ``MAX_SENTENCE_CHARS`` characters without a boundary is cut where it stands.
+    """
+    chunk_chars = max(1, int(chunk_chars or CHUNK_CHARS))
+    buf = ""
+    while True:
+        block = read(chunk_chars)
+        if not block:
+            break
+        buf += block
+        if len(buf) < chunk_chars:
+            continue
+        cut = None
+        for m in _SENTENCE.finditer(buf):
+            cut = m.start()
+        if cut:
+            yield buf[:cut]
+            buf = buf[cut:]
+        elif len(buf) >= max(MAX_SENTENCE_CHARS, chunk_chars):
+            yield buf
+            buf = ""
+    if buf:
+        yield buf
 
 
 def count_cooccurrence(
-    texts: Iterable[str],
+    texts: Iterable[str | Iterable[str]],
     races: Sequence[str],
     genders: Sequence[str],
     attribute_words: dict[str, list[str]],
     group_names: Sequence[str] | None = None,
     source: str = "corpus",
 ) -> CorpusCounts:
-    """Count, per sentence, which race x gender groups and attribute categories it mentions (module docstring)."""
+    """Count, per sentence, which race x gender groups and attribute categories it mentions (module docstring).
+
+    Each of ``texts`` is one document: a string, or an iterable of pieces of it cut at
+    sentence boundaries (:func:`iter_documents`).
+    """
     race_pats = [_pattern((r, *RACE_ALIASES.get(r.lower(), ()))) for r in races]
     gender_pats = [_pattern((s, *GENDER_ALIASES.get(s.lower(), ()))) for s in genders]
     categories = list(attribute_words)
@@ -112,23 +165,24 @@ def count_cooccurrence(
     n_sent = n_docs = 0
     for text in texts:
         n_docs += 1
-        for sentence in _SENTENCE.split(text.lower()):
-            if not sentence.strip():
-                continue
-            n_sent += 1
-            rs = [i for i, p in enumerate(race_pats) if p.search(sentence)]
-            if not rs:
-                continue
-            gs = [j for j, p in enumerate(gender_pats) if p.search(sentence)]
-            if not gs:
-                continue
-            cs = [k for k, p in enumerate(cat_pats) if p.search(sentence)]
-            for i in rs:
-                for j in gs:
-                    g = i * len(genders) + j
-                    n_group[g] += 1
-                    for k in cs:
-                        n[g, k] += 1
+        for piece in ([text] if isinstance(text, str) else text):
+            for sentence in _SENTENCE.split(piece.lower()):
+                if not sentence.strip():
+                    continue
+                n_sent += 1
+                rs = [i for i, p in enumerate(race_pats) if p.search(sentence)]
+                if not rs:
+                    continue
+                gs = [j for j, p in enumerate(gender_pats) if p.search(sentence)]
+                if not gs:
+                    continue
+                cs = [k for k, p in enumerate(cat_pats) if p.search(sentence)]
+                for i in rs:
+                    for j in gs:
+                        g = i * len(genders) + j
+                        n_group[g] += 1
+                        for k in cs:
+                            n[g, k] += 1
     if n_docs == 0:
         raise BenchmarkError(f"{source}: the corpus holds no texts")
     log.info("corpus %s: %d documents, %d sentences, %d mention a group", source, n_docs, n_sent, int(n_group.sum()))
@@ -136,7 +190,8 @@ def count_cooccurrence(
 
 
 def count_corpus(
-    path: str | Path, column: str | None, races: Sequence[str], genders: Sequence[str], attribute_words: dict[str, list[str]]
+    path: str | Path, column: str | None, races: Sequence[str], genders: Sequence[str], attribute_words: dict[str, list[str]],
+    chunk_chars: int | None = None,
 ) -> CorpusCounts:
-    """:func:`count_cooccurrence` over the corpus at ``path`` (:func:`iter_texts`)."""
-    return count_cooccurrence(iter_texts(path, column), races, genders, attribute_words, source=str(path))
+    """:func:`count_cooccurrence` over the corpus at ``path``, streamed (:func:`iter_documents`)."""
+    return count_cooccurrence(iter_documents(path, column, chunk_chars), races, genders, attribute_words, source=str(path))

@@ -70,28 +70,68 @@ log = logging.getLogger(__name__)
 
 
 
-def _architectures(folder: Path) -> list[str]:
+#: ``model_type`` values of encoder-only families: without a masked-LM head there is nothing to run
+ENCODER_TYPES = frozenset({
+    "albert", "bert", "big_bird", "camembert", "deberta", "deberta-v2", "distilbert", "electra", "ernie", "esm",
+    "flaubert", "funnel", "layoutlm", "longformer", "megatron-bert", "mobilebert", "modernbert", "mpnet", "nezha",
+    "rembert", "roberta", "roberta-prelayernorm", "roformer", "squeezebert", "xlm", "xlm-roberta", "xlm-roberta-xl",
+})
+
+
+def _model_config(folder: Path) -> dict:
     try:
         data = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return []
-    arch = data.get("architectures") if isinstance(data, dict) else None
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _architectures(folder: Path) -> list[str]:
+    arch = _model_config(folder).get("architectures")
     return [str(a) for a in arch] if isinstance(arch, list) else []
 
 
+def _encoder_type(folder: Path) -> str | None:
+    """The ``model_type`` of an encoder-only model (not configured as a decoder), else None."""
+    data = _model_config(folder)
+    kind = data.get("model_type")
+    return kind if isinstance(kind, str) and kind in ENCODER_TYPES and data.get("is_decoder") is not True else None
+
+
 def model_kind(cfg: ModelConfig) -> str:
-    """``causal`` or ``masked`` (module docstring); a forced ``masked`` on a model without an MLM head exits 2."""
-    if cfg.kind == "causal" or cfg.name in EMBEDDED and cfg.kind == "auto":  # every embedded model is causal
+    """``causal`` or ``masked`` (module docstring); exits 2 (:class:`ModelError`, one line naming the folder) for
+    a forced ``masked`` on a model without an MLM head, and for an encoder (BERT, RoBERTa, ...) that has none or
+    is forced ``causal``: neither can run, and loading it as a causal model fails far less clearly."""
+    if cfg.name in EMBEDDED:  # every embedded model is causal
+        if cfg.kind == "masked":
+            raise ModelError(f"model.kind: 'masked', but model.name {cfg.name!r} is a causal model")
         return "causal"
-    if cfg.name in EMBEDDED:
-        raise ModelError(f"model.kind: 'masked', but model.name {cfg.name!r} is a causal model")
-    folder = _resolve_hf(cfg)
+    try:
+        folder = _resolve_hf(cfg)
+    except ModelError:
+        if cfg.kind == "causal":
+            return "causal"  # the causal loader says what is missing
+        raise
     arch = _architectures(folder)
     masked = any(a.endswith("ForMaskedLM") for a in arch)
+    encoder = _encoder_type(folder)
+    if cfg.kind == "causal":
+        if encoder is not None:
+            raise ModelError(
+                f"model.kind: 'causal', but {folder} holds an encoder ({encoder}, architectures: {arch or 'none'}), "
+                "which has no next-token decision; use model.kind: masked (or auto) for a masked-LM audit"
+            )
+        return "causal"
     if cfg.kind == "masked" and not masked:
         raise ModelError(
             f"model.kind: 'masked', but {cfg.name!r} has no masked-LM head (config.json architectures: {arch or 'none'}; "
             "need e.g. BertForMaskedLM, RobertaForMaskedLM, DebertaV2ForMaskedLM)"
+        )
+    if encoder is not None and not masked:
+        raise ModelError(
+            f"model {cfg.name!r}: {folder} holds an encoder ({encoder}, architectures: {arch or 'none'}) without a "
+            "masked-LM head; a masked-LM audit needs its *ForMaskedLM weights (save e.g. BertForMaskedLM.from_pretrained"
+            "(...) there), a causal audit a decoder model"
         )
     return "masked" if masked or cfg.kind == "masked" else "causal"
 

@@ -183,7 +183,7 @@ def _write_status(out_dir: Path, executor: str, plans: Sequence[ShardPlan], stat
         "shards": len(plans),
         "jobs": {
             str(p.index): {
-                "folder": str(p.folder),
+                "folder": str(Path(SHARDS_DIR) / p.folder.name),  # relative to the run directory
                 "state": states.get(p.index, "unknown"),
                 "job_id": str(getattr(jobs.get(p.index), "job_id", "")) or None,
                 "log": str(getattr(getattr(jobs.get(p.index), "paths", None), "stderr", "")) or None,
@@ -217,14 +217,14 @@ def run_sharded(
     stages = tuple(stages)
     if shards == 1 and executor == "inline":
         return pipeline.run(cfg, out, stages, limit_cases=limit_cases, overwrite=overwrite, progress=progress)
+    _check_shardable(cfg)
     _check_shard_count(cfg, shards, limit_cases)
     plans = shard_plans(out, shards)
     todo = [p for p in plans if overwrite or not shard_done(p, cfg)]
     states = {p.index: "done" for p in plans if p not in todo}
     jobs: dict[int, Any] = {}
     if todo:
-        (out / SHARDS_DIR).mkdir(parents=True, exist_ok=True)
-        jobs = _submit(cfg, executor, todo, limit_cases, overwrite, out / SHARDS_DIR / "logs")
+        jobs = _submit_or_clean_up(cfg, executor, todo, limit_cases, overwrite, out)
         log.info("%s: submitted %d of %d shards (%s)", out, len(todo), shards, executor)
         _wait(out, executor, plans, states, jobs, progress, poll_s)
     _write_status(out, executor, plans, states, jobs)
@@ -246,6 +246,17 @@ def run_sharded(
     return pipeline.run(cfg, out, later, progress=progress)
 
 
+def _check_shardable(cfg) -> None:
+    """Refuse a masked-LM audit before submitting: it runs unsharded (its shard jobs would all fail)."""
+    from latent_bias_probe.extract.masked import model_kind
+
+    if model_kind(cfg.model) == "masked":
+        raise InputError(
+            f"--executor/--shards: {cfg.model.name!r} is a masked LM, whose audit runs unsharded in one process "
+            "(templates x groups is small); run it without --executor and --shards"
+        )
+
+
 def _check_shard_count(cfg, shards: int, limit_cases: int | None) -> None:
     """Refuse more shards than groups of cases (an empty shard would fail after submission)."""
     from latent_bias_probe.benchmarks.registry import render_benchmark
@@ -260,6 +271,35 @@ def _check_shard_count(cfg, shards: int, limit_cases: int | None) -> None:
             f"--shards {shards}: the job has only {n_groups} batch group(s) of whole cases "
             f"({len(case_ids)} cases, batch size {cfg.extract.batch_size}); use at most {n_groups}"
         )
+
+
+def _submit_or_clean_up(cfg, executor: str, todo: Sequence[ShardPlan], limit_cases, overwrite, out: Path) -> dict[int, Any]:
+    """:func:`_submit` into ``out/shards/logs``; a refused submission removes the folders this call made."""
+    import shutil
+
+    from .extract import create_run_dir, remove_empty_dirs
+
+    created = create_run_dir(out)
+    shards_dir = out / SHARDS_DIR
+    made_shards = not os.path.lexists(shards_dir)
+    try:
+        shards_dir.mkdir(exist_ok=True)
+        return _submit(cfg, executor, todo, limit_cases, overwrite, shards_dir / "logs")
+    except BaseException as err:
+        if made_shards:
+            shutil.rmtree(shards_dir, ignore_errors=True)  # only submitit's logs and scripts of this refused call
+        remove_empty_dirs(created)
+        if isinstance(err, (InputError, KeyboardInterrupt)) or not isinstance(err, Exception):
+            raise
+        raise InputError(
+            f"--executor {executor}: the submission of {len(todo)} shard job(s) was refused: {_one_line(err)} "
+            "(check the cluster: settings, e.g. partition, account, sbatch_extra)"
+        ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
 
 
 def _submit(cfg, executor_name: str, todo: Sequence[ShardPlan], limit_cases, overwrite, folder: Path) -> dict[int, Any]:
@@ -314,25 +354,69 @@ def _wait(out: Path, executor: str, plans, states: dict[int, str], jobs: dict[in
             time.sleep(poll_s)
 
 
-def shard_status(run_dir: str | Path) -> list[str]:
-    """One line per shard of a sharded run (``probe status DIR``)."""
-    out = Path(run_dir)
-    path = out / SHARDS_DIR / STATUS_NAME
+def _fresh(run: RunDir, name: str) -> tuple[bool, str]:
+    """(fresh, why not) of an artifact; a manifest that cannot be read is "unreadable", never a crash."""
+    try:
+        if run.is_fresh(name):
+            return True, "fresh"
+        return False, run.why_stale(name)
+    except (InputError, OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError) as err:
+        return False, f"unreadable ({type(err).__name__})"
+
+
+def _read_status(path: Path) -> tuple[int, dict[str, Any], str]:
+    """(shard count, jobs by index, executor) of ``shards/status.json``; InputError naming the file otherwise."""
+    if not os.path.lexists(path):
+        raise InputError(f"{path}: not found ({path.parent.parent} was not run with --executor and --shards)")
     if not path.is_file():
-        raise InputError(f"{path}: not found ({out} was not run with --executor and --shards)")
+        raise InputError(f"{path}: not a file")
     try:
         status = json.loads(path.read_text(encoding="utf-8"))
-        jobs = status["jobs"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise InputError(f"{path}: unreadable shard status") from None
-    lines = [f"{out}: {status.get('shards')} shards, executor {status.get('executor')}"]
-    for index in sorted(jobs, key=int):
-        job = jobs[index]
-        folder = Path(job.get("folder", ""))
-        state = "done" if RunDir(folder).is_fresh("predictions.csv") else job.get("state", "unknown")
-        if state == "done" and job.get("state") != "done":
-            state = "done"
-        lines.append(f"  shard {index}/{status.get('shards')}: {state:8} job {job.get('job_id') or '-'}  {folder}")
-    merged = RunDir(out).is_fresh("predictions.csv")
+    except (OSError, ValueError, RecursionError) as err:
+        raise InputError(f"{path}: unreadable shard status ({_one_line(err)[:80]})") from None
+    if not isinstance(status, dict):
+        raise InputError(f"{path}: unreadable shard status (expected a JSON object, got {type(status).__name__})")
+    count = status.get("shards")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
+        raise InputError(f"{path}: unreadable shard status (field shards: expected a count in 1..10000, got {str(count)[:40]!r})")
+    jobs = status.get("jobs")
+    jobs = {str(k): v for k, v in jobs.items() if isinstance(v, dict)} if isinstance(jobs, dict) else {}
+    executor = status.get("executor")
+    return count, jobs, executor if isinstance(executor, str) and executor in EXECUTORS else "?"
+
+
+def shard_status(run_dir: str | Path) -> list[str]:
+    """One line per shard of a sharded run (``probe status DIR``).
+
+    Each shard's folder is ``DIR/shards/K-of-N`` (wherever the command runs from) and
+    its state is read from disk: ``done`` only when its predictions.csv is fresh,
+    ``missing`` without its folder, ``corrupt (why)`` when it was recorded done but is
+    not fresh now; otherwise the state ``status.json`` recorded (pending, running,
+    failed), with why its outputs are not fresh.
+    """
+    out = Path(run_dir)
+    path = out / SHARDS_DIR / STATUS_NAME
+    count, jobs, executor = _read_status(path)
+    lines = [f"{out}: {count} shards, executor {executor}"]
+    for plan in shard_plans(out, count):
+        job = jobs.get(str(plan.index), {})
+        recorded = job.get("state") if isinstance(job.get("state"), str) else "unknown"
+        recorded = recorded if recorded in ("pending", "running", "done", "failed", "unknown") else "unknown"
+        job_id = job.get("job_id") if isinstance(job.get("job_id"), (str, int)) and not isinstance(job.get("job_id"), bool) else None
+        if not plan.folder.is_dir():
+            state = "missing"
+        else:
+            fresh, why = _fresh(RunDir(plan.folder), "predictions.csv")
+            if fresh:
+                state = "done"
+            elif recorded == "done":
+                state = f"corrupt (predictions.csv: {why})"
+            elif recorded in ("pending", "running"):
+                state = recorded
+            else:
+                state = f"{recorded} (predictions.csv: {why})"
+        job_text = " ".join(str(job_id).split())[:40] if job_id not in (None, "") else "-"
+        lines.append(f"  shard {plan.label}: {state:8} job {job_text}  {plan.folder}")
+    merged, _ = _fresh(RunDir(out), "predictions.csv")
     lines.append(f"  merged: {'yes' if merged else 'no'}")
     return lines

@@ -1,7 +1,9 @@
 """``probe compare A B``: paired differences of two runs on the same benchmark cases.
 
 A and B are run directories or predictions CSVs. Per tier present in both, the two
-tiers must hold the same cases and variants (else exit 2). Every score's
+tiers must hold the same cases and variants (else exit 2). Tiers only one side holds
+are not compared: a warning names them and ``dropped_tiers`` lists them per side
+(no tier in common: exit 2). Every score's
 difference B − A and each group's difference of mean shift come with a paired
 bootstrap interval: the same case resample on both sides
 (:func:`mfarm.resampling.paired_differences`), and a verdict that says "higher" or
@@ -10,10 +12,13 @@ bootstrap interval: the same case resample on both sides
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from latent_bias_probe.configs.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
 def _predictions_path(source: str | Path) -> Path:
@@ -30,7 +35,8 @@ def _predictions_path(source: str | Path) -> Path:
 
 def compare_tables(df_a, df_b, alpha: float = 0.05, correction: str = "holm", n_boot: int = 1000, seed: int = 0,
                    level: float = 0.95, accuracy: str = "threshold", names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
-    """``{"tiers": {tier: {score: {"diff", "ci", "verdict"}, "shifts": {group: {...}}}}}`` of two validated tables."""
+    """``{"tiers": {tier: {score: {"diff", "ci", "verdict"}, "shifts": {group: {...}}}}, "dropped_tiers": {"a": [...], "b": [...]}}``
+    of two validated tables (``dropped_tiers``: the tiers only that side holds, not compared)."""
     from latent_bias_probe.mfarm.resampling import paired_differences, verdict
     from .scoring import group_order, tier_matrices
 
@@ -38,7 +44,13 @@ def compare_tables(df_a, df_b, alpha: float = 0.05, correction: str = "holm", n_
     common = [t for t in dict.fromkeys(df_a["tier"]) if t in tiers_b]
     if not common:
         raise InputError(f"compare: {names[0]} and {names[1]} share no tier ({sorted(tiers_a)} vs {sorted(tiers_b)})")
-    out: dict[str, Any] = {"a": names[0], "b": names[1], "level": level, "n_boot": n_boot, "tiers": {}}
+    dropped = {"a": [t for t in dict.fromkeys(df_a["tier"]) if t not in tiers_b],
+               "b": [t for t in dict.fromkeys(df_b["tier"]) if t not in tiers_a]}
+    for side, name in (("a", names[0]), ("b", names[1])):
+        if dropped[side]:
+            log.warning("compare: tier%s %s only in %s, not compared (compared: %s)", "s" if len(dropped[side]) > 1 else "",
+                        ", ".join(dropped[side]), name, ", ".join(common))
+    out: dict[str, Any] = {"a": names[0], "b": names[1], "level": level, "n_boot": n_boot, "tiers": {}, "dropped_tiers": dropped}
     for tier in common:
         part_a, part_b = df_a[df_a["tier"] == tier], df_b[df_b["tier"] == tier]
         groups_a, groups_b = group_order(part_a["variant"].tolist()), group_order(part_b["variant"].tolist())

@@ -173,6 +173,15 @@ def remove_empty_dirs(folders: Sequence[Path]) -> None:
             # never made (the failed mkdir of a name too long, say): go on with its parents
 
 
+def warn_masked_section_ignored(cfg) -> None:
+    """One warning when a causal model's config has a ``masked:`` section (it only applies to masked LMs)."""
+    if cfg.masked is not None:
+        log.warning(
+            "masked: section ignored: %s is a causal model, which runs the benchmark's prompts "
+            "(the section applies to masked LMs: model.kind masked, or a *ForMaskedLM model folder)", cfg.model.name,
+        )
+
+
 def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, start) -> ExtractResult:
     from latent_bias_probe.benchmarks.registry import render_benchmark
     from latent_bias_probe.extract.backends import make_runner
@@ -187,6 +196,7 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
         from .masked import run_masked_extract
 
         return run_masked_extract(cfg, run, limit_cases, shard, overwrite, start)
+    warn_masked_section_ignored(cfg)
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
     k = prompts_per_case_tier(cfg)
     keep = select_cases([p.case_id for p in rendered.prompts], limit_cases, shard, cfg.extract.batch_size, k)

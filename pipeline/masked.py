@@ -49,7 +49,7 @@ def masked_options(cfg: Config) -> MaskedConfig:
     return cfg.masked if cfg.masked is not None else MaskedConfig()
 
 
-def _rows(cfg: Config, limit: int | None):
+def audit_rows(cfg: Config, limit: int | None):
     """(template set, groups [(name, race, gender)], sentence rows [(template, variant, race, gender, Sentence)])."""
     from latent_bias_probe.benchmarks.templates import group_name, load_templates, render_sentence, target_words
 
@@ -83,7 +83,7 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
     if shard is not None:
         raise InputError("--shard: a masked-LM audit runs unsharded (it is small: templates x groups)")
     mk = masked_options(cfg)
-    templates, groups, rows = _rows(cfg, limit_cases)
+    templates, groups, rows = audit_rows(cfg, limit_cases)
     log.info("masked: %d templates x %d groups (+ BASE) = %d sentences", len(templates.templates), len(groups), len(rows))
     corpus = None
     if mk.corpus is not None:  # before the model loads: a bad corpus fails fast

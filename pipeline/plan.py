@@ -6,7 +6,8 @@ the storage dtype, and the prompts of each shard. With a warm-up it times a few
 real batches on the configured device and estimates the extraction time (tokens /
 measured tokens per second, plus the batch check: ``extract.batch_check`` prompts re-run
 alone, timed from one of them) and the explain stage's forward passes and time, so a
-user can size a job and a Slurm time limit.
+user can size a job and a Slurm time limit. A masked-LM audit (``model.kind: masked``
+or a ``*ForMaskedLM`` folder) is sized by :mod:`pipeline.masked_plan` instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .masked_plan import MaskedPlan, format_masked_plan, make_masked_plan
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +117,22 @@ def kept_fraction(cfg: Any, n_layers: int, d_model: int, mean_tokens: float) -> 
     return 1.0 if total <= 0 else min(1.0, ec.prefix_memory_gb * 2**30 / total)
 
 
-def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> Plan:
-    """Count (and, with ``warmup`` > 0, time) the job of ``cfg`` on this machine."""
+def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> Plan | MaskedPlan:
+    """Count (and, with ``warmup`` > 0, time) the job of ``cfg`` on this machine.
+
+    A masked LM gets the masked-LM audit's plan (:mod:`pipeline.masked_plan`); a causal
+    model with a ``masked:`` section gets a warning that the section is ignored.
+    """
+    from latent_bias_probe.extract.masked import model_kind
+    from .extract import warn_masked_section_ignored
+
+    if model_kind(cfg.model) == "masked":
+        return make_masked_plan(cfg, shards, limit_cases, warmup)
+    warn_masked_section_ignored(cfg)
+    return _make_causal_plan(cfg, shards, limit_cases, warmup)
+
+
+def _make_causal_plan(cfg: Any, shards: int, limit_cases: int | None, warmup: int) -> Plan:
     from latent_bias_probe.benchmarks.registry import render_benchmark
     from latent_bias_probe.extract.backends import make_runner
     from latent_bias_probe.extract.batch_check import sample_indices
@@ -194,8 +211,10 @@ def _duration(s: float | None) -> str:
     return f"{h} h {m:02d} min" if h else f"{m} min {sec:02d} s"
 
 
-def format_plan(plan: Plan) -> list[str]:
+def format_plan(plan: Plan | MaskedPlan) -> list[str]:
     """The lines ``probe plan`` prints."""
+    if isinstance(plan, MaskedPlan):
+        return format_masked_plan(plan, _duration, _bytes)
     lines = [f"cases {plan.n_cases}, prompts {plan.n_prompts}, tokens {plan.n_tokens:,}; model {plan.n_layers} layers x d_model {plan.d_model} on {plan.device}"]
     for tier, n in plan.prompts_by_tier.items():
         lines.append(f"  tier {tier}: {n} prompts, {plan.tokens_by_tier[tier]:,} tokens")

@@ -117,6 +117,34 @@ def _dedupe(values: list, what: str) -> list:
     return out
 
 
+def _folder_key(value: str) -> str:
+    """The real path of a local folder (symlinks, ``..``, a trailing slash resolved), else ``value`` itself."""
+    import os
+
+    try:
+        path = Path(value).expanduser()
+        return os.path.realpath(path) if path.is_dir() else value
+    except (OSError, RuntimeError, ValueError):
+        return value
+
+
+def _dedupe_folders(values: list, what: str) -> list:
+    """``values`` without a second spelling of one local folder (relative, absolute, trailing slash, symlink).
+
+    The first spelling is kept; a warning names the others, which would otherwise run
+    the same model again under another name.
+    """
+    kept: dict[str, Any] = {}
+    for v in values:
+        key = _folder_key(v) if isinstance(v, str) else v
+        if key in kept:
+            if v != kept[key]:
+                log.warning("sweep.%s: %r and %r are the same folder (%s); it runs once, as %r", what, kept[key], v, key, kept[key])
+            continue
+        kept[key] = v
+    return list(kept.values())
+
+
 def _check_precision(p: str) -> None:
     if p not in PRECISIONS and not (p.startswith("gguf:") and len(p) > 5):
         raise SweepError(f"sweep.precisions: unknown precision {p!r} (allowed: {', '.join(PRECISIONS)}, gguf:<file>)")
@@ -127,13 +155,15 @@ def sweep_combinations(cfg: Config) -> list[SweepItem]:
 
     Names are ``<model>__<precision>__<adapter>`` from the last path component of each
     (``none`` without adapter; ``gguf-<file stem>`` for ``gguf:<file>``), restricted
-    to ``[A-Za-z0-9._-]``; components that would collide get a short hash. Pure: no
+    to ``[A-Za-z0-9._-]``; components that would collide get a short hash. Spellings
+    of one local folder (relative, absolute, trailing slash, a symlink) count as one
+    model or adapter (the first spelling is kept); beyond resolving those paths, no
     file is read (see :func:`check_sweep`).
     """
     sweep = cfg.sweep or SweepConfig()
-    models = _dedupe(list(sweep.models) or [cfg.model.name], "models")
+    models = _dedupe_folders(_dedupe(list(sweep.models) or [cfg.model.name], "models"), "models")
     precisions = _dedupe(list(sweep.precisions), "precisions")
-    adapters = _dedupe(list(sweep.adapters), "adapters")
+    adapters = _dedupe_folders(_dedupe(list(sweep.adapters), "adapters"), "adapters")
     if not precisions:
         raise SweepError("sweep.precisions: must not be empty")
     if not adapters:
