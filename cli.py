@@ -7,6 +7,7 @@ the commands that run a model, so ``probe --help`` and ``probe score`` start fas
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -58,7 +59,9 @@ def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc(file=sys.stderr)
                 click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
                 sys.exit(1)
-            click.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
+            hint = " (free some space, then run the same command again: finished work is kept)" if err.errno in (
+                errno.ENOSPC, errno.EDQUOT) else ""
+            click.echo(f"error: {err.filename}: {err.strerror or err}{hint}", err=True)
             sys.exit(2)
         except Exception as err:  # an internal error: show where, exit 1
             traceback.print_exc(file=sys.stderr)
@@ -152,9 +155,12 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
     into its own subdirectory of --out and DIR/sweep.csv collects the scores.
     """
     import pipeline
+    from pipeline.outdir import check_out_name, check_output_dir
 
+    check_out_name(out)
     cfg = _load(config, overrides, trust_remote_code)
-    out_dir = Path(out) if out else Path("runs") / cfg.name
+    out_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    check_output_dir(out_dir, "sweep" if cfg.sweep is not None else "run")
     stages = _stages(no_fit, no_explain, no_report)
     if limit_cases == 1 and "fit" in stages:
         raise InputError("--limit-cases 1: the fit stage needs at least 2 cases (grouped folds); give more, or --no-fit")
@@ -204,8 +210,11 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
 def extract(config, limit_cases, overrides, shard, overwrite, no_progress, trust_remote_code, out):
     """Render the benchmark and run the model only: DIR/cache.h5 and DIR/predictions.csv."""
     import pipeline
+    from pipeline.outdir import check_out_name, check_output_dir
 
+    check_out_name(out)
     cfg = _load(config, overrides, trust_remote_code)
+    check_output_dir(out)
     pipeline.run(cfg, Path(out), ("extract",), limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress)
     click.echo(f"cache: {Path(out) / 'cache.h5'}\npredictions: {Path(out) / 'predictions.csv'}")
 
@@ -218,9 +227,9 @@ def fit(run_dir):
     from pipeline.fit import run_fit
 
     from pipeline.lock import run_lock
+    from pipeline.outdir import require_run_dir
 
-    if not Path(run_dir).is_dir():
-        raise InputError(f"{run_dir}: no such run directory")
+    require_run_dir(run_dir)
     with run_lock(Path(run_dir), "fit"):
         results = run_fit(Path(run_dir))
     click.echo(summary_table_text(results))
@@ -254,9 +263,9 @@ def _number_list(text: str | None, kind: type, option: str) -> list | None:
 def explain(run_dir, layers, alphas, trust_remote_code):
     """Steering dose-response and LEACE mediation on a fitted RUN_DIR; writes explain.json."""
     from pipeline.explain import run_explain
+    from pipeline.outdir import require_run_dir
 
-    if not Path(run_dir).is_dir():
-        raise InputError(f"{run_dir}: no such run directory")
+    require_run_dir(run_dir)
     out = run_explain(
         Path(run_dir), _number_list(layers, int, "--layers"), _number_list(alphas, float, "--alphas"),
         trust_remote_code=trust_remote_code,
@@ -286,11 +295,12 @@ def report(run_dir):
     On a sweep directory (one holding sweep.csv), write RUN_DIR/sweep.html: mFARM and
     FAB against tier and against precision, per model, linking each combination's report.
     """
+    from pipeline.outdir import is_sweep_dir
     from pipeline.report import write_report, write_sweep_report
     from pipeline.sweep import CSV_NAME
 
     run_dir = Path(run_dir)
-    if not (run_dir / "results.json").is_file() and (run_dir / CSV_NAME).is_file():
+    if is_sweep_dir(run_dir) or (not (run_dir / "results.json").is_file() and (run_dir / CSV_NAME).is_file()):
         click.echo(f"sweep report: {write_sweep_report(run_dir)}")
         return
     click.echo(f"report: {write_report(run_dir)}")

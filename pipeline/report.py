@@ -14,8 +14,9 @@ from typing import Any
 
 from configs.errors import InputError
 from configs.files import atomic_write_text
-from pipeline.artifacts import RunDir
+from pipeline.artifacts import RunDir, SweepDir
 from pipeline.lock import run_lock
+from pipeline.outdir import require_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,8 @@ def write_report(run_dir: str | Path) -> Path:
     from pipeline.results import assemble_results
     from report.html import render_report
 
-    run = RunDir(run_dir)
-    if not run.path.is_dir():
-        raise InputError(f"{run.path}: no such run directory")
+    run = RunDir(require_run_dir(run_dir))
+    run.check_config()  # a hand-edited config.json drives nothing, deletes nothing
     if not run.is_fresh("results.json"):
         if not run.is_fresh("predictions.csv"):
             raise InputError(f"{run / 'results.json'}: not found or stale (run 'probe run' or 'probe extract' first)")
@@ -92,10 +92,19 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / CSV_NAME).is_file():
         raise InputError(f"{sweep_dir / CSV_NAME}: not found (run 'probe run' on a sweep config first)")
+    sweep = SweepDir(sweep_dir)
+    if not sweep.is_fresh(CSV_NAME):
+        raise InputError(
+            f"{sweep_dir / CSV_NAME}: {sweep.why_stale(CSV_NAME)}; not reported (run the sweep config again with "
+            f"--out {sweep_dir}: finished combinations are skipped and the table is rebuilt)"
+        )
     df = sweep_table(sweep_dir)
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     text = render_sweep_report(rows, title=f"Sweep report: {sweep_dir.name}", run_links=_run_links(sweep_dir))
     path = sweep_dir / SWEEP_REPORT_NAME
-    atomic_write_text(path, text)
+    with run_lock(sweep_dir, "report"):
+        sweep.invalidate(SWEEP_REPORT_NAME)
+        atomic_write_text(path, text)
+        sweep.record(SWEEP_REPORT_NAME)
     log.info("sweep report: %s", path)
     return path
