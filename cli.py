@@ -227,9 +227,9 @@ def fit(run_dir):
     from pipeline.fit import run_fit
 
     from pipeline.lock import run_lock
-    from pipeline.outdir import require_run_dir
 
-    require_run_dir(run_dir)
+    if not Path(run_dir).is_dir():
+        raise InputError(f"{run_dir}: no such run directory")
     with run_lock(Path(run_dir), "fit"):
         results = run_fit(Path(run_dir))
     click.echo(summary_table_text(results))
@@ -263,9 +263,9 @@ def _number_list(text: str | None, kind: type, option: str) -> list | None:
 def explain(run_dir, layers, alphas, trust_remote_code):
     """Steering dose-response and LEACE mediation on a fitted RUN_DIR; writes explain.json."""
     from pipeline.explain import run_explain
-    from pipeline.outdir import require_run_dir
 
-    require_run_dir(run_dir)
+    if not Path(run_dir).is_dir():
+        raise InputError(f"{run_dir}: no such run directory")
     out = run_explain(
         Path(run_dir), _number_list(layers, int, "--layers"), _number_list(alphas, float, "--alphas"),
         trust_remote_code=trust_remote_code,

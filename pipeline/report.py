@@ -1,7 +1,9 @@
 """The report stage: ``DIR/report.html`` of a run, ``DIR/sweep.html`` of a sweep.
 
 Reads only fresh artifacts (:mod:`pipeline.artifacts`): ``results.json`` is
-re-assembled first when it is stale, and a stale ``explain.json`` is never shown.
+re-assembled first when it is stale, and a stale ``explain.json`` is never shown; a
+``config.json`` edited by hand, or a ``sweep.csv`` changed since its sweep recorded
+it, is refused.
 The pages themselves are rendered by :mod:`report.html` and :mod:`report.sweep_html`.
 """
 
@@ -14,9 +16,8 @@ from typing import Any
 
 from configs.errors import InputError
 from configs.files import atomic_write_text
-from pipeline.artifacts import RunDir, SweepDir
+from pipeline.artifacts import MANIFEST, RunDir, SweepDir
 from pipeline.lock import run_lock
-from pipeline.outdir import require_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,9 @@ def write_report(run_dir: str | Path) -> Path:
     from pipeline.results import assemble_results
     from report.html import render_report
 
-    run = RunDir(require_run_dir(run_dir))
+    run = RunDir(run_dir)
+    if not run.path.is_dir():
+        raise InputError(f"{run.path}: no such run directory")
     run.check_config()  # a hand-edited config.json drives nothing, deletes nothing
     if not run.is_fresh("results.json"):
         if not run.is_fresh("predictions.csv"):
@@ -93,7 +96,10 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     if not (sweep_dir / CSV_NAME).is_file():
         raise InputError(f"{sweep_dir / CSV_NAME}: not found (run 'probe run' on a sweep config first)")
     sweep = SweepDir(sweep_dir)
-    if not sweep.is_fresh(CSV_NAME):
+    recorded = sweep.has_manifest()
+    if not recorded:  # a sweep of an earlier version, or a table made elsewhere: nothing to check it against
+        log.warning("%s: no sweep manifest (%s); reporting the table as it is", sweep_dir / CSV_NAME, MANIFEST)
+    elif not sweep.is_fresh(CSV_NAME):
         raise InputError(
             f"{sweep_dir / CSV_NAME}: {sweep.why_stale(CSV_NAME)}; not reported (run the sweep config again with "
             f"--out {sweep_dir}: finished combinations are skipped and the table is rebuilt)"
@@ -105,6 +111,7 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     with run_lock(sweep_dir, "report"):
         sweep.invalidate(SWEEP_REPORT_NAME)
         atomic_write_text(path, text)
-        sweep.record(SWEEP_REPORT_NAME)
+        if recorded:
+            sweep.record(SWEEP_REPORT_NAME)
     log.info("sweep report: %s", path)
     return path
