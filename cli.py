@@ -356,7 +356,10 @@ def validate(run_dir):
 def merge(dirs, out, overwrite):
     """Combine the run directories of shards (--shard K/N) into one run directory."""
     from pipeline.merge import merge_runs
+    from pipeline.outdir import check_out_name, check_output_dir
 
+    check_out_name(out)
+    check_output_dir(out)
     results = merge_runs(dirs, out, overwrite=overwrite)
     click.echo(summary_table_text(results))
     click.echo(f"merged {len(dirs)} shards -> {out}")

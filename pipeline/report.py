@@ -41,13 +41,14 @@ def write_report(run_dir: str | Path) -> Path:
 
     Raises :class:`configs.errors.InputError` when the run has no results yet.
     """
-    from pipeline.results import assemble_results
+    from pipeline.results import assemble_results, load_run_config
     from report.html import render_report
 
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise InputError(f"{run.path}: no such run directory")
-    run.check_config()  # a hand-edited config.json drives nothing, deletes nothing
+    if run.exists("config.json"):
+        load_run_config(run.path)  # a broken or hand-edited config.json drives nothing, deletes nothing
     if not run.is_fresh("results.json"):
         if not run.is_fresh("predictions.csv"):
             raise InputError(f"{run / 'results.json'}: not found or stale (run 'probe run' or 'probe extract' first)")

@@ -68,14 +68,15 @@ def load_run_config(run_dir: str | Path) -> Config:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise InputError(f"{path}: not found (is {run_dir} a run directory made by 'probe run' or 'probe extract'?)")
-    RunDir(run_dir).check_config()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
-    return config_from_dict(data, Path.cwd(), str(path))
+    cfg = config_from_dict(data, Path.cwd(), str(path))  # what is wrong with its contents is named first
+    RunDir(run_dir).check_config()
+    return cfg
 
 
 # ---------------------------------------------------------------------- schema
