@@ -29,7 +29,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from benchmarks.errors import BenchmarkError
+from .errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 

@@ -53,8 +53,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class RunDir:
         if not path.is_file():
             return None
         if key == "cache.h5":
-            from extract.cache import Cache
+            from latent_bias_probe.extract.cache import Cache
 
             try:
                 with Cache(path) as cache:
@@ -291,7 +291,7 @@ class RunDir:
 
     def config_or_none(self):
         """The run's config from ``config.json`` (None when absent, invalid or edited since recorded)."""
-        from configs.schema import config_from_dict
+        from latent_bias_probe.configs.schema import config_from_dict
 
         path = self.path / "config.json"
         if not path.is_file() or self.config_edited():
@@ -483,16 +483,16 @@ def read_manifest_format(path: Path) -> str | None:
 
 
 def _section_sha256(cfg, section: str) -> str:
-    from configs.hashes import section_sha256
+    from latent_bias_probe.configs.hashes import section_sha256
 
     return section_sha256(cfg, section)
 
 
 def _masked_input_sha256(cfg, what: str) -> str | None:
     """``masked:templates``: the template file's contents; ``masked:corpus``: every corpus file's contents."""
-    from benchmarks.corpus import corpus_sha256
-    from benchmarks.templates import template_path
-    from configs.schema import MaskedConfig
+    from latent_bias_probe.benchmarks.corpus import corpus_sha256
+    from latent_bias_probe.benchmarks.templates import template_path
+    from latent_bias_probe.configs.schema import MaskedConfig
 
     mk = cfg.masked if cfg.masked is not None else MaskedConfig()
     try:

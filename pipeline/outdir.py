@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from configs.errors import InputError
-from pipeline.artifacts import MANIFEST, MANIFEST_FORMAT, SWEEP_MANIFEST_FORMAT, read_manifest_format
+from latent_bias_probe.configs.errors import InputError
+from .artifacts import MANIFEST, MANIFEST_FORMAT, SWEEP_MANIFEST_FORMAT, read_manifest_format
 
 #: files the toolkit itself leaves while it works (lock, temporary and partial files, the explain checkpoint)
 _TRANSIENT = re.compile(r"\.lock|\..+\.(tmp|partial|h5)|\.explain\.partial\.json")
@@ -35,7 +35,7 @@ def _entries(path: Path) -> list[str]:
 
 
 def _holds_toolkit_cache(path: Path) -> bool:
-    from extract.cache import Cache
+    from latent_bias_probe.extract.cache import Cache
 
     cache = path / "cache.h5"
     if not cache.is_file():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from configs.errors import InputError
-from pipeline.artifacts import MANIFEST, MANIFEST_FORMAT, SWEEP_MANIFEST_FORMAT, RunDir, SweepDir, read_manifest_format
+from latent_bias_probe.configs.errors import InputError
+from .artifacts import MANIFEST, MANIFEST_FORMAT, SWEEP_MANIFEST_FORMAT, RunDir, SweepDir, read_manifest_format
 
 
 def validate_run(run_dir: Path) -> tuple[list[str], list[str]]:
@@ -16,8 +16,8 @@ def validate_run(run_dir: Path) -> tuple[list[str], list[str]]:
     that does not match its schema, or a run with no results. Missing artifacts of
     stages that did not run are not problems.
     """
-    from pipeline.outdir import is_sweep_dir
-    from pipeline.results import RESULTS_NAME, validate_results
+    from .outdir import is_sweep_dir
+    from .results import RESULTS_NAME, validate_results
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -55,7 +55,7 @@ def validate_run(run_dir: Path) -> tuple[list[str], list[str]]:
 
 def validate_sweep(sweep_dir: Path) -> tuple[list[str], list[str]]:
     """(problems, report lines) for a sweep directory: its own artifacts, then every combination's run."""
-    from pipeline.sweep import PLAN_NAME
+    from .sweep import PLAN_NAME
 
     sweep = SweepDir(sweep_dir)
     problems: list[str] = []

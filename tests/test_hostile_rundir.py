@@ -49,7 +49,7 @@ def small_config(path: Path, model_dir: Path, **sections) -> Path:
 
 def probe(capsys, *args: object) -> tuple[int, str]:
     """``probe ARGS`` in this process: (exit code, stderr)."""
-    import cli
+    from latent_bias_probe import cli
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as exit_:
@@ -77,7 +77,7 @@ def files(folder: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory, tiny_model_dir) -> tuple[Path, Path]:
     """(config, run directory) of one complete run: extract, score, fit, explain, report."""
-    import pipeline
+    from latent_bias_probe import pipeline
 
     tmp = tmp_path_factory.mktemp("rundir")
     cfg = small_config(tmp / "small.yaml", tiny_model_dir)
@@ -143,7 +143,7 @@ def test_an_empty_out_is_refused(base, tmp_path, capsys, monkeypatch, command):
 
 
 def test_prune_deletes_only_what_the_manifest_records(run, capsys):
-    from pipeline.artifacts import RunDir
+    from latent_bias_probe.pipeline.artifacts import RunDir
 
     # a user's explain.json in a run directory: the manifest does not list it
     manifest = json.loads((run / "artifacts.json").read_text())
@@ -165,9 +165,9 @@ def _sweep_config(tmp: Path, model_dir: Path) -> Path:
 
 
 def test_a_sweep_refuses_a_user_folder(base, tmp_path, tiny_model_dir):
-    from configs.errors import InputError
-    from configs.schema import load_config
-    from pipeline.sweep import run_sweep
+    from latent_bias_probe.configs.errors import InputError
+    from latent_bias_probe.configs.schema import load_config
+    from latent_bias_probe.pipeline.sweep import run_sweep
 
     user = _user_folder(tmp_path / "u")
     (user / "sweep.csv").write_text("my,table\n")
@@ -233,10 +233,10 @@ def test_probe_fit_adopts_a_cache_from_another_tool(run, tmp_path, capsys):
 
 
 def _checkpoint(run: Path, items, version=None) -> Path:
-    from configs.version import TOOLKIT_VERSION
-    from pipeline.artifacts import RunDir
-    from pipeline.explain import CHECKPOINT_FORMAT, CHECKPOINT_NAME, _checkpoint_key
-    from pipeline.results import load_run_config
+    from latent_bias_probe.configs.version import TOOLKIT_VERSION
+    from latent_bias_probe.pipeline.artifacts import RunDir
+    from latent_bias_probe.pipeline.explain import CHECKPOINT_FORMAT, CHECKPOINT_NAME, _checkpoint_key
+    from latent_bias_probe.pipeline.results import load_run_config
 
     key = _checkpoint_key(RunDir(run), load_run_config(run))
     body = {"format": CHECKPOINT_FORMAT, "toolkit_version": version or TOOLKIT_VERSION, "key": key, "items": items}
@@ -266,9 +266,9 @@ def test_a_malformed_explain_checkpoint_is_dropped_and_recomputed(base, run, cap
 
 
 def test_sweep_directories_have_a_manifest_and_an_edited_sweep_csv_is_refused(base, tmp_path, tiny_model_dir, capsys):
-    from configs.schema import load_config
-    from pipeline.report import write_sweep_report
-    from pipeline.sweep import run_sweep
+    from latent_bias_probe.configs.schema import load_config
+    from latent_bias_probe.pipeline.report import write_sweep_report
+    from latent_bias_probe.pipeline.sweep import run_sweep
 
     def run_one(item_cfg, run_dir):  # the combination's run: the module's run, made for it
         shutil.copytree(base[1], run_dir, dirs_exist_ok=True)
@@ -302,14 +302,14 @@ TEMPLATES = {
 
 @pytest.fixture(scope="module")
 def masked_base(tmp_path_factory):
-    from extract.tiny_masked import save, tiny_bert
+    from latent_bias_probe.extract.tiny_masked import save, tiny_bert
 
     tmp = tmp_path_factory.mktemp("masked")
     return save(tiny_bert(0), tmp / "model")
 
 
 def test_masked_json_follows_the_template_file_and_every_corpus_file(masked_base, tmp_path):
-    import pipeline
+    from latent_bias_probe import pipeline
 
     templates = tmp_path / "mini.yaml"
     templates.write_text(yaml.safe_dump(TEMPLATES))
@@ -387,7 +387,7 @@ def test_run_goes_on_over_a_malformed_manifest(base, run, capsys, shape):
 
 
 def test_a_full_disk_while_writing_the_cache_is_named_and_the_run_resumes(base, tmp_path, capsys, monkeypatch):
-    from extract.cache import CacheWriter
+    from latent_bias_probe.extract.cache import CacheWriter
 
     real = CacheWriter.write_batch
     calls = []
