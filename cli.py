@@ -7,6 +7,7 @@ the commands that run a model, so ``probe --help`` and ``probe score`` start fas
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -58,7 +59,9 @@ def _errors_to_exit_codes(fn: Callable[..., Any]) -> Callable[..., Any]:
                 traceback.print_exc(file=sys.stderr)
                 click.echo(f"internal error: {type(err).__name__}: {err}", err=True)
                 sys.exit(1)
-            click.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
+            hint = " (free some space, then run the same command again: finished work is kept)" if err.errno in (
+                errno.ENOSPC, errno.EDQUOT) else ""
+            click.echo(f"error: {err.filename}: {err.strerror or err}{hint}", err=True)
             sys.exit(2)
         except Exception as err:  # an internal error: show where, exit 1
             traceback.print_exc(file=sys.stderr)
@@ -152,9 +155,12 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
     into its own subdirectory of --out and DIR/sweep.csv collects the scores.
     """
     from latent_bias_probe import pipeline
+    from latent_bias_probe.pipeline.outdir import check_out_name, check_output_dir
 
+    check_out_name(out)
     cfg = _load(config, overrides, trust_remote_code)
-    out_dir = Path(out) if out else Path("runs") / cfg.name
+    out_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    check_output_dir(out_dir, "sweep" if cfg.sweep is not None else "run")
     stages = _stages(no_fit, no_explain, no_report)
     if limit_cases == 1 and "fit" in stages:
         raise InputError("--limit-cases 1: the fit stage needs at least 2 cases (grouped folds); give more, or --no-fit")
@@ -204,8 +210,11 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
 def extract(config, limit_cases, overrides, shard, overwrite, no_progress, trust_remote_code, out):
     """Render the benchmark and run the model only: DIR/cache.h5 and DIR/predictions.csv."""
     from latent_bias_probe import pipeline
+    from latent_bias_probe.pipeline.outdir import check_out_name, check_output_dir
 
+    check_out_name(out)
     cfg = _load(config, overrides, trust_remote_code)
+    check_output_dir(out)
     pipeline.run(cfg, Path(out), ("extract",), limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress)
     click.echo(f"cache: {Path(out) / 'cache.h5'}\npredictions: {Path(out) / 'predictions.csv'}")
 
@@ -286,11 +295,12 @@ def report(run_dir):
     On a sweep directory (one holding sweep.csv), write RUN_DIR/sweep.html: mFARM and
     FAB against tier and against precision, per model, linking each combination's report.
     """
+    from latent_bias_probe.pipeline.outdir import is_sweep_dir
     from latent_bias_probe.pipeline.report import write_report, write_sweep_report
     from latent_bias_probe.pipeline.sweep import CSV_NAME
 
     run_dir = Path(run_dir)
-    if not (run_dir / "results.json").is_file() and (run_dir / CSV_NAME).is_file():
+    if is_sweep_dir(run_dir) or (not (run_dir / "results.json").is_file() and (run_dir / CSV_NAME).is_file()):
         click.echo(f"sweep report: {write_sweep_report(run_dir)}")
         return
     click.echo(f"report: {write_report(run_dir)}")
@@ -346,7 +356,10 @@ def validate(run_dir):
 def merge(dirs, out, overwrite):
     """Combine the run directories of shards (--shard K/N) into one run directory."""
     from latent_bias_probe.pipeline.merge import merge_runs
+    from latent_bias_probe.pipeline.outdir import check_out_name, check_output_dir
 
+    check_out_name(out)
+    check_output_dir(out)
     results = merge_runs(dirs, out, overwrite=overwrite)
     click.echo(summary_table_text(results))
     click.echo(f"merged {len(dirs)} shards -> {out}")

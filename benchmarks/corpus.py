@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import io
+import hashlib
 import logging
 import re
 import sys
@@ -69,6 +70,24 @@ class CorpusCounts:
 def _pattern(words: Iterable[str]) -> re.Pattern:
     alts = sorted({w.lower() for w in words if w.strip()}, key=len, reverse=True)
     return re.compile(r"(?<![\w-])(?:" + "|".join(re.escape(w) for w in alts) + r")(?![\w-])")
+
+
+def corpus_sha256(path: str | Path) -> str:
+    """SHA-256 over a corpus's contents: a CSV file's bytes, or every ``*.txt`` of a folder
+    (relative name and bytes, in sorted order), read in blocks.
+
+    Raises ``OSError`` when the corpus cannot be read.
+    """
+    path = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*.txt") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode("utf-8", "surrogateescape") + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        h.update(b"\0")
+    return h.hexdigest()
 
 
 def iter_documents(path: str | Path, column: str | None = None, chunk_chars: int | None = None) -> Iterator[Iterator[str]]:

@@ -130,9 +130,14 @@ def _field(row: dict, key: str, at: str) -> str:
     return value.strip()
 
 
+def template_path(spec: str | Path) -> Path:
+    """The file of template set ``spec``: a shipped name (``clinical``) or the path itself."""
+    return SHIPPED.get(str(spec), Path(spec))
+
+
 def load_templates(spec: str | Path) -> TemplateSet:
     """The template set ``spec``: a shipped name (``clinical``) or a .yaml/.yml/.csv path."""
-    path = SHIPPED.get(str(spec), Path(spec))
+    path = template_path(spec)
     where = str(path)
     if not path.is_file():
         raise BenchmarkError(f"{where}: template file not found")

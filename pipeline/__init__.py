@@ -74,6 +74,9 @@ def run(
     from .extract import Shard, run_extract
     from .results import assemble_results
 
+    from .outdir import check_out_name, require_run_dir
+
+    check_out_name(out_dir)
     cfg = _as_config(config)
     wanted = set(stages)
     unknown = wanted - set(STAGES)
@@ -94,6 +97,8 @@ def run(
             "extract: %d prompts (%d computed now) in %.1f s -> %s",
             result.n_prompts, result.n_computed, result.seconds, result.cache_path,
         )
+    else:
+        require_run_dir(out_dir)
     if "explain" in wanted and RunDir(out_dir).exists("masked.json"):
         log.info("explain: skipped (a masked-LM audit has no Yes/No decision to steer)")
         wanted.discard("explain")

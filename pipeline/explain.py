@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.files import atomic_write_text
 from latent_bias_probe.configs.names import PRIMARY_SITE
 from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.configs.version import TOOLKIT_VERSION
 from .artifacts import RunDir
 from .lock import run_lock
 
@@ -41,31 +42,44 @@ CHECKPOINT_FORMAT = "latent-bias-explain-partial/1"
 
 
 class Checkpoint:
-    """Finished explain units, persisted in ``DIR/.explain.partial.json`` (see the module docstring)."""
+    """Finished explain units, persisted in ``DIR/.explain.partial.json`` (see the module docstring).
+
+    The file carries its format, the toolkit version and the inputs' key; one of
+    another format, version or key is discarded (with a warning). Each unit is checked
+    when it is read (:mod:`probes.units`); a malformed one is dropped with a warning
+    and recomputed.
+    """
 
     def __init__(self, path: Path, key: str):
         self.path, self.key = path, key
         self.items: dict[str, Any] = {}
-        if path.is_file():
+        if path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):
                 data = None
-            if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT and data.get("key") == key:
-                self.items = dict(data.get("items") or {})
+            problem = _checkpoint_problem(data, key)
+            if problem is None:
+                self.items = dict(data["items"])
                 log.info("explain: resuming from %s (%d finished units)", path, len(self.items))
             else:
-                log.warning("explain: %s is from other inputs; starting over", path)
+                log.warning("explain: %s %s; starting over", path, problem)
 
     def scoped(self, prefix: str) -> "_Scoped":
         return _Scoped(self, prefix)
 
-    def get(self, key: str) -> Any:
-        return self.items.get(key)
+    def get(self, key: str, check: Callable[[Any], bool] | None = None) -> Any:
+        """The finished unit ``key`` (None: not finished, or malformed and dropped)."""
+        value = self.items.get(key)
+        if value is not None and check is not None and not check(value):
+            log.warning("explain: %s: unit %r is malformed; dropped, recomputing it", self.path, key)
+            del self.items[key]
+            return None
+        return value
 
     def put(self, key: str, value: Any) -> None:
         self.items[key] = value
-        body = {"format": CHECKPOINT_FORMAT, "key": self.key, "items": self.items}
+        body = {"format": CHECKPOINT_FORMAT, "toolkit_version": TOOLKIT_VERSION, "key": self.key, "items": self.items}
         atomic_write_text(self.path, json.dumps(body, allow_nan=True) + "\n")
 
     def remove(self) -> None:
@@ -78,11 +92,24 @@ class _Scoped:
     def __init__(self, parent: Checkpoint, prefix: str):
         self.parent, self.prefix = parent, prefix
 
-    def get(self, key: str) -> Any:
-        return self.parent.get(f"{self.prefix}/{key}")
+    def get(self, key: str, check: Callable[[Any], bool] | None = None) -> Any:
+        return self.parent.get(f"{self.prefix}/{key}", check)
 
     def put(self, key: str, value: Any) -> None:
         self.parent.put(f"{self.prefix}/{key}", value)
+
+
+def _checkpoint_problem(data: Any, key: str) -> str | None:
+    """Why a checkpoint's contents cannot be resumed from (None: they can)."""
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        return f"is not a {CHECKPOINT_FORMAT} checkpoint"
+    if data.get("toolkit_version") != TOOLKIT_VERSION:
+        return f"was written by toolkit {str(data.get('toolkit_version'))[:40]!r}, not {TOOLKIT_VERSION}"
+    if data.get("key") != key:
+        return "is from other inputs"
+    if not isinstance(data.get("items"), dict):
+        return "holds no mapping of units"
+    return None
 
 
 def _checkpoint_key(run: RunDir, cfg: Config) -> str:

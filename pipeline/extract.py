@@ -24,11 +24,11 @@ import pandas as pd
 
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.schema import Config
-from latent_bias_probe.configs.files import atomic_path, atomic_write_text
+from latent_bias_probe.configs.files import atomic_path, atomic_write_text, naming_output
 from latent_bias_probe.configs.hashes import extraction_sha256
 from latent_bias_probe.extract.batching import plan_batches
 from latent_bias_probe.configs.version import TOOLKIT_VERSION
-from .artifacts import RunDir
+from .artifacts import MANIFEST, RunDir
 from .lock import run_lock
 
 if TYPE_CHECKING:
@@ -131,7 +131,10 @@ def run_extract(
     start = time.perf_counter()
     if limit_cases is not None and limit_cases < 1:
         raise InputError(f"--limit-cases: must be >= 1, got {limit_cases}")
+    from .outdir import check_output_dir
+
     out = Path(out_dir)
+    check_output_dir(out)
     created = create_run_dir(out)
     try:
         with run_lock(out, "extract"):
@@ -185,13 +188,14 @@ def warn_masked_section_ignored(cfg) -> None:
 def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, start) -> ExtractResult:
     from latent_bias_probe.benchmarks.registry import render_benchmark
     from latent_bias_probe.extract.backends import make_runner
-    from latent_bias_probe.extract.cache import CacheSpec, CacheWriter
+    from latent_bias_probe.extract.cache import CacheSpec
     from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
     from latent_bias_probe.extract.model import load_model
     from latent_bias_probe.configs.schema import check_against_model
     from .results import save_run_config
     from latent_bias_probe.extract.masked import model_kind
 
+    check_cache_unedited(run, overwrite)
     if model_kind(cfg.model) == "masked":  # a masked-LM audit: templates instead of the benchmark's cases
         from .masked import run_masked_extract
 
@@ -246,8 +250,7 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     }
     if shard is not None:
         extra["shard"] = f"{shard.index}/{shard.count}"
-    run.invalidate("cache.h5")  # the caller holds the run lock
-    with CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
+    with open_cache_writer(run, spec, table, overwrite, extra) as writer, naming_output(cache_path):
         save_run_config(run, cfg)  # the cache was accepted: from here on this is the run's config
         todo = writer.todo()
         if len(todo) < len(prompts):
@@ -260,6 +263,46 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     _check_batches(runner, texts, run, cfg.extract.batch_size, cfg.extract.batch_check)
     run.prune()
     return ExtractResult(cache_path, predictions_path, len(prompts), len(todo), time.perf_counter() - start)
+
+
+def check_cache_unedited(run: RunDir, overwrite: bool) -> None:
+    """Refuse to resume a ``cache.h5`` changed since the toolkit recorded it (exit 2), unless ``overwrite``.
+
+    Its recorded fingerprint covers the prompts, outputs, ``done`` mask and attributes;
+    a cache that differs (an edited P(Yes), say) would otherwise be resumed as complete
+    and recorded as fresh. An unrecorded cache (an interrupted run, another tool's) is
+    resumed by its identity, as before.
+    """
+    entry = run.manifest.get("cache.h5")
+    if entry is None or not run.exists("cache.h5"):
+        return
+    current = run.fingerprint("cache.h5")
+    if current is None or current == entry["sha256"]:
+        return  # unreadable: the writer replaces it (with a warning) or names what is wrong
+    if overwrite:
+        log.warning("%s: changed since it was recorded in %s; recomputing it (--overwrite)", run / "cache.h5", MANIFEST)
+        return
+    raise InputError(
+        f"{run / 'cache.h5'}: changed since the toolkit recorded it in {MANIFEST} (its prompts, outputs or "
+        "attributes differ); not resumed: pass --overwrite to recompute it, or choose another --out"
+    )
+
+
+def open_cache_writer(run: RunDir, spec, table, overwrite: bool, extra: dict):
+    """``CacheWriter.create_or_resume`` on ``run/cache.h5``; the cache's manifest entry is dropped (on disk too)
+    while it is being written, and put back when the writer refuses the file (a refused run changes nothing)."""
+    from latent_bias_probe.extract.cache import CacheWriter
+
+    cache_path = run / "cache.h5"
+    entry = run.manifest.get("cache.h5")
+    run.invalidate("cache.h5", persist=True)  # the caller holds the run lock
+    try:
+        with naming_output(cache_path):
+            return CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra)
+    except BaseException:
+        if entry is not None:
+            run.restore("cache.h5", entry)
+        raise
 
 
 def _check_batches(runner, texts, run: RunDir, batch_size: int, n: int) -> None:

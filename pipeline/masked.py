@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from latent_bias_probe.configs.errors import InputError
-from latent_bias_probe.configs.files import atomic_write_text
+from latent_bias_probe.configs.files import atomic_write_text, naming_output
 from latent_bias_probe.configs.names import BASE, MASKED_TIER
 from latent_bias_probe.configs.schema import Config, MaskedConfig
 from .artifacts import RunDir
@@ -74,10 +74,10 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
     from latent_bias_probe.configs.hashes import extraction_sha256
     from latent_bias_probe.configs.schema import check_against_model
     from latent_bias_probe.configs.version import TOOLKIT_VERSION
-    from latent_bias_probe.extract.cache import CacheSpec, CacheWriter
+    from latent_bias_probe.extract.cache import CacheSpec
     from latent_bias_probe.extract.masked import MaskedScorer, load_masked_model
     from latent_bias_probe.extract.provenance import environment
-    from .extract import ExtractResult, write_predictions
+    from .extract import ExtractResult, open_cache_writer, write_predictions
     from .results import save_run_config
 
     if shard is not None:
@@ -113,10 +113,9 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
     if tuple(cfg.extract.sites) != ("resid_post",):
         log.warning("masked: only resid_post is cached for a masked model (extract.sites %s ignored)", cfg.extract.sites)
     extra = {"model_kind": "masked", "render_report": json.dumps({}), "provenance": json.dumps(environment(loaded.device, loaded.model))}
-    run.invalidate("cache.h5")
     run.invalidate(MASKED_NAME)
     scorer = MaskedScorer(loaded, batch_size=max(cfg.extract.batch_size, 1))
-    with CacheWriter.create_or_resume(run / "cache.h5", spec, table, overwrite=overwrite, extra_attrs=extra) as writer:
+    with open_cache_writer(run, spec, table, overwrite, extra) as writer, naming_output(run / "cache.h5"):
         save_run_config(run, cfg)
         encoded = [scorer.encode(s.text, s.target, s.attribute) for *_, s in rows]
         t0 = time.perf_counter()

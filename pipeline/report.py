@@ -1,7 +1,9 @@
 """The report stage: ``DIR/report.html`` of a run, ``DIR/sweep.html`` of a sweep.
 
 Reads only fresh artifacts (:mod:`pipeline.artifacts`): ``results.json`` is
-re-assembled first when it is stale, and a stale ``explain.json`` is never shown.
+re-assembled first when it is stale, and a stale ``explain.json`` is never shown; a
+``config.json`` edited by hand, or a ``sweep.csv`` changed since its sweep recorded
+it, is refused.
 The pages themselves are rendered by :mod:`report.html` and :mod:`report.sweep_html`.
 """
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.files import atomic_write_text
-from .artifacts import RunDir
+from .artifacts import MANIFEST, RunDir, SweepDir
 from .lock import run_lock
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,14 @@ def write_report(run_dir: str | Path) -> Path:
 
     Raises :class:`configs.errors.InputError` when the run has no results yet.
     """
-    from .results import assemble_results
+    from .results import assemble_results, load_run_config
     from latent_bias_probe.report.html import render_report
 
     run = RunDir(run_dir)
     if not run.path.is_dir():
         raise InputError(f"{run.path}: no such run directory")
+    if run.exists("config.json"):
+        load_run_config(run.path)  # a broken or hand-edited config.json drives nothing, deletes nothing
     if not run.is_fresh("results.json"):
         if not run.is_fresh("predictions.csv"):
             raise InputError(f"{run / 'results.json'}: not found or stale (run 'probe run' or 'probe extract' first)")
@@ -92,10 +96,23 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / CSV_NAME).is_file():
         raise InputError(f"{sweep_dir / CSV_NAME}: not found (run 'probe run' on a sweep config first)")
+    sweep = SweepDir(sweep_dir)
+    recorded = sweep.has_manifest()
+    if not recorded:  # a sweep of an earlier version, or a table made elsewhere: nothing to check it against
+        log.warning("%s: no sweep manifest (%s); reporting the table as it is", sweep_dir / CSV_NAME, MANIFEST)
+    elif not sweep.is_fresh(CSV_NAME):
+        raise InputError(
+            f"{sweep_dir / CSV_NAME}: {sweep.why_stale(CSV_NAME)}; not reported (run the sweep config again with "
+            f"--out {sweep_dir}: finished combinations are skipped and the table is rebuilt)"
+        )
     df = sweep_table(sweep_dir)
     rows = df.astype(object).where(df.notna(), None).to_dict("records")
     text = render_sweep_report(rows, title=f"Sweep report: {sweep_dir.name}", run_links=_run_links(sweep_dir))
     path = sweep_dir / SWEEP_REPORT_NAME
-    atomic_write_text(path, text)
+    with run_lock(sweep_dir, "report"):
+        sweep.invalidate(SWEEP_REPORT_NAME)
+        atomic_write_text(path, text)
+        if recorded:
+            sweep.record(SWEEP_REPORT_NAME)
     log.info("sweep report: %s", path)
     return path

@@ -66,7 +66,7 @@ def save_run_config(run_dir: str | Path | RunDir, cfg: Config) -> Path:
 
 
 def load_run_config(run_dir: str | Path) -> Config:
-    """Read ``DIR/config.json`` written by :func:`save_run_config`."""
+    """Read ``DIR/config.json`` written by :func:`save_run_config`; one edited by hand since is refused."""
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise InputError(f"{path}: not found (is {run_dir} a run directory made by 'probe run' or 'probe extract'?)")
@@ -76,7 +76,9 @@ def load_run_config(run_dir: str | Path) -> Config:
         raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object")
-    return config_from_dict(data, Path.cwd(), str(path))
+    cfg = config_from_dict(data, Path.cwd(), str(path))  # what is wrong with its contents is named first
+    RunDir(run_dir).check_config()
+    return cfg
 
 
 # ---------------------------------------------------------------------- schema
@@ -285,18 +287,35 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
 
 def assemble_results(run_dir: str | Path | RunDir) -> dict[str, Any]:
     """Build, validate and write ``DIR/results.json`` from the run's fresh artifacts; return it."""
+    from .outdir import require_run_dir
+
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    if not run.path.is_dir():
-        raise InputError(f"{run.path}: no such run directory")
+    require_run_dir(run.path)
     with run_lock(run.path, "score"):
+        cfg = load_run_config(run.path)  # first: an edited config.json must neither drive nor prune anything
         run.prune()
-        cfg = load_run_config(run.path)
+        derive_predictions(run)
         results = build_results(run, cfg)
         validate_results(results, str(run / RESULTS_NAME))
         run.invalidate(RESULTS_NAME)
         atomic_write_text(run / RESULTS_NAME, json.dumps(results, indent=2) + "\n")
         run.record(RESULTS_NAME)
     return results
+
+
+def derive_predictions(run: RunDir) -> None:
+    """Write ``predictions.csv`` from a fresh, complete ``cache.h5`` when it is missing or stale.
+
+    predictions.csv is made from cache.h5 (:data:`pipeline.artifacts.ARTIFACTS`): a cache
+    written by another tool in the documented layout, adopted with no predictions.csv,
+    gets one here, and a stale one is remade from the cache rather than refused.
+    """
+    from .extract import write_predictions
+
+    if run.is_fresh("predictions.csv") or not run.is_fresh("cache.h5"):
+        return
+    log.info("%s: %s; deriving it from %s", run / "predictions.csv", run.why_stale("predictions.csv"), run / "cache.h5")
+    write_predictions(run)
 
 
 def summary_table(tiers: dict[str, Any]) -> str:

@@ -62,6 +62,8 @@ from latent_bias_probe.configs.schema import Config, SweepConfig
 from latent_bias_probe.configs.files import atomic_path, atomic_write_text
 from latent_bias_probe.configs.hashes import run_config_sha256
 from latent_bias_probe.configs.names import PRECISIONS
+from .artifacts import SweepDir
+from .lock import run_lock
 from latent_bias_probe.report.sweep import INT_COLUMNS, MODEL_DIFF_COLUMNS, optional_columns, result_rows, slug, sweep_columns
 
 log = logging.getLogger(__name__)
@@ -331,17 +333,30 @@ def run_sweep(
     :func:`is_complete`; ``stages``: the stages ``run_one`` runs) are skipped unless ``rerun``. Errors propagate: a failed
     combination stops the sweep, and running it again resumes.
     """
+    from .outdir import check_output_dir
+
     out_dir = Path(out_dir)
+    check_output_dir(out_dir, "sweep")
     planned = check_sweep(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(out_dir, "sweep"):
+        return _run_sweep(cfg, SweepDir(out_dir), planned, run_one, rerun, stages)
+
+
+def _run_sweep(cfg: Config, sweep: SweepDir, planned, run_one, rerun: bool, stages) -> Path:
+    out_dir = sweep.path
     plan = {
         "config": cfg.to_dict(),
         "run_config_sha256": run_config_sha256(cfg),
         "items": [asdict(item) | {"run_config_sha256": run_config_sha256(icfg)} for item, icfg in planned],
     }
+    sweep.invalidate(PLAN_NAME)
     atomic_write_text(out_dir / PLAN_NAME, json.dumps(plan, indent=2) + "\n")
+    sweep.record(PLAN_NAME)
+    sweep.prune()  # a sweep.csv of another plan, a sweep.html of another sweep.csv
     csv_path = out_dir / CSV_NAME
     rows: list[dict[str, Any]] = []
+    done: list[SweepItem] = []
     for i, (item, icfg) in enumerate(planned, 1):
         run_dir = out_dir / item.name
         if not rerun and is_complete(run_dir, icfg, stages):
@@ -354,12 +369,22 @@ def run_sweep(
         if results is None:
             raise RuntimeError(f"sweep item {item.name}: {run_dir / 'results.json'} missing or unreadable after the run")
         rows.extend(result_rows(item, results))
-        write_sweep_csv(rows, csv_path)
+        done.append(item)
+        _write_recorded_csv(sweep, rows, done)
     add_reference_differences(cfg, planned, out_dir, rows)
     add_model_differences(planned, out_dir, rows, cfg)
-    write_sweep_csv(rows, csv_path)
+    _write_recorded_csv(sweep, rows, done)
+    sweep.prune()
     log.info("sweep: %d combinations -> %s", len(planned), csv_path)
     return csv_path
+
+
+def _write_recorded_csv(sweep: SweepDir, rows: list[dict[str, Any]], items: list[SweepItem]) -> None:
+    """Write ``sweep.csv`` and record it with the plan and the ``results.json`` of ``items`` as its inputs."""
+    sweep.invalidate(CSV_NAME)
+    write_sweep_csv(rows, sweep / CSV_NAME)
+    inputs = {f"item:{item.name}": sweep.fingerprint(f"item:{item.name}") for item in items}
+    sweep.record(CSV_NAME, {k: v for k, v in inputs.items() if v is not None})
 
 
 def reference_items(cfg: Config, planned: list[tuple[SweepItem, Config]]) -> dict[str, SweepItem]:

@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from latent_bias_probe.configs.names import BASE
 from latent_bias_probe.configs.schema import Config
+from .units import valid_dose, valid_mediation_batch, valid_ranks
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,10 @@ class MemoryStore:
     def __init__(self):
         self.items: dict[str, Any] = {}
 
-    def get(self, key: str) -> Any:
-        return self.items.get(key)
+    def get(self, key: str, check: Callable[[Any], bool] | None = None) -> Any:
+        """The unit stored under ``key``; None when there is none, or when ``check`` refuses it."""
+        value = self.items.get(key)
+        return None if value is None or (check is not None and not check(value)) else value
 
     def put(self, key: str, value: Any) -> None:
         self.items[key] = value
@@ -390,14 +393,18 @@ def explain_tier(
 
     start = time.perf_counter()
     dose: dict[str, Any] = {}
-    pending = [k for k in directions if store.get(f"dose/{k}") is None]
+
+    def dose_ok(unit: Any) -> bool:
+        return valid_dose(unit, value_layer, ec.alphas)
+
+    pending = [k for k in directions if store.get(f"dose/{k}", dose_ok) is None]
     prepared = None
     if pending and base_texts:
         base_batches = length_batches(runner, base_texts, bs)
         iv.verify([base_texts[i] for i in base_batches[0]], value_layer)
         prepared = (iv, [(idx, iv.prepare([base_texts[i] for i in idx], [value_layer])) for idx in base_batches])
     for name, u in directions.items():
-        result = store.get(f"dose/{name}")
+        result = store.get(f"dose/{name}", dose_ok)
         if result is None:
             result = dose_response(runner, model, base_texts, value_layer, u, float(sigma[value_layer]), ec.alphas, bs, p_base, prepared)
             store.put(f"dose/{name}", result)
@@ -412,20 +419,25 @@ def explain_tier(
     kinds = position_kinds(runner, texts, races, genders) if kind_names else None
     batches = length_batches(runner, texts, bs)
     p_med = {name: np.empty((len(layers), len(texts))) for name in ("leace", "random", *kind_names, *(("by_kind",) if kind_names else ()))}
-    pending = [j for j in range(len(batches)) if store.get(f"mediation/{j}") is None]
+
+    def batch_ok(j: int) -> Callable[[Any], bool]:
+        return lambda unit: valid_mediation_batch(unit, list(p_med), len(layers), len(batches[j]))
+
+    pending = [j for j in range(len(batches)) if store.get(f"mediation/{j}", batch_ok(j)) is None]
     kept: dict[int, Any] = {}
-    if pending:
+    stored_ranks = store.get("mediation/ranks", lambda unit: valid_ranks(unit, layers))
+    if pending or stored_ranks is None:
         iv.verify([texts[i] for i in batches[0]], layers[0])
         erasers, kind_erasers, kept = _fit_pass(iv, texts, batches, set(pending), concept, kinds, kind_names, layers, len(groups), ec)
         ranks = {layer: erasers[layer][2] for layer in layers}
         store.put("mediation/ranks", {str(k): v for k, v in ranks.items()})
     else:
         erasers, kind_erasers = {}, {}
-        ranks = {int(k): v for k, v in store.get("mediation/ranks").items()}
+        ranks = {int(k): v for k, v in stored_ranks.items()}
     from .interventions import erase_fn, kind_mask
 
     for j, idx in enumerate(batches):
-        done = store.get(f"mediation/{j}")
+        done = store.get(f"mediation/{j}", batch_ok(j))
         if done is None:
             chunk = [texts[i] for i in idx]
             state = kept.pop(j) if iv.reuse and j in kept else iv.prepare(chunk, layers)

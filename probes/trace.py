@@ -33,6 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .units import valid_trace_case
+
 log = logging.getLogger(__name__)
 
 #: the positions patched (see the module docstring)
@@ -126,7 +128,8 @@ def causal_trace(iv, prompts, texts, p_yes, pairs, kinds, layers, batch_size, st
     per_case = {}
     for case in cases:
         mine = [p for p in pairs if p["case"] == case]
-        done = store.get(f"trace/{case}")
+        keys = [f"{p['source']}>{p['target']}" for p in mine]
+        done = store.get(f"trace/{case}", lambda unit: valid_trace_case(unit, keys, TRACE_KINDS, len(layers)))
         if done is None:
             done = _trace_case(iv, texts, mine, kinds, layers, batch_size)
             store.put(f"trace/{case}", done)
