@@ -24,11 +24,12 @@ import pandas as pd
 
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.schema import Config
-from latent_bias_probe.configs.files import atomic_path, atomic_write_text, naming_output
+from latent_bias_probe.configs.files import atomic_write_text, naming_output
 from latent_bias_probe.configs.hashes import extraction_sha256
 from latent_bias_probe.extract.batching import plan_batches
 from latent_bias_probe.configs.version import TOOLKIT_VERSION
 from .artifacts import MANIFEST, RunDir
+from .predictions import PREDICTION_COLUMNS, ExtractResult, open_cache_writer, write_predictions  # noqa: F401 (re-exported)
 from .lock import run_lock
 
 if TYPE_CHECKING:
@@ -39,9 +40,6 @@ log = logging.getLogger(__name__)
 #: predictions.csv columns (docs/reference/run-directory.md, section predictions.csv). ``option_mass`` (next-token probability on Yes ∪ No)
 #: comes last, so readers that index the older columns by position keep working; it is
 #: empty for a cache that has none (format 1). ``probe score`` does not need it.
-PREDICTION_COLUMNS = [
-    "case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token", "option_mass",
-]
 
 
 @dataclass(frozen=True)
@@ -61,17 +59,6 @@ class Shard:
         if not 1 <= k <= n:
             raise InputError(f"--shard {text!r}: need 1 <= K <= N")
         return cls(k, n)
-
-
-@dataclass(frozen=True)
-class ExtractResult:
-    """What the extract stage produced."""
-
-    cache_path: Path
-    predictions_path: Path
-    n_prompts: int
-    n_computed: int
-    seconds: float
 
 
 def prompt_table(prompts: Sequence[Prompt], texts: Sequence[str]) -> pd.DataFrame:
@@ -192,7 +179,7 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
     from latent_bias_probe.extract.model import load_model
     from latent_bias_probe.configs.schema import check_against_model
-    from .results import save_run_config
+    from .runconfig import save_run_config
     from latent_bias_probe.extract.masked import model_kind
 
     check_cache_unedited(run, overwrite)
@@ -288,23 +275,6 @@ def check_cache_unedited(run: RunDir, overwrite: bool) -> None:
     )
 
 
-def open_cache_writer(run: RunDir, spec, table, overwrite: bool, extra: dict):
-    """``CacheWriter.create_or_resume`` on ``run/cache.h5``; the cache's manifest entry is dropped (on disk too)
-    while it is being written, and put back when the writer refuses the file (a refused run changes nothing)."""
-    from latent_bias_probe.extract.cache import CacheWriter
-
-    cache_path = run / "cache.h5"
-    entry = run.manifest.get("cache.h5")
-    run.invalidate("cache.h5", persist=True)  # the caller holds the run lock
-    try:
-        with naming_output(cache_path):
-            return CacheWriter.create_or_resume(cache_path, spec, table, overwrite=overwrite, extra_attrs=extra)
-    except BaseException:
-        if entry is not None:
-            run.restore("cache.h5", entry)
-        raise
-
-
 def _check_batches(runner, texts, run: RunDir, batch_size: int, n: int) -> None:
     """Re-run ``n`` prompts alone and record how far their P(Yes) is from the batched one."""
     from latent_bias_probe.extract.batch_check import CHECK_NAME, check_batch_invariance
@@ -365,22 +335,3 @@ def _run_batches(runner, writer, texts, batches, spec, demographic, progress) ->
             bar.update(len(idx))
 
 
-def write_predictions(run: RunDir) -> Path:
-    """Write ``predictions.csv`` (the contract in docs/reference/run-directory.md) from the run's complete cache, atomically.
-
-    Columns :data:`PREDICTION_COLUMNS`; ``option_mass`` is written empty where the cache
-    has none (a format 1 cache, or rows merged from one).
-    """
-    from latent_bias_probe.extract.cache import Cache
-
-    cache_path, out_path = run / "cache.h5", run / "predictions.csv"
-    with Cache(cache_path) as cache:
-        if not cache.done.all():
-            raise InputError(f"{cache_path}: {int((~cache.done).sum())} prompts unfinished, cannot write predictions")
-        df = pd.concat([cache.prompts, cache.outputs], axis=1)
-    df["label"] = df["label"].map(lambda v: "" if int(v) < 0 else str(int(v)))
-    run.invalidate("predictions.csv")
-    with atomic_path(out_path) as tmp:
-        df[PREDICTION_COLUMNS].to_csv(tmp, index=False, float_format="%.8g")
-    run.record("predictions.csv")
-    return out_path

@@ -98,7 +98,8 @@ def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool 
     it fails before writing anything. Returns the merged ``results.json`` mapping.
     """
     from latent_bias_probe.extract.cache import merge_caches
-    from .extract import create_run_dir, remove_empty_dirs, write_predictions
+    from .extract import create_run_dir, remove_empty_dirs
+    from .predictions import write_predictions
     from .lock import run_lock
     from .results import assemble_results, save_run_config
 

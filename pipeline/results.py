@@ -27,11 +27,12 @@ from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.files import atomic_write_text
 from latent_bias_probe.configs.hashes import extraction_sha256, run_config_sha256
 from latent_bias_probe.configs.names import SCORE_KEYS, VALUE_AXIS_WARNING
-from latent_bias_probe.configs.schema import Config, config_from_dict
+from latent_bias_probe.configs.schema import Config
 from latent_bias_probe.configs.version import TOOLKIT_VERSION
 from latent_bias_probe.configs.resources import package_path
 from latent_bias_probe.mfarm.metrics import METRICS
 from .artifacts import RunDir
+from .runconfig import load_run_config, save_run_config  # noqa: F401 (re-exported)
 from .lock import run_lock
 
 log = logging.getLogger(__name__)
@@ -49,39 +50,6 @@ class ResultsSchemaError(InputError, ValueError):
 
 
 # ---------------------------------------------------------------------- config.json
-
-
-def save_run_config(run_dir: str | Path | RunDir, cfg: Config) -> Path:
-    """Record the resolved config in ``DIR/config.json`` atomically (later stages read it back)."""
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
-    path = run / "config.json"
-    text = json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n"
-    if path.is_file() and path.read_text(encoding="utf-8") == text and "config.json" in run.manifest:
-        return path
-    run.invalidate("config.json")
-    atomic_write_text(path, text)
-    run.record("config.json")
-    run.forget()
-    return path
-
-
-def load_run_config(run_dir: str | Path) -> Config:
-    """Read ``DIR/config.json`` written by :func:`save_run_config`; one edited by hand since is refused."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise InputError(f"{path}: not found (is {run_dir} a run directory made by 'probe run' or 'probe extract'?)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    cfg = config_from_dict(data, Path.cwd(), str(path))  # what is wrong with its contents is named first
-    RunDir(run_dir).check_config()
-    return cfg
-
-
-# ---------------------------------------------------------------------- schema
 
 
 @lru_cache(maxsize=1)
@@ -166,7 +134,7 @@ def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:
     """Intervals of every score including F_LV, mFARM full and FAB full, resampling P and S together."""
     import numpy as np
 
-    from .fit import read_latent_matrices
+    from .probes_file import read_latent_matrices
     from .score import read_predictions
     from latent_bias_probe.mfarm.resampling import score_intervals
     from .scoring import group_order, tier_matrices
@@ -208,7 +176,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
     """The results mapping of a run from its fresh artifacts (see the module docstring)."""
     from latent_bias_probe.mfarm.accuracy import fab
     from latent_bias_probe.mfarm.output_scores import geometric_mean
-    from .fit import read_latent
+    from .probes_file import read_latent
     from latent_bias_probe.probes.causal import best_mediation
 
     if not run.is_fresh("predictions.csv"):
@@ -252,7 +220,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
     check = _read_json(run / "batch_check.json") if run.is_fresh("batch_check.json") else None
     masked = None
     if run.is_fresh("masked.json"):
-        from .masked import masked_results, read_masked
+        from .masked_results import masked_results, read_masked
 
         data = read_masked(run / "masked.json")
         masked = masked_results(data, cfg) if data is not None else None
@@ -310,7 +278,7 @@ def derive_predictions(run: RunDir) -> None:
     written by another tool in the documented layout, adopted with no predictions.csv,
     gets one here, and a stale one is remade from the cache rather than refused.
     """
-    from .extract import write_predictions
+    from .predictions import write_predictions
 
     if run.is_fresh("predictions.csv") or not run.is_fresh("cache.h5"):
         return
