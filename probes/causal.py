@@ -28,6 +28,7 @@ import numpy as np
 
 from configs.names import BASE
 from configs.schema import Config
+from mfarm.scalars import as_float
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,7 @@ def _dose_summary(layer, alphas, means, logits) -> dict[str, Any]:
 
     a = np.asarray(alphas, dtype=float)
     slope = float(np.polyfit(a, logits, 1)[0]) if len(set(alphas)) > 1 else None
-    rho = spearmanr(a, means).statistic if len(set(means)) > 1 else float("nan")
+    rho = as_float(spearmanr(a, means).statistic) if len(set(means)) > 1 else float("nan")
     return {
         "layer": int(layer),
         "alphas": [float(x) for x in alphas],
