@@ -90,3 +90,12 @@ def test_a_one_element_p_value_is_kept_not_turned_into_nan():
     assert _finite_or_nan(np.array([0.03])) == 0.03
     assert nan_to_none(np.array([0.03])) == 0.03
     assert np.isnan(_finite_or_nan(None)) and np.isnan(_finite_or_nan(np.array([np.inf])))
+
+
+def test_probe_compare_of_two_109_case_tables_exits_0(tmp_path):
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    _table(109, seed=0).to_csv(a, index=False)
+    _table(109, seed=0).assign(p_yes=lambda d: (d["p_yes"] * 0.9).round(6)).to_csv(b, index=False)
+    res = run_probe("compare", str(a), str(b), "--bootstrap", "20")
+    assert res.returncode == 0, res.stderr
+    assert "all" in res.stdout
