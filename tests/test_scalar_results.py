@@ -99,3 +99,19 @@ def test_probe_compare_of_two_109_case_tables_exits_0(tmp_path):
     res = run_probe("compare", str(a), str(b), "--bootstrap", "20")
     assert res.returncode == 0, res.stderr
     assert "all" in res.stdout
+
+
+def test_scored_tiers_fit_the_results_schema_with_their_null_reasons():
+    import jsonschema
+
+    from conftest import ROOT
+
+    schema = json.loads((ROOT / "pipeline" / "schemas" / "results.schema.json").read_text())
+    tier_schema = {"$ref": "#/$defs/tier", "$defs": schema["$defs"]}
+    df = _table(4).assign(label="")  # 4 cases, no labels: nulls with reasons
+    tier = score_table(validate_predictions(df), n_boot=0)["all"]
+    jsonschema.validate(json.loads(json.dumps(tier)), tier_schema)
+    assert tier["null_reasons"]["accuracy"] == "no labelled prompt"
+    assert tier["null_reasons"]["ci.score"] == "no bootstrap (n_boot = 0)"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**tier, "null_reasons": {"accuracy": 1}}, tier_schema)
