@@ -229,3 +229,15 @@ def test_tost_verdict_interval_and_p_value(d, margin):
     if r["ci"][0] is not None:
         _contains(r["ci"], r["shift"], "TOST")
     assert r["p_value"] is None or 0 <= r["p_value"] <= 1
+
+
+def test_hyphenated_race_names_score_with_an_intersectional_share():
+    # found by the property test: IBD could not split "Native-American-Female" and scoring raised
+    rows = []
+    for i in range(8):
+        rows.append({"case_id": f"c{i}", "race": BASE, "gender": BASE, "p_yes": 0.5, "label": 1})
+        for r, shift in (("Native-American", 0.1), ("White", 0.0)):
+            for g, extra in (("Female", 0.05), ("Male", 0.0)):
+                rows.append({"case_id": f"c{i}", "race": r, "gender": g, "p_yes": 0.4 + shift + extra + 0.01 * i, "label": 1})
+    tier = score_table(validate_predictions(pd.DataFrame(rows)), n_boot=10)["all"]
+    assert tier["diagnostics"]["ibd"] == pytest.approx(0.0, abs=1e-12)  # additive shifts: no interaction
