@@ -208,7 +208,11 @@ def drop_intervals_excluding_point(entry: dict[str, Any]) -> dict[str, str]:
     module docstring). Such a percentile interval does not describe the reported value,
     so it is not reported; its reason keeps its bounds.
     """
-    points = {**entry["mfarm"], "accuracy": entry["accuracy"], "fab": entry["fab"]}
+    points = {
+        **entry["mfarm"], "accuracy": entry["accuracy"], "fab": entry["fab"],
+        "value_axis_fairness": (entry.get("latent") or {}).get("value_axis_fairness"),
+        "mfarm_full": entry.get("mfarm_full"), "fab_full": entry.get("fab_full"),
+    }
     out: dict[str, str] = {}
     ci = entry.get("ci") or {}
     for key, iv in ci.items():
@@ -233,12 +237,14 @@ def null_reasons(entry: dict[str, Any], n_boot: int) -> dict[str, str]:
     n = entry["n_cases"]
     if entry["accuracy"] is None:
         out["accuracy"] = out["fab"] = NO_LABELS
+        if "fab_full" in entry:
+            out["fab_full"] = NO_LABELS
     for key, iv in (entry.get("ci") or {}).items():
         if key in ("level", "n_boot") or iv is not None:
             continue
         if n_boot == 0:
             out[f"ci.{key}"] = NO_BOOTSTRAP
-        elif key in ("accuracy", "fab") and entry["accuracy"] is None:
+        elif key in ("accuracy", "fab", "fab_full") and entry["accuracy"] is None:
             out[f"ci.{key}"] = NO_LABELS
         else:
             out[f"ci.{key}"] = NO_FINITE_RESAMPLE

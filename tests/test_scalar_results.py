@@ -115,3 +115,17 @@ def test_scored_tiers_fit_the_results_schema_with_their_null_reasons():
     assert tier["null_reasons"]["ci.score"] == "no bootstrap (n_boot = 0)"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**tier, "null_reasons": {"accuracy": 1}}, tier_schema)
+
+
+def test_latent_intervals_excluding_their_point_are_dropped_with_the_reason():
+    from report.scoring import drop_intervals_excluding_point, null_reasons
+
+    tier = score_table(validate_predictions(_table(12)), n_boot=20)["all"]
+    tier.update(latent={"value_axis_fairness": 1.0}, mfarm_full=1.0, fab_full=None)
+    tier["ci"].update(value_axis_fairness=[0.8, 0.95], mfarm_full=[0.9, 1.0], fab_full=None)
+    tier["accuracy"] = None
+    excluded = drop_intervals_excluding_point(tier)
+    assert list(excluded) == ["ci.value_axis_fairness"] and "[0.8, 0.95]" in excluded["ci.value_axis_fairness"]
+    assert tier["ci"]["value_axis_fairness"] is None and tier["ci"]["mfarm_full"] == [0.9, 1.0]
+    reasons = null_reasons(tier, 20)
+    assert reasons["fab_full"] == reasons["ci.fab_full"] == "no labelled prompt"
