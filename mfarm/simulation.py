@@ -33,7 +33,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit
 
-from mfarm.scalars import as_float
+from .scalars import as_float
 
 __all__ = ["TierPopulation"]
 

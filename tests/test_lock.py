@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from conftest import ROOT
-from extract.provenance import LIBRARIES, environment, lock_pins, lock_record
+from latent_bias_probe.extract.provenance import LIBRARIES, environment, lock_pins, lock_record
 
 LOCK = ROOT / "requirements.lock"
 TORCH_LOCK = ROOT / "requirements-torch-cpu.lock"

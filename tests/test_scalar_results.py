@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from statsmodels.stats.power import TTestPower
 
-from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES
-from mfarm import equivalence
-from mfarm.equivalence import detectable_shift
-from mfarm.scalars import as_float
-from report.scoring import score_table, validate_predictions
+from latent_bias_probe.configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES
+from latent_bias_probe.mfarm import equivalence
+from latent_bias_probe.mfarm.equivalence import detectable_shift
+from latent_bias_probe.mfarm.scalars import as_float
+from latent_bias_probe.report.scoring import score_table, validate_predictions
 from conftest import run_probe
 
 
@@ -85,7 +85,7 @@ def test_probe_score_of_109_cases_exits_0(tmp_path):
 
 def test_a_one_element_p_value_is_kept_not_turned_into_nan():
     # before the fix a 1-element pvalue from scipy became NaN silently (counted as p = 1)
-    from mfarm.stats import _finite_or_nan, nan_to_none
+    from latent_bias_probe.mfarm.stats import _finite_or_nan, nan_to_none
 
     assert _finite_or_nan(np.array([0.03])) == 0.03
     assert nan_to_none(np.array([0.03])) == 0.03
@@ -118,7 +118,7 @@ def test_scored_tiers_fit_the_results_schema_with_their_null_reasons():
 
 
 def test_latent_intervals_excluding_their_point_are_dropped_with_the_reason():
-    from report.scoring import drop_intervals_excluding_point, null_reasons
+    from latent_bias_probe.report.scoring import drop_intervals_excluding_point, null_reasons
 
     tier = score_table(validate_predictions(_table(12)), n_boot=20)["all"]
     tier.update(latent={"value_axis_fairness": 1.0}, mfarm_full=1.0, fab_full=None)
