@@ -47,6 +47,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .resampling import _interval, bootstrap_indices
+from .scalars import as_float
 from .stats import friedman_test, quiet, reject
 
 CONSISTENT = "consistent with the corpus"
@@ -91,7 +92,7 @@ def _t_test(d: np.ndarray, margin: float = 0.0) -> tuple[float, float]:
         return 1.0, mean / sd
     t = excess / (sd / math.sqrt(len(d)))
     with quiet():
-        p = float(min(1.0, 2.0 * st.t.sf(t, len(d) - 1)))
+        p = min(1.0, 2.0 * as_float(st.t.sf(t, len(d) - 1)))
     return p, mean / sd
 
 

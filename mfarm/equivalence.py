@@ -36,6 +36,8 @@ import numpy as np
 
 from latent_bias_probe.configs.names import BASE
 
+from .scalars import as_float
+
 __all__ = ["tost", "equivalence_verdicts", "detectable_shift"]
 
 
@@ -53,10 +55,10 @@ def tost(d: Sequence[float], margin: float, alpha: float = 0.05) -> dict:
         inside = abs(mean) < margin
         verdict = "equivalent" if inside else ("different" if abs(mean) > margin else "inconclusive")
         return {"shift": mean, "ci": [mean, mean], "p_value": 0.0 if inside else 1.0, "verdict": verdict, "n": n}
-    q = float(stats.t.ppf(1 - alpha, n - 1))
+    q = as_float(stats.t.ppf(1 - alpha, n - 1))
     lo, hi = mean - q * se, mean + q * se
-    p_lower = float(stats.t.sf((mean + margin) / se, n - 1))  # H0: mean <= -margin
-    p_upper = float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= +margin
+    p_lower = as_float(stats.t.sf((mean + margin) / se, n - 1))  # H0: mean <= -margin
+    p_upper = as_float(stats.t.cdf((mean - margin) / se, n - 1))  # H0: mean >= +margin
     if -margin < lo and hi < margin:
         verdict = "equivalent"
     elif lo > margin or hi < -margin:
@@ -90,4 +92,4 @@ def detectable_shift(P: np.ndarray, alpha: float = 0.05, power: float = 0.8) -> 
     if spread == 0:
         return 0.0
     effect = TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="two-sided")
-    return float(effect) * spread
+    return as_float(effect) * spread  # a float or a one-element array, by statsmodels version and n

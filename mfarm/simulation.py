@@ -33,6 +33,8 @@ import numpy as np
 from scipy import stats
 from scipy.special import expit
 
+from .scalars import as_float
+
 __all__ = ["TierPopulation"]
 
 
@@ -81,7 +83,7 @@ class TierPopulation:
         agree = []
         for s in (0.0, *self.shifts):
             mean = [self.mu + s, self.mu]
-            both_low = float(stats.multivariate_normal(mean, cov).cdf([0.0, 0.0]))
+            both_low = as_float(stats.multivariate_normal(mean, cov).cdf([0.0, 0.0]))
             px = stats.norm.cdf(0.0, self.mu + s, sx)  # Pr(prediction = NO)
             agree.append(both_low + (1.0 - px - pz + both_low))
         return float(np.mean(agree))

@@ -20,6 +20,8 @@ import numpy as np
 from latent_bias_probe.configs.corrections import check_correction
 from scipy import stats as _st
 
+from .scalars import as_float
+
 __all__ = [
     "dom",
     "reject",
@@ -113,7 +115,7 @@ def _holm(p: np.ndarray, alpha: float) -> np.ndarray:
 
 def _finite_or_nan(v: object) -> float:
     try:
-        f = float(v)  # type: ignore[arg-type]
+        f = as_float(v)
     except (TypeError, ValueError):
         return math.nan
     return f if math.isfinite(f) else math.nan
@@ -250,7 +252,7 @@ def levene_test(columns: Sequence[np.ndarray] | np.ndarray) -> tuple[float, floa
             res = _st.levene(*cols, center="median")
     except Exception:  # noqa: BLE001
         return math.nan, math.nan
-    stat = float(res.statistic)
+    stat = as_float(res.statistic)
     return (stat if not math.isnan(stat) else math.nan), _finite_or_nan(res.pvalue)
 
 
@@ -305,7 +307,7 @@ def nan_to_none(v: float | None) -> float | None:
     """A plain float for JSON, or None when the value is missing or not finite."""
     if v is None:
         return None
-    f = float(v)
+    f = as_float(v)
     return f if math.isfinite(f) else None
 
 

@@ -66,12 +66,11 @@ def compare_tables(df_a, df_b, alpha: float = 0.05, correction: str = "holm", n_
             P_a, P_b[order], L_a, alpha=alpha, correction=correction, n_boot=n_boot, seed=seed,
             level=level, accuracy_method=accuracy, groups=groups_a,
         )
-        for value in result.values():
-            if isinstance(value, dict) and "ci" in value:
-                value["verdict"] = verdict(value["ci"])
-        for shift in result.get("mean_shift", []):
-            shift["verdict"] = verdict(shift["ci"])
         result["max_abs_shift"] = max_abs_shift_difference(P_a, P_b[order], n_boot, seed, level)
+        entries = [v for v in result.values() if isinstance(v, dict) and "ci" in v] + result.get("mean_shift", [])
+        for value in entries:
+            drop_interval_excluding_diff(value)
+            value["verdict"] = verdict(value["ci"])
         out["tiers"][tier] = result
     return out
 
@@ -98,6 +97,27 @@ def max_abs_shift_difference(P_a, P_b, n_boot: int, seed: int, level: float) -> 
         tail = (1 - level) / 2 * 100
         ci = [float(x) for x in np.percentile(d, [tail, 100 - tail])]
     return {"a": a, "b": b, "diff": b - a, "ci": ci, "verdict": verdict(ci)}
+
+
+def drop_interval_excluding_diff(entry: dict[str, Any]) -> None:
+    """Null ``entry["ci"]`` when it does not contain ``entry["diff"]``, with the reason in ``ci_null_reason``.
+
+    A significance-gated score on resampled cases (duplicates included) rejects more often
+    than on the observed ones, so the paired interval of its difference can miss the
+    observed difference; such an interval says nothing about it, and no verdict rests on it.
+    """
+    ci, diff = entry.get("ci"), entry.get("diff")
+    if ci is None or diff is None or ci[0] - _SLACK <= diff <= ci[1] + _SLACK:
+        return
+    entry["ci_null_reason"] = (
+        f"the paired percentile interval [{ci[0]:.4g}, {ci[1]:.4g}] of the resampled differences "
+        f"excludes the observed {diff:.4g}"
+    )
+    entry["ci"] = None
+
+
+#: round-off allowed between a difference and its interval's bounds
+_SLACK = 1e-12
 
 
 def compare_runs(a: str | Path, b: str | Path, **options: Any) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:
     from .probes_file import read_latent_matrices
     from .score import read_predictions
     from latent_bias_probe.mfarm.resampling import score_intervals
-    from .scoring import group_order, tier_matrices
+    from .scoring import drop_intervals_excluding_point, group_order, null_reasons, tier_matrices
 
     s = cfg.scoring
     df = read_predictions(run / "predictions.csv")
@@ -154,6 +154,8 @@ def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:
             P, L, s.alpha, s.correction, s.bootstrap, s.seed, level=s.ci_level, accuracy_method=s.accuracy,
             S=np.asarray(S)[order],
         )
+        excluded = drop_intervals_excluding_point(tiers[tier])
+        tiers[tier]["null_reasons"] = {**null_reasons(tiers[tier], s.bootstrap), **excluded}
 
 
 def value_axis_check(explain_tier: dict[str, Any]) -> dict[str, Any] | None:
@@ -178,6 +180,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
     from latent_bias_probe.mfarm.output_scores import geometric_mean
     from .probes_file import read_latent
     from latent_bias_probe.probes.causal import best_mediation
+    from .scoring import NO_LABELS
 
     if not run.is_fresh("predictions.csv"):
         raise InputError(f"{run / 'predictions.csv'}: {run.why_stale('predictions.csv')} (run 'probe extract' first)")
@@ -193,6 +196,8 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
             scores = [entry["mfarm"][k] for k in SCORE_KEYS] + [latent["value_axis_fairness"]]
             entry["mfarm_full"] = float(geometric_mean(scores))
             entry["fab_full"] = fab(entry["mfarm_full"], entry["accuracy"])
+            if entry["fab_full"] is None:
+                entry.setdefault("null_reasons", {})["fab_full"] = NO_LABELS
         have = all(set(LATENT_CI_KEYS) <= set(tiers[t].get("ci") or {}) for t in tiers if "latent" in tiers[t])
         if cfg.scoring.bootstrap and not have:
             _latent_intervals(run, cfg, tiers)

@@ -150,6 +150,7 @@ def score_table(
                 accuracy_method=accuracy,
                 n_boot=n_boot,
                 seed=seed,
+                **_race_gender_lists(part),
             )
             P, L, _ = tier_matrices(part, groups)
         except MatrixError as err:
@@ -168,6 +169,8 @@ def score_table(
                 if summary.get("warning"):
                     log.warning("tier %s: %s", tier, summary["warning"])
                     entry.setdefault("warnings", []).append(summary["warning"])
+        excluded = drop_intervals_excluding_point(entry)
+        entry["null_reasons"] = {**null_reasons(entry, n_boot), **excluded}
         n = entry["n_cases"]
         if n < MIN_CASES:
             note = (
@@ -177,6 +180,88 @@ def score_table(
             log.warning("tier %s: %s", tier, note)
             entry.setdefault("warnings", []).insert(0, note)
     return tiers
+
+
+def _race_gender_lists(part: pd.DataFrame) -> dict[str, list[str]]:
+    """The tier's races and genders, so that hyphenated names ("Native-American") split unambiguously."""
+    if "race" not in part or "gender" not in part:
+        return {}
+    demo = part[part["race"] != BASE]
+    return {"races": sorted(set(demo["race"])), "genders": sorted(set(demo["gender"]))}
+
+
+#: why a tier value is null, by field
+NO_LABELS = "no labelled prompt"
+NO_BOOTSTRAP = "no bootstrap (n_boot = 0)"
+NO_FINITE_RESAMPLE = "no resample gave a finite value"
+#: round-off allowed between a point value and its interval's bounds
+_SLACK = 1e-12
+UNDEFINED_TEST = "the test is undefined here (constant columns, or too few cases or columns)"
+
+
+def drop_intervals_excluding_point(entry: dict[str, Any]) -> dict[str, str]:
+    """Null every ``ci`` interval of a scored tier that does not contain its point value; their reasons.
+
+    Resampling cases with replacement duplicates some of them, which makes the gated
+    tests behind a score reject more often than on the observed cases: the resampled
+    scores of a tier whose observed score is 1 can all lie below 1 (mfarm.resampling's
+    module docstring). Such a percentile interval does not describe the reported value,
+    so it is not reported; its reason keeps its bounds.
+    """
+    points = {
+        **entry["mfarm"], "accuracy": entry["accuracy"], "fab": entry["fab"],
+        "value_axis_fairness": (entry.get("latent") or {}).get("value_axis_fairness"),
+        "mfarm_full": entry.get("mfarm_full"), "fab_full": entry.get("fab_full"),
+    }
+    out: dict[str, str] = {}
+    ci = entry.get("ci") or {}
+    for key, iv in ci.items():
+        point = points.get(key)
+        if not isinstance(iv, list) or point is None or iv[0] - _SLACK <= point <= iv[1] + _SLACK:
+            continue
+        out[f"ci.{key}"] = (
+            f"the percentile interval [{iv[0]:.4g}, {iv[1]:.4g}] of the resampled values excludes the "
+            f"observed {point:.4g} (a significance-gated score on resampled cases rejects more often)"
+        )
+        ci[key] = None
+    return out
+
+
+def null_reasons(entry: dict[str, Any], n_boot: int) -> dict[str, str]:
+    """``{field path: reason}`` for every null value of a scored tier (``score_table``'s ``null_reasons``).
+
+    Paths are dotted (``ci.accuracy``, ``equivalence.Black-Female.p_value``,
+    ``diagnostics.omnibus.levene_p``); an empty mapping means no value is null.
+    """
+    out: dict[str, str] = {}
+    n = entry["n_cases"]
+    if entry["accuracy"] is None:
+        out["accuracy"] = out["fab"] = NO_LABELS
+        if "fab_full" in entry:
+            out["fab_full"] = NO_LABELS
+    for key, iv in (entry.get("ci") or {}).items():
+        if key in ("level", "n_boot") or iv is not None:
+            continue
+        if n_boot == 0:
+            out[f"ci.{key}"] = NO_BOOTSTRAP
+        elif key in ("accuracy", "fab", "fab_full") and entry["accuracy"] is None:
+            out[f"ci.{key}"] = NO_LABELS
+        else:
+            out[f"ci.{key}"] = NO_FINITE_RESAMPLE
+    if entry.get("detectable_shift", 0.0) is None:
+        out["detectable_shift"] = f"fewer than 3 cases ({n})"
+    for group, res in (entry.get("equivalence") or {}).items():
+        if isinstance(res, dict) and res.get("p_value") is None:
+            out[f"equivalence.{group}.p_value"] = f"fewer than 2 cases ({n})"
+            if res.get("ci", [None])[0] is None:
+                out[f"equivalence.{group}.ci"] = f"fewer than 2 cases ({n})"
+    for key, value in entry["diagnostics"]["omnibus"].items():
+        if value is None:
+            out[f"diagnostics.omnibus.{key}"] = UNDEFINED_TEST
+    for shift in entry["diagnostics"]["group_shifts"]:
+        if shift.get("ci_low") is None:
+            out[f"diagnostics.group_shifts.{shift['group']}.ci"] = NO_BOOTSTRAP if n_boot == 0 else NO_FINITE_RESAMPLE
+    return out
 
 
 def _tier_order(tiers: list[str]) -> list[str]:

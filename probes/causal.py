@@ -29,6 +29,7 @@ import numpy as np
 from latent_bias_probe.configs.names import BASE
 from latent_bias_probe.configs.schema import Config
 from .units import valid_dose, valid_mediation_batch, valid_ranks
+from latent_bias_probe.mfarm.scalars import as_float
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def _dose_summary(layer, alphas, means, logits) -> dict[str, Any]:
 
     a = np.asarray(alphas, dtype=float)
     slope = float(np.polyfit(a, logits, 1)[0]) if len(set(alphas)) > 1 else None
-    rho = spearmanr(a, means).statistic if len(set(means)) > 1 else float("nan")
+    rho = as_float(spearmanr(a, means).statistic) if len(set(means)) > 1 else float("nan")
     return {
         "layer": int(layer),
         "alphas": [float(x) for x in alphas],

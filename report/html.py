@@ -977,7 +977,21 @@ def _environment(env: Any) -> list[tuple[str, Any]]:
         ("Python", text(env.get("python"))),
         ("Platform", text(env.get("platform"))),
         ("Libraries", lib_parts or MISSING),
+        *([("Lock", _lock_cell(env))] if "lock_sha256" in env else []),
     ]
+
+
+def _lock_cell(env: Mapping[str, Any]) -> Any:
+    """The requirements.lock hash of the run's environment, and the libraries that were not at their pins."""
+    sha = env.get("lock_sha256")
+    if not sha:
+        return "none shipped (installed without the repository's requirements.lock)"
+    differs = env.get("lock_differs")
+    cell: list[Any] = [Span(f"sha256 {sha}", code=True)]
+    if isinstance(differs, Mapping) and differs:
+        parts = [f"{name} {(v or {}).get('installed')} (locked {(v or {}).get('locked')})" for name, v in differs.items()]
+        return cell + [Span("; not at the lock: " + ", ".join(parts), sig=True)]
+    return cell + ["; every library at its locked version"]
 
 
 # --------------------------------------------------------------------------- the page
