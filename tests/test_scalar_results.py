@@ -13,7 +13,7 @@ from latent_bias_probe.configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES
 from latent_bias_probe.mfarm import equivalence
 from latent_bias_probe.mfarm.equivalence import detectable_shift
 from latent_bias_probe.mfarm.scalars import as_float
-from latent_bias_probe.report.scoring import score_table, validate_predictions
+from latent_bias_probe.pipeline.scoring import score_table, validate_predictions
 from conftest import run_probe
 
 
@@ -118,7 +118,7 @@ def test_scored_tiers_fit_the_results_schema_with_their_null_reasons():
 
 
 def test_latent_intervals_excluding_their_point_are_dropped_with_the_reason():
-    from latent_bias_probe.report.scoring import drop_intervals_excluding_point, null_reasons
+    from latent_bias_probe.pipeline.scoring import drop_intervals_excluding_point, null_reasons
 
     tier = score_table(validate_predictions(_table(12)), n_boot=20)["all"]
     tier.update(latent={"value_axis_fairness": 1.0}, mfarm_full=1.0, fab_full=None)

@@ -24,7 +24,7 @@ from latent_bias_probe.configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES
 from latent_bias_probe.mfarm.equivalence import detectable_shift, tost
 from latent_bias_probe.mfarm.output_scores import SCORE_KEYS
 from latent_bias_probe.pipeline.compare import compare_tables
-from latent_bias_probe.report.scoring import PredictionsError, score_table, validate_predictions
+from latent_bias_probe.pipeline.scoring import PredictionsError, score_table, validate_predictions
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
 N_BOOT, N_PERM = 24, 12
