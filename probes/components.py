@@ -305,7 +305,6 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         "component_layers": layers,
         "component_heads": heads,
         "component_cases": {"attributed": len(cases), "verified": len(verify_cases)},
-        "component_seconds": {"attribution": attr_seconds},
     }
     if not verify_cases or not attributes:
         out["component_agreement"] = {"spearman": None, "top_k_overlap": None, "k": 0}
@@ -342,6 +341,7 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
                 if f not in top[attribute] and f not in control[attribute]:
                     saturated[attribute].append(f)
         chosen[attribute] = top[attribute] + control[attribute] + saturated[attribute]
+    chosen = {a: f for a, f in chosen.items() if f}  # an attribute without a gap has nothing to patch
 
     patched_case = {}
     for case in verify_cases:
@@ -354,7 +354,6 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         if bar is not None:
             bar.update(sum(len(chosen[p["attribute"]]) for p in mine))
     patch_seconds = time.perf_counter() - start
-    out["component_seconds"]["verification"] = patch_seconds
     log.info("explain: activation patching of %d components on %d cases in %.1f s", sum(map(len, chosen.values())), len(verify_cases), patch_seconds)
 
     vpairs = [p for p in pairs if p["case"] in set(verify_cases)]
@@ -371,7 +370,7 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
                 components.append(entry)
                 by_key[(attribute, pair, f)] = entry
     agree = {}
-    for attribute in attributes:
+    for attribute in [a for a in attributes if (a, "all") in p_pooled]:
         for pair_key in [k for (a, k) in p_pooled if a == attribute]:
             res = p_pooled[(attribute, pair_key)]
             for j, f in enumerate(chosen[attribute]):
@@ -383,8 +382,9 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         est = [sub_est[(attribute, "all")]["share"][f] for f in chosen[attribute]]
         pat = p_pooled[(attribute, "all")]["share"]
         agree[attribute] = agreement([np.nan if v is None else v for v in est], [np.nan if v is None else v for v in pat], co.top_k)
-    every_est = [sub_est[(a, "all")]["share"][f] for a in attributes for f in chosen[a]]
-    every_pat = [v for a in attributes for v in p_pooled[(a, "all")]["share"]]
+    done = [a for a in attributes if (a, "all") in p_pooled]
+    every_est = [sub_est[(a, "all")]["share"][f] for a in done for f in chosen[a]]
+    every_pat = [v for a in done for v in p_pooled[(a, "all")]["share"]]
     total = agreement([np.nan if v is None else v for v in every_est], [np.nan if v is None else v for v in every_pat], co.top_k)
     out["component_agreement"] = {**total, "by_attribute": agree}
 
@@ -423,7 +423,7 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         "n_cases": int(len(set(sub["case_id"]))),
         "p_yes": p_after.tolist(),  # re-scored by the caller (pipeline.explain.remedy_scores), then dropped
     }
-    out["component_seconds"]["remedy"] = time.perf_counter() - start
+    log.info("explain: remedy (%d components ablated, %d prompts) in %.1f s", len(picked), len(texts), time.perf_counter() - start)
     return out
 
 
