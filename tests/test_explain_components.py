@@ -255,3 +255,19 @@ def test_pooling_selection_and_verification_rules():
     assert agree == {"spearman": pytest.approx(0.8), "top_k_overlap": 1.0, "k": 2}
     feats = Features([3, 5], 4)
     assert all(feats.index(*feats.unpack(f)) == f for f in range(len(feats)))
+
+
+@pytest.mark.parametrize("override, message", [
+    ("explain.components.top_k=0", "explain.components.top_k: must lie in 1..10000, got 0"),
+    ("explain.components.saturation=1.5", "explain.components.saturation: must be a number in (0, 1], got 1.5"),
+    ("explain.components.layers=[]", "explain.components.layers: must not be empty (null: every layer)"),
+    ("explain.components.remedy_method=erase", "explain.components.remedy_method"),
+])
+def test_bad_component_settings_fail_in_one_line(tmp_path, tiny_model_dir, override, message):
+    from conftest import write_config
+    from configs.schema import ConfigError, load_config
+
+    path = write_config(tmp_path / "c.yaml", tiny_model_dir)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
