@@ -277,6 +277,9 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
     pairs = plan_pairs(sub, races, genders, cases)
     verify_cases = cases[: co.verify_cases]
 
+    if bar is not None:  # attribution (a pass per variant) and remedy (a pass per prompt); the patching is added once chosen
+        bar.total = (bar.total or 0) + sum(len({p["tgt"] for p in pairs if p["case"] == c} | {p["src"] for p in pairs if p["case"] == c}) for c in cases) + len(texts)
+        bar.refresh()
     start = time.perf_counter()
     per_case = {}
     for case in cases:
@@ -343,6 +346,9 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         chosen[attribute] = top[attribute] + control[attribute] + saturated[attribute]
     chosen = {a: f for a, f in chosen.items() if f}  # an attribute without a gap has nothing to patch
 
+    if bar is not None:
+        bar.total += sum(len(chosen.get(p["attribute"], [])) for p in pairs if p["case"] in set(verify_cases))
+        bar.refresh()
     patched_case = {}
     for case in verify_cases:
         mine = [p for p in pairs if p["case"] == case]
@@ -352,7 +358,7 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
             store.put(f"components/patch/{case}", done)
         patched_case[case] = done
         if bar is not None:
-            bar.update(sum(len(chosen[p["attribute"]]) for p in mine))
+            bar.update(sum(len(chosen.get(p["attribute"], [])) for p in mine))
     patch_seconds = time.perf_counter() - start
     log.info("explain: activation patching of %d components on %d cases in %.1f s", sum(map(len, chosen.values())), len(verify_cases), patch_seconds)
 
