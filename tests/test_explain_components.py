@@ -305,3 +305,27 @@ def test_the_report_draws_the_components_and_says_what_was_found():
     assert "ablating 1 of them moves the largest group shift by -0.051 [-0.060, -0.040]" in section
     assert "head 1.3 at the decision position" in section and "0.620" in section  # the heads' reading
     assert "shift:Black-Female" in section and "mean-ablating MLP 2 at the decision position" in section
+
+
+def _patched(backend, table):
+    from probes.components import base_means, patch_case, remedy_batch
+
+    loaded = tiny_llama(seed=3, n_layers=3)
+    runner = make_runner(backend, loaded)
+    texts = table["text"].tolist()
+    kinds = position_kinds(runner, texts, RACES, GENDERS)
+    pairs = plan_pairs(table, RACES, GENDERS, ["c30"])
+    feats = Features([0, 1, 2], 4)
+    chosen = {"race": [feats.index(1, "head", 2, "decision"), feats.index(0, "mlp", None, "demographic"), feats.index(2, "attn", None, "after")]}
+    effects = np.array([v["effect"] for v in patch_case(runner, texts, pairs, kinds, feats, chosen, 4).values()])
+    means = base_means(runner, texts, kinds, [0], feats, chosen["race"], 4)
+    return effects, np.array(remedy_batch(runner, texts, list(range(len(texts))), kinds, feats, means))
+
+
+def test_the_three_backends_agree_on_patching_and_ablation():
+    table = _table(1)
+    effects, ablated = _patched("hf", table)
+    assert np.abs(effects).max() > 1e-3 and np.abs(effects[:, 2]).max() == 0.0  # nothing after the last layer's "after" positions
+    for backend in ("nnsight", "transformer_lens"):
+        e, a = _patched(backend, table)
+        assert np.abs(e - effects).max() < 1e-5 and np.abs(a - ablated).max() < 1e-5, backend
