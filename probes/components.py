@@ -20,7 +20,7 @@ For one explained tier (:func:`component_tier`), on the traced pairs of the firs
 3. **What the heads read**: for every verified head, its attention weight from the
    decision position on the demographic tokens (summed over them), mean over the
    demographic prompts of the verified cases with a case-bootstrap interval.
-4. **Remedy**: the verified top components (at most ``remedy_max``, largest |share|
+4. **Remedy**: the verified top (and saturated) components (at most ``remedy_max``, largest |patched share|
    first, over both attributes) are mean-ablated — replaced at their position kind by
    their mean over the BASE prompts at that kind — in every prompt of the explained
    cases; the explain stage re-scores the edited P(Yes) against the unedited one with
@@ -394,7 +394,7 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
     total = agreement([np.nan if v is None else v for v in every_est], [np.nan if v is None else v for v in every_pat], co.top_k)
     out["component_agreement"] = {**total, "by_attribute": agree}
 
-    verified = [c for c in components if c["pair"] == "all" and c["verified"] and c.get("selected") == "top"]
+    verified = [c for c in components if c["pair"] == "all" and c["verified"] and c.get("selected") in ("top", "saturated")]
     verified.sort(key=lambda c: -abs(c["patched_share"]))
     if have_att:
         out["component_attention"] = _heads_reading(att, verify_cases, verified, layers, n_boot, level, seed)

@@ -820,7 +820,7 @@ def _ci_text(ci: Any, digits: int = 2) -> str:
 def component_sentence(e: Mapping[str, Any]) -> str:
     """One sentence: what the component attribution found and how sure it is."""
     comps = [c for c in _as_list(e.get("components")) if isinstance(c, Mapping) and c.get("pair") == "all"]
-    verified = sorted((c for c in comps if c.get("verified") and c.get("selected") == "top"),
+    verified = sorted((c for c in comps if c.get("verified") and c.get("selected") in ("top", "saturated")),
                       key=lambda c: -abs(finite(c.get("patched_share")) or 0))
     agree = e.get("component_agreement") if isinstance(e.get("component_agreement"), Mapping) else {}
     rho = finite(agree.get("spearman"))
