@@ -34,15 +34,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.registry import render_benchmark  # noqa: E402
-from configs.schema import ComponentsConfig, ExplainConfig, load_config  # noqa: E402
-from extract.backends import make_runner  # noqa: E402
-from extract.chat import model_text  # noqa: E402
-from extract.hf_runner import score_prompts  # noqa: E402
-from extract.model import load_model  # noqa: E402
-from pipeline.explain import remedy_scores  # noqa: E402
-from probes.causal import MemoryStore  # noqa: E402
-from probes.components import component_tier  # noqa: E402
+from latent_bias_probe.benchmarks.registry import render_benchmark  # noqa: E402
+from latent_bias_probe.configs.schema import ComponentsConfig, ExplainConfig, load_config  # noqa: E402
+from latent_bias_probe.extract.backends import make_runner  # noqa: E402
+from latent_bias_probe.extract.chat import model_text  # noqa: E402
+from latent_bias_probe.extract.hf_runner import score_prompts  # noqa: E402
+from latent_bias_probe.extract.model import load_model  # noqa: E402
+from latent_bias_probe.pipeline.explain import remedy_scores  # noqa: E402
+from latent_bias_probe.probes.causal import MemoryStore  # noqa: E402
+from latent_bias_probe.probes.components import component_tier  # noqa: E402
 
 
 class TimedStore(MemoryStore):

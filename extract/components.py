@@ -33,8 +33,8 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from extract.model import decoder_layers
-from extract.sites import first_tensor, submodule_name
+from .model import decoder_layers
+from .sites import first_tensor, submodule_name
 
 #: attribute names of the attention's output projection, tried in order (``o`` is the TransformerLens bridge's)
 OUT_PROJ_NAMES = ("o_proj", "out_proj", "dense", "c_proj", "o")

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from probes.trace import gap_closed
+from .trace import gap_closed
 
 #: the component position kinds (the module docstring), and the :func:`probes.causal.position_kinds` entry each reads
 COMPONENT_POSITIONS = ("demographic", "after", "decision")

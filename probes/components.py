@@ -50,16 +50,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from configs.names import BASE
-from extract.components import (
+from latent_bias_probe.configs.names import BASE
+from latent_bias_probe.extract.components import (
     ComponentEdit, capture_components, decision_attention, edit_components, n_heads, padded, unpad,
 )
-from probes.attribution import (
+from .attribution import (
     COMPONENT_POSITIONS, KIND_SOURCE, agreement, component_index, is_verified, pair_attribution, pool_shares,
     select_components,
 )
-from probes.causal import kind_mask, length_batches, position_kinds
-from probes.trace import plan_pairs
+from .causal import kind_mask, length_batches, position_kinds
+from .trace import plan_pairs
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,7 @@ def attention_case(runner, texts, rows: Sequence[int], kinds, layers) -> dict[st
 
 def _mean_ci(per_case: np.ndarray, n_boot: int, level: float, seed: int) -> tuple[float, list[float] | None]:
     """Mean over cases of ``per_case`` ``(n_cases, …)``, and a case-bootstrap percentile interval."""
-    from mfarm.resampling import bootstrap_indices
+    from latent_bias_probe.mfarm.resampling import bootstrap_indices
 
     mean = per_case.mean(0)
     if not n_boot or per_case.shape[0] < 2:

@@ -7,14 +7,14 @@ import pandas as pd
 import pytest
 import torch
 
-from configs.schema import Config
-from extract.backends import make_runner
-from extract.components import capture_components
-from extract.tiny import tiny_llama
-from probes.attribution import agreement, is_verified, pool_shares, select_components
-from probes.causal import MemoryStore, position_kinds
-from probes.components import Features, attribute_case, component_tier
-from probes.trace import plan_pairs
+from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.extract.backends import make_runner
+from latent_bias_probe.extract.components import capture_components
+from latent_bias_probe.extract.tiny import tiny_llama
+from latent_bias_probe.probes.attribution import agreement, is_verified, pool_shares, select_components
+from latent_bias_probe.probes.causal import MemoryStore, position_kinds
+from latent_bias_probe.probes.components import Features, attribute_case, component_tier
+from latent_bias_probe.probes.trace import plan_pairs
 
 RACES = ["White", "Black"]
 GENDERS = ["Female", "Male"]
@@ -155,7 +155,7 @@ def test_the_remedy_removes_most_of_the_planted_shift(planted):
     loaded, table, out = planted
     remedy = out["remedy"]
     assert remedy["method"] == "mean" and remedy["tier"] == "low" and len(remedy["components"]) == 3
-    from pipeline.explain import remedy_scores
+    from latent_bias_probe.pipeline.explain import remedy_scores
 
     p = _p(loaded, table)
     diff = remedy_scores(table, p, np.asarray(remedy.pop("p_yes")), _cfg().scoring)
@@ -265,7 +265,7 @@ def test_pooling_selection_and_verification_rules():
 ])
 def test_bad_component_settings_fail_in_one_line(tmp_path, tiny_model_dir, override, message):
     from conftest import write_config
-    from configs.schema import ConfigError, load_config
+    from latent_bias_probe.configs.schema import ConfigError, load_config
 
     path = write_config(tmp_path / "c.yaml", tiny_model_dir)
     with pytest.raises(ConfigError) as err:
@@ -274,7 +274,7 @@ def test_bad_component_settings_fail_in_one_line(tmp_path, tiny_model_dir, overr
 
 
 def test_the_report_draws_the_components_and_says_what_was_found():
-    from report.html import render_report
+    from latent_bias_probe.report.html import render_report
     from report_fixtures import synthetic_explain, synthetic_results
 
     explain = synthetic_explain()
@@ -308,7 +308,7 @@ def test_the_report_draws_the_components_and_says_what_was_found():
 
 
 def _patched(backend, table):
-    from probes.components import base_means, patch_case, remedy_batch
+    from latent_bias_probe.probes.components import base_means, patch_case, remedy_batch
 
     loaded = tiny_llama(seed=3, n_layers=3)
     runner = make_runner(backend, loaded)
