@@ -153,6 +153,23 @@ class ScoringConfig:
 
 
 @dataclass
+class ComponentsConfig:
+    """Component attribution (attribution patching), its verification and the remedy (docs/components.md)."""
+
+    enabled: bool = True
+    cases: int | None = None  # cases attributed (the first of explain.max_cases); None: every explained case
+    layers: list[int] | None = None  # layers attributed; None: every layer
+    top_k: int = 20  # components verified by activation patching, per attribute
+    random: int = 10  # random control components patched beside them, per attribute
+    verify_cases: int = 8  # cases the verification patches (the first attributed ones); 0: no verification (and no remedy)
+    saturation: float = 0.95  # a head whose decision-position attention reaches this weight is also patched (AtP* check)
+    saturated_max: int = 10  # at most this many such heads per attribute
+    remedy: bool = True  # re-run the explained cases with the verified top components ablated and re-score
+    remedy_max: int = 5  # at most this many verified components are ablated (largest |share| first)
+    remedy_method: Literal["mean"] = "mean"  # mean ablation: the component's mean over BASE prompts at the same position kind
+
+
+@dataclass
 class ExplainConfig:
     """Causal explanations (B3: docs/methods/explain.md): steering dose-response and LEACE mediation."""
 
@@ -166,6 +183,7 @@ class ExplainConfig:
     trace_layers: list[int] | None = None  # layers the trace patches; None: every layer
     reuse_prefix: bool = True  # run the blocks below an intervention once per batch (false: full re-runs)
     prefix_memory_gb: float = 4.0  # prefixes the mediation keeps from its fitting pass for the erased runs (GiB; beyond: re-run)
+    components: ComponentsConfig = field(default_factory=ComponentsConfig)
 
 
 @dataclass
@@ -397,6 +415,19 @@ def _check_structure(data: Any, where: str = "") -> None:
 
 def _printable(text: str, allow: str = "") -> bool:
     return all(ch.isprintable() or ch in allow for ch in text)
+
+
+def _check_components(co: "ComponentsConfig") -> None:
+    """``explain.components``: counts in range, the saturation a weight in (0, 1]."""
+    _int_range("explain.components.cases", co.cases, 2, 100_000, null="every explained case")
+    _check_layer_list("explain.components.layers", co.layers, "every layer")
+    _int_range("explain.components.top_k", co.top_k, 1, 10_000)
+    _int_range("explain.components.random", co.random, 0, 10_000)
+    _int_range("explain.components.verify_cases", co.verify_cases, 0, 100_000)
+    _int_range("explain.components.saturated_max", co.saturated_max, 0, 10_000)
+    _int_range("explain.components.remedy_max", co.remedy_max, 1, 10_000)
+    if not (math.isfinite(co.saturation) and 0 < co.saturation <= 1):
+        raise ConfigError(f"explain.components.saturation: must be a number in (0, 1], got {_show(co.saturation)}")
 
 
 def _int_range(where: str, value: int | None, lo: int, hi: int, *, null: str | None = None) -> None:
@@ -659,6 +690,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
     _check_layer_list("explain.trace_layers", ex.trace_layers, "every layer")
     if not (math.isfinite(ex.prefix_memory_gb) and 0 <= ex.prefix_memory_gb <= 1e6):
         raise ConfigError(f"explain.prefix_memory_gb: must be a number in 0..1e6 (GiB), got {_show(ex.prefix_memory_gb)}")
+    _check_components(ex.components)
 
     if cfg.masked is not None:
         _check_masked(cfg.masked, base_dir)

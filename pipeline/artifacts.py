@@ -104,7 +104,7 @@ ARTIFACTS: dict[str, Artifact] = {
         ),
         Artifact(
             "explain.json", "explain", ("cache.h5", "probes.h5", "config:explain", "config:extraction"),
-            description="steering dose-response and erasure mediation",
+            description="steering dose-response, erasure mediation, causal trace, component attribution and remedy",
         ),
         Artifact(
             "results.json", "score", ("predictions.csv", "config:scoring"),

@@ -184,6 +184,9 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
     bad = [layer for layer in cfg.explain.trace_layers or [] if not 0 <= layer < loaded.n_layers]
     if bad:
         raise InputError(f"explain.trace_layers: {bad} out of range 0..{loaded.n_layers - 1}")
+    bad = [layer for layer in cfg.explain.components.layers or [] if not 0 <= layer < loaded.n_layers]
+    if bad:
+        raise InputError(f"explain.components.layers: {bad} out of range 0..{loaded.n_layers - 1}")
     runner = make_runner(cfg.extract.backend, loaded)
     out: dict[str, Any] = {"layers": cfg.explain.layers, "alphas": list(cfg.explain.alphas), "tiers": {}}
     checkpoint = Checkpoint(run.path / CHECKPOINT_NAME, _checkpoint_key(run, cfg))
@@ -205,12 +208,55 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
                 runner, loaded.model, part, p_all[rows], h_last, axis_dirs, value_layer, steering, cfg, tier_layers,
                 store=checkpoint.scoped(tier), bar=bar, reuse_prefix=cfg.explain.reuse_prefix,
             )
+            if cfg.explain.components.enabled:
+                out["tiers"][tier].update(_components(runner, part, p_all[rows], cfg, checkpoint.scoped(tier), bar))
     run.invalidate(EXPLAIN_NAME)
     atomic_write_text(run / EXPLAIN_NAME, json.dumps(out, indent=2, allow_nan=False) + "\n")
     run.record(EXPLAIN_NAME)
     checkpoint.remove()
     assemble_results(run)
     return out
+
+
+def _components(runner, part, p_yes: np.ndarray, cfg: Config, store, bar) -> dict[str, Any]:
+    """Component attribution, verification and remedy of one tier on its explained cases (:mod:`probes.components`)."""
+    from latent_bias_probe.probes.components import component_tier
+
+    case_ids = part["case_id"].to_numpy()
+    keep = list(dict.fromkeys(case_ids))[: cfg.explain.max_cases or None]
+    rows = np.flatnonzero(np.isin(case_ids, keep))
+    sub = part.iloc[rows].reset_index(drop=True)
+    out = component_tier(runner, sub, list(cfg.benchmark.races), list(cfg.benchmark.genders), cfg, store, bar)
+    if out.get("remedy"):
+        p_after = np.asarray(out["remedy"].pop("p_yes"), dtype=float)
+        out["remedy"]["diff"] = remedy_scores(sub, p_yes[rows], p_after, cfg.scoring)
+    return out
+
+
+def remedy_scores(sub, p_before: np.ndarray, p_after: np.ndarray, scoring) -> dict[str, Any]:
+    """Paired differences (ablated − unedited) of mFARM, FAB, accuracy, the largest group shift and each group's shift.
+
+    ``sub``: the rows (tier, case_id, variant, label) both P(Yes) arrays belong to; the
+    differences and their intervals are ``probe compare``'s (:func:`pipeline.compare.compare_tables`).
+    """
+    import pandas as pd
+
+    from .compare import compare_tables
+
+    def table(p):
+        return pd.DataFrame({"tier": np.array(sub["tier"]), "case_id": np.array(sub["case_id"]), "variant": np.array(sub["variant"]),
+                             "p_yes": np.array(p, dtype=float), "label": np.array(sub["label"])})  # as stored (int): the scorer converts it
+
+    got = compare_tables(table(p_before), table(p_after), alpha=scoring.alpha, correction=scoring.correction, n_boot=scoring.bootstrap,
+                         seed=scoring.seed, level=scoring.ci_level, accuracy=scoring.accuracy, names=("unedited", "ablated"))
+    tier = next(iter(got["tiers"].values()))
+    diff = {}
+    for name, key in (("mfarm", "score"), ("fab", "fab"), ("accuracy", "accuracy"), ("largest_shift", "max_abs_shift")):
+        if key in tier:
+            diff[name] = {"value": tier[key]["diff"], "ci": tier[key]["ci"], "before": tier[key]["a"], "after": tier[key]["b"]}
+    for shift in tier.get("mean_shift", []):
+        diff[f"shift:{shift['group']}"] = {"value": shift["diff"], "ci": shift["ci"], "before": shift["a"], "after": shift["b"]}
+    return diff
 
 
 def _read_fitted(path: Path, tiers, site: str, position: str) -> dict[str, tuple[np.ndarray, int, dict[str, np.ndarray]]]:

@@ -91,6 +91,7 @@ def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None, kept: 
         "mediation": erasures * len(layers) * k * cases,
         "trace": pairs * (2 + len(TRACE_KINDS) * len(tl)),
     }
+    passes["components"] = component_passes(cfg, cases)
     full = sum(passes.values()) * L
     if not ec.reuse_prefix:
         blocks = full
@@ -99,9 +100,32 @@ def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None, kept: 
         blocks = (cases * (vl + 1) + passes["dose"] * (L - vl - 1)
                   + passes["fit"] * top + (1 - min(1.0, max(0.0, kept))) * k * cases * top
                   + erasures * k * cases * sum(L - x - 1 for x in layers)
-                  + pairs * (2 * L + len(TRACE_KINDS) * sum(L - x - 1 for x in tl)))
+                  + pairs * (2 * L + len(TRACE_KINDS) * sum(L - x - 1 for x in tl))
+                  + passes["components"] * L)  # the component passes run the whole model
     n = sum(passes.values()) * len(ec.tiers or cfg.benchmark.tiers[:1])
     return n, (blocks / full if full else 1.0)
+
+
+def component_passes(cfg: Any, cases: int) -> int:
+    """Prompt passes of the component stage of one tier (:mod:`probes.components`), the patching at its most.
+
+    Attribution: a forward per demographic variant, and a backward (counted as two passes)
+    per target; verification: the attention pass of the verified cases' demographic prompts,
+    and per aligned pair a source capture, the target and one patched target per component
+    (``top_k + random + saturated_max`` at most); remedy: the BASE means and every prompt.
+    """
+    co = cfg.explain.components
+    if not co.enabled:
+        return 0
+    nr, ng = len(cfg.benchmark.races), len(cfg.benchmark.genders)
+    demo, targets, pairs = nr * ng, nr + ng - 1, (nr - 1) * ng + nr * (ng - 1)
+    attributed = min(co.cases or cases, cases)
+    verified = min(co.verify_cases, attributed)
+    n = attributed * (demo + 2 * targets)
+    if verified:
+        n += verified * (demo + pairs * (2 + co.top_k + co.random + co.saturated_max))
+        n += cases * (demo + 2) if co.remedy else 0
+    return n
 
 
 def kept_fraction(cfg: Any, n_layers: int, d_model: int, mean_tokens: float) -> float:

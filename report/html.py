@@ -798,7 +798,88 @@ def _explain_tier(block: _Block, name: str, t: Mapping[str, Any], e: Mapping[str
     trace = e.get("trace") if isinstance(e, Mapping) else None
     if isinstance(trace, Mapping):
         _trace_figures(block, name, trace, ids)
+    if isinstance(e, Mapping) and isinstance(e.get("components"), list):
+        _component_figures(block, name, e, ids)
     return block
+
+
+_COMPONENT_POSITIONS = {"demographic": "demographic words", "after": "positions after them", "decision": "decision position"}
+
+
+def _component_label(c: Mapping[str, Any]) -> str:
+    kind = c.get("kind")
+    what = f"head {c.get('layer')}.{c.get('head')}" if kind == "head" else f"{'attention' if kind == 'attn' else 'MLP'} {c.get('layer')}"
+    return f"{what} at the {_COMPONENT_POSITIONS.get(str(c.get('position')), c.get('position'))}"
+
+
+def _ci_text(ci: Any, digits: int = 2) -> str:
+    ci = _as_list(ci)
+    if len(ci) == 2 and finite(ci[0]) is not None and finite(ci[1]) is not None:
+        return f"[{num(ci[0], digits)}, {num(ci[1], digits)}]"
+    return ""
+
+
+def component_sentence(e: Mapping[str, Any]) -> str:
+    """One sentence: what the component attribution found and how sure it is."""
+    comps = [c for c in _as_list(e.get("components")) if isinstance(c, Mapping) and c.get("pair") == "all"]
+    verified = sorted((c for c in comps if c.get("verified") and c.get("selected") in ("top", "saturated")),
+                      key=lambda c: -abs(finite(c.get("patched_share")) or 0))
+    agree = e.get("component_agreement") if isinstance(e.get("component_agreement"), Mapping) else {}
+    rho = finite(agree.get("spearman"))
+    agreement_text = (f"estimates and activation patching agree with Spearman ρ {num(rho, 2)} and top-{agree.get('k')} overlap "
+                      f"{pct(agree.get('top_k_overlap'), 0)}") if rho is not None else "the estimates were not checked against patching"
+    if not verified:
+        return f"No component's patched effect was distinguishable from zero; {agreement_text}."
+    lead = verified[0]
+    text = (f"The largest verified component of the {lead.get('attribute')} gap is {_component_label(lead)}, which carries "
+            f"{num(lead.get('patched_share'), 2)} {_ci_text(lead.get('patched_ci'))} of it when patched alone "
+            f"({len(verified)} verified in all); {agreement_text}")
+    remedy = e.get("remedy") if isinstance(e.get("remedy"), Mapping) else None
+    largest = get(remedy, "diff", "largest_shift") if remedy else None
+    if isinstance(largest, Mapping) and finite(largest.get("value")) is not None:
+        text += (f"; ablating {len(_as_list(remedy.get('components')))} of them moves the largest group shift by "
+                 f"{num(largest.get('value'), 3)} {_ci_text(largest.get('ci'), 3)}")
+    return text + "."
+
+
+def _component_figures(block: _Block, name: str, e: Mapping[str, Any], ids: _Page) -> None:
+    """Component attribution: layer × {attention, MLP} heat maps per position kind, top components, heads, remedy."""
+    comps = [c for c in _as_list(e.get("components")) if isinstance(c, Mapping)]
+    layers = _as_list(e.get("component_layers"))
+    pooled = [c for c in comps if c.get("pair") == "all"]
+    for attribute in dict.fromkeys(str(c.get("attribute")) for c in pooled):
+        for position, label in _COMPONENT_POSITIONS.items():
+            grid = {(c.get("kind"), c.get("layer")): c.get("share") for c in pooled
+                    if c.get("attribute") == attribute and c.get("position") == position and c.get("kind") in ("attn", "mlp")}
+            if not any(finite(v) is not None for v in grid.values()):
+                continue
+            values = [[grid.get((kind, layer)) for layer in layers] for kind in ("attn", "mlp")]
+            cap = (f"Attribution-patching estimate of the share of the {attribute} gap in P(Yes) carried by each block's attention "
+                   f"and MLP output at the {label}: the first-order effect of patching that output from one group's variant into "
+                   f"the other's, summed over the pairs of cases and divided by the summed |gap| (1: the whole gap).")
+            chart = figures.heatmap(["attention", "MLP"], layers, values, uid=ids(),
+                                    title=f"Components, {attribute} pairs, {label} ({name} tier)", desc=cap, x_label="layer",
+                                    colorbar_label="share of the gap")
+            block.figs.append(svg_figure(chart, f"Components: {attribute}, {label}", cap))
+    patched = sorted((c for c in pooled if c.get("patched_share") is not None), key=lambda c: -abs(finite(c.get("share")) or 0))
+    if patched:
+        rows = [[str(c.get("attribute")), _component_label(c), str(c.get("selected", "")), num(c.get("share"), 3), _ci_text(c.get("ci"), 3),
+                 num(c.get("patched_share"), 3), _ci_text(c.get("patched_ci"), 3), "yes" if c.get("verified") else "no"]
+                for c in patched]
+        block.tables.append(Table(["Attribute", "Component", "Chosen as", "Estimated share", "Interval", "Patched share",
+                                   "Interval", "Verified"], rows))
+    heads = [h for h in _as_list(e.get("component_attention")) if isinstance(h, Mapping)]
+    if heads:
+        rows = [[f"{h.get('layer')}.{h.get('head')}", str(h.get("attribute")), num(h.get("attention_demographic"), 3),
+                 _ci_text(h.get("ci"), 3)] for h in heads]
+        block.tables.append(Table(["Verified head", "Attribute", "Attention from the decision on the demographic words", "Interval"], rows))
+    remedy = e.get("remedy") if isinstance(e.get("remedy"), Mapping) else None
+    if remedy and isinstance(remedy.get("diff"), Mapping):
+        ablated = ", ".join(_component_label(c) for c in _as_list(remedy.get("components")) if isinstance(c, Mapping))
+        rows = [[str(k), num(get(v, "before"), 3), num(get(v, "after"), 3), num(get(v, "value"), 3), _ci_text(get(v, "ci"), 3)]
+                for k, v in remedy["diff"].items() if isinstance(v, Mapping)]
+        block.tables.append(Table([f"Score, {remedy.get('method')}-ablating {ablated}", "Unedited", "Ablated", "Difference", "Interval"], rows))
+    block.note = component_sentence(e)
 
 
 _TRACE_ROWS = {"demographic": "demographic words", "after": "positions after them"}

@@ -63,7 +63,8 @@ def write_config(path: Path, model_dir: Path, **sections) -> Path:
         "extract": {"batch_size": 4},
         "scoring": {"bootstrap": 50, "permutations": 0},  # the null is tested in test_mfarm_resampling
         "probes": {"bootstrap": 50, "n_folds": 2},
-        "explain": {"max_cases": 3, "alphas": [-2.0, 0.0, 2.0], "layers": [1]},
+        "explain": {"max_cases": 3, "alphas": [-2.0, 0.0, 2.0], "layers": [1],
+                    "components": {"top_k": 3, "random": 2, "saturated_max": 2, "verify_cases": 2}},
     }
     for key, value in sections.items():
         if isinstance(value, dict):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from latent_bias_probe.configs.schema import Config, ExplainConfig
+from latent_bias_probe.configs.schema import ComponentsConfig, Config, ExplainConfig
 from latent_bias_probe.pipeline.plan import explain_cost, kept_fraction
 
 
@@ -20,8 +20,13 @@ def test_passes_at_the_shipped_defaults():
     # 13 variants x 30 cases; 6 non-zero strengths x 13 directions on the 30 BASE prompts;
     # one fitting capture per prompt; 2 erasures at 9 layers (0, 4, ..., 28 and 22);
     # the trace: 17 pairs per case x 4 cases, 2 captures + 2 kinds x 30 layers each
+    # components: attribution of 30 cases (12 forwards + 6 targets' backwards as 2 passes each);
+    # verification on 8 cases (12 attention passes; 17 pairs x (source, target, 20 + 10 + 10 patched));
+    # remedy: 30 BASE means + 390 prompts
     n, _ = explain_cost(_cfg(), 30, value_layer=22)
-    assert n == 2340 + 390 + 7020 + 68 * 62
+    assert n == 2340 + 390 + 7020 + 68 * 62 + 30 * 24 + 8 * (12 + 17 * 42) + 30 * 14
+    n_off, _ = explain_cost(_cfg(components=ComponentsConfig(enabled=False)), 30, value_layer=22)
+    assert n_off == 2340 + 390 + 7020 + 68 * 62
 
 
 def test_full_reruns_run_every_block_and_kept_prefixes_save_the_mediations_prefix_pass():
@@ -30,7 +35,9 @@ def test_full_reruns_run_every_block_and_kept_prefixes_save_the_mediations_prefi
     _, kept = explain_cost(_cfg(), 30, value_layer=22, kept=1.0)
     _, rerun = explain_cost(_cfg(), 30, value_layer=22, kept=0.0)
     assert rerun - kept == pytest.approx(390 * 29 / (n_full * 30))  # one capture of blocks 0..28 per prompt
-    assert 1 / kept > 2.0  # the shipped defaults at the demo's value-axis layer
+    _, kept_without = explain_cost(_cfg(components=ComponentsConfig(enabled=False)), 30, value_layer=22, kept=1.0)
+    assert 1 / kept_without > 2.0  # the shipped defaults at the demo's value-axis layer (the component passes run whole)
+    assert kept_without < kept < 1.0
 
 
 def test_kept_fraction_is_the_memory_budget_over_the_prefix_bytes():
