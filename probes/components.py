@@ -58,7 +58,8 @@ from .attribution import (
     COMPONENT_POSITIONS, KIND_SOURCE, agreement, component_index, is_verified, pair_attribution, pool_shares,
     select_components,
 )
-from .causal import kind_mask, length_batches, position_kinds
+from .causal import length_batches, position_kinds
+from .interventions import kind_mask
 from .trace import plan_pairs
 
 log = logging.getLogger(__name__)
