@@ -13,13 +13,14 @@ import logging
 import numbers
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from benchmarks.csv_cases import load_csv_cases
 from benchmarks.ed_generator import PRESENTATIONS, generate_ed_cases
 from benchmarks.errors import BenchmarkError
+from benchmarks.few_shot import attach_examples
 from benchmarks.mimic_ed_demo import load_mimic_ed_triage
 from benchmarks.opioid_generator import OPIOID_PRESENTATIONS, generate_opioid_cases
 from benchmarks.qpain import load_qpain
@@ -196,9 +197,13 @@ def render_benchmark(cfg: Any, limit_cases: int | None = None) -> RenderResult:
     ``duplicates: collapse`` merges cases: it merges, and drops a tier where every
     case renders the same, among the rendered cases only (a case that duplicates
     only later cases keeps its own label).
+
+    With ``few_shot: k`` every prompt carries ``k`` solved examples
+    (:mod:`benchmarks.few_shot`), drawn with ``seed`` from all the benchmark's cases,
+    so ``limit_cases`` does not change them.
     """
     cases = load_cases(cfg, limit_cases)
-    return render(
+    rendered = render(
         cases,
         tiers=list(cfg.tiers),
         races=list(cfg.races),
@@ -207,6 +212,12 @@ def render_benchmark(cfg: Any, limit_cases: int | None = None) -> RenderResult:
         system_message=cfg.system_message,
         duplicates=cfg.duplicates,
     )
+    k = int(getattr(cfg, "few_shot", 0) or 0)
+    if k <= 0:
+        return rendered
+    pool = cases if limit_cases is None else load_cases(cfg)
+    prompts = attach_examples(rendered.prompts, pool, k, cfg.seed, cfg.descent_word)
+    return replace(rendered, prompts=prompts)
 
 
 def benchmark_sizes() -> list[dict[str, str]]:
