@@ -338,3 +338,16 @@ def test_gate_compares_the_median_with_min_option_mass(mass, floor, passed):
     assert tier["decision_gate"] == {"median_option_mass": pytest.approx(mass), "min_option_mass": floor}
     row = summary_table({"high": tier}).splitlines()[1]
     assert row.rstrip().endswith("yes" if passed else f"NO ({mass:.3f})")
+
+
+def test_plan_counts_the_examples_tokens(tmp_path, tiny_model_dir):
+    from pipeline.plan import format_plan, make_plan
+
+    plans = {}
+    for k in (0, 2):
+        cfg = load_config(write_config(tmp_path / f"p{k}.yaml", tiny_model_dir, benchmark={"n_cases": 4, "tiers": ["low"], "few_shot": k}))
+        plans[k] = make_plan(cfg, warmup=0)
+    assert plans[0].few_shot_tokens_by_tier == {}
+    shots = plans[2].few_shot_tokens_by_tier["low"]
+    assert shots > 0 and plans[2].tokens_by_tier["low"] - shots == plans[0].tokens_by_tier["low"]
+    assert f"({shots:,} of them in the 2 few-shot examples)" in "\n".join(format_plan(plans[2]))
