@@ -381,7 +381,7 @@ def explain_tier(
     rows = np.flatnonzero(np.isin(case_ids, keep))
     sub = prompts.iloc[rows].reset_index(drop=True)
     texts = sub["text"].tolist()
-    keys = list(zip(sub["case_id"], sub["tier"]))
+    keys = sub["case_id"].tolist()  # one tier: a case's prompts share their system message and examples
     variants = sub["variant"].to_numpy()
     is_base = variants == BASE
     base_texts = [t for t, b in zip(texts, is_base) if b]
