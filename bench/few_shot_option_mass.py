@@ -11,8 +11,9 @@ accuracy, and mFARM with its case-bootstrap interval::
     flock /work/heavy.lock python bench/few_shot_option_mass.py --model gemma3-270m --ks 0,1,2,4 --limit-cases 8
     python bench/few_shot_option_mass.py --model smollm2-135m-instruct --ks 0,2 --json smollm2.json
 
-``--set KEY=VALUE`` adds config overrides (e.g. ``extract.threads=1``). The table of
-measured figures is in ``docs/few-shot.md``.
+``--set KEY=VALUE`` adds config overrides (e.g. ``extract.threads=1``, or fewer
+variants: ``benchmark.races=[White,Black]``). The table of measured figures, and the
+command that made it, is in ``docs/few-shot.md``.
 """
 
 from __future__ import annotations
@@ -95,12 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out / f"{args.model}-k{k}"
         logger.info("%s, k = %d: running into %s", args.model, k, out)
         rows.append(measure(args.config, args.model, k, args.limit_cases, out, args.overrides))
-        logger.info("%s, k = %d: %.0f s", args.model, k, rows[-1]["seconds"])
+        logger.info("%s, k = %d: %.0f s\n%s", args.model, k, rows[-1]["seconds"], table(rows[-1:]))
+        if args.json:  # after every k, so an interrupted run keeps what it measured
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
     print(table(rows))
     for r in rows:
         print(f"{r['model']} k={r['k']}: {r['seconds']:.0f} s ({r['framing']} framing)")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 
