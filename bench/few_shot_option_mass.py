@@ -40,7 +40,9 @@ def measure(config: Path, model: str, k: int, limit_cases: int | None, out: Path
     """Run extract + score for one k; return ``{"k", "seconds", "tiers": {tier: row}}``."""
     import pipeline
 
-    cfg = load_config(config, [f"model.name={model}", f"benchmark.few_shot={k}", *overrides])
+    # explain does not run here; its layer lists (the demo's fit SmolLM2's 30 layers) are unset so any model loads
+    fixed = [f"model.name={model}", f"benchmark.few_shot={k}", "explain.layers=null", "explain.trace_layers=null"]
+    cfg = load_config(config, [*fixed, *overrides])
     start = time.perf_counter()
     results = pipeline.run(cfg, out, STAGES, limit_cases=limit_cases, progress=False)
     seconds = time.perf_counter() - start
