@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from configs.schema import load_config  # noqa: E402
+from latent_bias_probe.configs.schema import load_config  # noqa: E402
 
 logger = logging.getLogger("bench.few_shot_option_mass")
 
@@ -38,7 +38,7 @@ STAGES = ("extract", "score")
 
 def measure(config: Path, model: str, k: int, limit_cases: int | None, out: Path, overrides: list[str]) -> dict[str, Any]:
     """Run extract + score for one k; return ``{"k", "seconds", "tiers": {tier: row}}``."""
-    import pipeline
+    from latent_bias_probe import pipeline
 
     # explain does not run here; its layer lists (the demo's fit SmolLM2's 30 layers) are unset so any model loads
     fixed = [f"model.name={model}", f"benchmark.few_shot={k}", "explain.layers=null", "explain.trace_layers=null"]

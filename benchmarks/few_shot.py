@@ -22,9 +22,9 @@ import random
 from dataclasses import replace
 from typing import Iterable, Sequence
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.render import render_case
-from benchmarks.types import BASE, Case, Prompt, Shot
+from .errors import BenchmarkError
+from .render import render_case
+from .types import BASE, Case, Prompt, Shot
 
 #: the answer shown after an example, by label
 ANSWERS = {1: "Yes", 0: "No"}

@@ -39,7 +39,7 @@ import logging
 import re
 from typing import Any, Sequence
 
-from configs.schema import ConfigError
+from latent_bias_probe.configs.schema import ConfigError
 
 log = logging.getLogger(__name__)
 

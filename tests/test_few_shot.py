@@ -14,22 +14,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.few_shot import attach_examples
-from benchmarks.registry import load_cases, render_benchmark
-from benchmarks.render import render_case
-from benchmarks.types import BASE
+from latent_bias_probe.benchmarks.few_shot import attach_examples
+from latent_bias_probe.benchmarks.registry import load_cases, render_benchmark
+from latent_bias_probe.benchmarks.render import render_case
+from latent_bias_probe.benchmarks.types import BASE
 from conftest import write_config
-from configs.schema import BenchmarkConfig, ConfigError, load_config
-from extract.cache import Cache
-from extract.chat import (
+from latent_bias_probe.configs.schema import BenchmarkConfig, ConfigError, load_config
+from latent_bias_probe.extract.cache import Cache
+from latent_bias_probe.extract.chat import (
     char_spans_to_token_positions, find_user_offset, model_text, prompt_framing, query_starts, word_token_positions,
 )
-from extract.tiny import tiny_tokenizer
-from pipeline.extract import Shard, run_extract
-from pipeline.results import assemble_results, validate_results
-from report.scoring import score_table
-from report.sweep import result_rows
-from report.terminal import summary_table
+from latent_bias_probe.extract.tiny import tiny_tokenizer
+from latent_bias_probe.pipeline.extract import Shard, run_extract
+from latent_bias_probe.pipeline.results import assemble_results, validate_results
+from latent_bias_probe.report.scoring import score_table
+from latent_bias_probe.report.sweep import result_rows
+from latent_bias_probe.report.terminal import summary_table
 
 RACES = ["White", "Black", "Hispanic", "Asian"]
 GENDERS = ["Female", "Male", "Intersex"]
@@ -117,7 +117,7 @@ def test_k_zero_renders_as_before():
 
 
 def test_too_few_cases_for_k_is_a_one_line_error():
-    from benchmarks.errors import BenchmarkError
+    from latent_bias_probe.benchmarks.errors import BenchmarkError
 
     with pytest.raises(BenchmarkError, match=r"benchmark\.few_shot: 8 examples need 4") as err:
         render_benchmark(bench(n_cases=6, few_shot=8, tiers=["high"]))
@@ -226,7 +226,7 @@ def test_config_errors_are_one_line(tmp_path, tiny_model_dir, key, value, messag
 
 
 def test_defaults_keep_the_extraction_hash(tmp_path, tiny_model_dir):
-    from configs.hashes import extraction_sha256
+    from latent_bias_probe.configs.hashes import extraction_sha256
 
     cfg = load_config(write_config(tmp_path / "c.yaml", tiny_model_dir))
     same = load_config(write_config(tmp_path / "d.yaml", tiny_model_dir), ["benchmark.few_shot=0", "model.framing=auto"])
@@ -312,7 +312,7 @@ def test_gate_marks_a_tier_below_the_threshold_in_results_table_and_sweep(tmp_pa
         model, precision, adapter = "tiny", "float32", None
 
     assert [r["decision"] for r in result_rows(Item, results)] == [0] * len(medians)
-    from report.html import render_report
+    from latent_bias_probe.report.html import render_report
 
     page = render_report(results)
     scores = page[page.index('id="scores"'):]
@@ -341,7 +341,7 @@ def test_gate_compares_the_median_with_min_option_mass(mass, floor, passed):
 
 
 def test_plan_counts_the_examples_tokens(tmp_path, tiny_model_dir):
-    from pipeline.plan import format_plan, make_plan
+    from latent_bias_probe.pipeline.plan import format_plan, make_plan
 
     plans = {}
     for k in (0, 2):
