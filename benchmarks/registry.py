@@ -13,7 +13,7 @@ import logging
 import numbers
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +22,7 @@ from latent_bias_probe.configs.resources import package_path
 from .csv_cases import load_csv_cases
 from .ed_generator import PRESENTATIONS, generate_ed_cases
 from .errors import BenchmarkError
+from .few_shot import attach_examples
 from .mimic_ed_demo import load_mimic_ed_triage
 from .opioid_generator import OPIOID_PRESENTATIONS, generate_opioid_cases
 from .qpain import load_qpain
@@ -197,9 +198,13 @@ def render_benchmark(cfg: Any, limit_cases: int | None = None) -> RenderResult:
     ``duplicates: collapse`` merges cases: it merges, and drops a tier where every
     case renders the same, among the rendered cases only (a case that duplicates
     only later cases keeps its own label).
+
+    With ``few_shot: k`` every prompt carries ``k`` solved examples
+    (:mod:`benchmarks.few_shot`), drawn with ``seed`` from all the benchmark's cases,
+    so ``limit_cases`` does not change them.
     """
     cases = load_cases(cfg, limit_cases)
-    return render(
+    rendered = render(
         cases,
         tiers=list(cfg.tiers),
         races=list(cfg.races),
@@ -208,6 +213,12 @@ def render_benchmark(cfg: Any, limit_cases: int | None = None) -> RenderResult:
         system_message=cfg.system_message,
         duplicates=cfg.duplicates,
     )
+    k = int(getattr(cfg, "few_shot", 0) or 0)
+    if k <= 0:
+        return rendered
+    pool = cases if limit_cases is None else load_cases(cfg)
+    prompts = attach_examples(rendered.prompts, pool, k, cfg.seed, cfg.descent_word)
+    return replace(rendered, prompts=prompts)
 
 
 def benchmark_sizes() -> list[dict[str, str]]:

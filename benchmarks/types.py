@@ -26,12 +26,23 @@ class Case:
 
 
 @dataclass(frozen=True)
+class Shot:
+    """One solved example shown before a prompt (few-shot framing): a case rendered as BASE, and its answer."""
+
+    case_id: str
+    user: str
+    answer: str  # "Yes" or "No"
+
+
+@dataclass(frozen=True)
 class Prompt:
     """One rendered prompt: a case at one context tier for one demographic variant.
 
     ``demographic_spans`` are character spans in ``user`` of the race and gender
     words (on BASE prompts: the word "patient" of the opening sentence); the
-    extractor maps them to token positions.
+    extractor maps them to token positions. ``shots`` are the solved examples shown
+    before ``user`` (``benchmark.few_shot``; the same for every variant of a case and
+    tier); the spans always refer to ``user``, never to the examples.
     """
 
     case_id: str
@@ -43,3 +54,4 @@ class Prompt:
     system: str
     user: str
     demographic_spans: tuple[tuple[int, int], ...] = ()
+    shots: tuple[Shot, ...] = ()

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 EXTRACT_NOT_IN_IDENTITY = ("batch_size", "threads", "batch_check")
 #: model settings that say where the model runs, not what it computes (beyond round-off)
 MODEL_NOT_IN_IDENTITY = ("cache_dir", "device", "device_map")
+#: model settings added after the first caches: at their defaults they are not hashed
+MODEL_DEFAULTS_NOT_HASHED = {"kind": "auto", "framing": "auto", "answer_cue": "Answer:"}
 
 
 def _sha256(data: Any) -> str:
@@ -47,11 +49,16 @@ def extraction_sections(cfg: "Config") -> dict[str, Any]:
     """
     data = cfg.to_dict()
     model = {k: v for k, v in data["model"].items() if k not in MODEL_NOT_IN_IDENTITY}
-    if model.get("kind") == "auto":  # the default: hashes of configs from before model.kind stay the same
-        model.pop("kind")
+    # defaults of keys added later are left out: hashes of configs from before them stay the same
+    for key, default in MODEL_DEFAULTS_NOT_HASHED.items():
+        if model.get(key) == default:
+            model.pop(key)
+    benchmark = dict(data["benchmark"])
+    if benchmark.get("few_shot") == 0:
+        benchmark.pop("few_shot")
     out = {
         "model": model,
-        "benchmark": data["benchmark"],
+        "benchmark": benchmark,
         "extract": {k: v for k, v in data["extract"].items() if k not in EXTRACT_NOT_IN_IDENTITY},
     }
     if data.get("masked") is not None:  # a masked-LM audit's templates, target words and corpus

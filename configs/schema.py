@@ -47,6 +47,10 @@ MAX_LAYER = 10_000
 MAX_ALPHA = 1000.0
 #: the longest system message (characters)
 MAX_SYSTEM_CHARS = 10_000
+#: the most solved examples before a prompt (benchmark.few_shot)
+MAX_FEW_SHOT = 64
+#: the longest plain-format answer cue (characters)
+MAX_CUE_CHARS = 200
 #: the longest path, model id or revision (characters)
 MAX_PATH_CHARS = 4096
 
@@ -74,6 +78,10 @@ class ModelConfig:
     adapter: str | None = None  # a PEFT LoRA directory applied to the model
     # auto: from the model's config.json (an architecture ending in ForMaskedLM is masked)
     kind: Literal["auto", "causal", "masked"] = "auto"
+    # auto: the tokenizer's chat template when it has one, else the plain format;
+    # chat: require the template; plain: "System: ...\nUser: ...\n<answer_cue>" even if there is one
+    framing: Literal["auto", "chat", "plain"] = "auto"
+    answer_cue: str = "Answer:"  # the plain format's last line, after which the model answers
 
 
 @dataclass
@@ -108,6 +116,9 @@ class BenchmarkConfig:
     # collapse: cases that render identically at a tier count once (a tier where all
     # do is dropped); keep: render every case as it is (the published protocol)
     duplicates: Literal["collapse", "keep"] = "collapse"
+    # solved examples (other cases, rendered as BASE, labels balanced, drawn with ``seed``)
+    # shown before every prompt; 0: none (benchmarks.few_shot)
+    few_shot: int = 0
 
 
 @dataclass
@@ -148,6 +159,9 @@ class ScoringConfig:
     equivalence_margin: float = 0.02
     permutations: int = 200  # within-case permutations of the variant labels for the null; 0: off
     option_mass_threshold: float = 0.5  # warn when the median next-token mass on Yes/No is below this
+    # decision gate: a tier whose median option mass is below this is marked decision: false
+    # (its renormalised P(Yes), and so its mFARM, is not the model's decision)
+    min_option_mass: float = 0.5
     # masked-LM audits: a group difference counts only beyond this many nats (log-probability units)
     association_margin: float = 0.1
 
@@ -529,6 +543,12 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
     _check_text("model.revision", m.revision)
     _check_text("model.cache_dir", m.cache_dir)
     _check_text("model.adapter", m.adapter)
+    cue = m.answer_cue
+    if not cue.strip() or cue != cue.strip() or len(cue) > MAX_CUE_CHARS or not _printable(cue):
+        raise ConfigError(
+            f"model.answer_cue: must be printable text of 1..{MAX_CUE_CHARS} characters without leading or trailing "
+            f"spaces, got {_show(cue)}"
+        )
     if m.name.startswith((".", "/", "~")) or "\\" in m.name:
         folder = _resolve(m.name, Path.cwd(), "model.name")
         if not _exists(folder, "model.name", m.name, "dir"):
@@ -607,7 +627,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         raise ConfigError(f"scoring.alpha: must lie in (0, 1), got {_show(sc.alpha)}")
     _int_range("scoring.bootstrap", sc.bootstrap, 0, 100_000)
     _int_range("scoring.permutations", sc.permutations, 0, 100_000)
-    for key, lo, hi in (("ci_level", 0.5, 0.999), ("equivalence_margin", 1e-6, 0.5), ("option_mass_threshold", 0.0, 1.0),
+    for key, lo, hi in (("ci_level", 0.5, 0.999), ("equivalence_margin", 1e-6, 0.5), ("option_mass_threshold", 0.0, 1.0), ("min_option_mass", 0.0, 1.0),
                         ("association_margin", 0.0, 100.0)):
         value = getattr(sc, key)
         if not (lo <= value <= hi):  # NaN fails too
@@ -617,6 +637,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
 
     # benchmark
     _int_range("benchmark.n_cases", b.n_cases, 1, 1_000_000, null="every case of the source")
+    _int_range("benchmark.few_shot", b.few_shot, 0, MAX_FEW_SHOT)
     if not _printable(b.system_message, "\n\t"):
         raise ConfigError(f"benchmark.system_message: contains a control character: {_show(b.system_message)}")
     if len(b.system_message) > MAX_SYSTEM_CHARS:

@@ -11,6 +11,9 @@ Layout (docs/reference/run-directory.md, section cache.h5)::
     /prompts/n_tokens      int32 (N,): -1 until the prompt has run
     /prompts/prompt_index  int64 (N,): the row's position in the full, unsharded prompt
                            list (written by this module; optional for other writers)
+    /prompts/few_shot_ids  UTF-8 string (N,): the case ids of the few-shot examples shown
+                           before the prompt, a JSON list ("[]": none; written by this
+                           module; absent in older files, read as "[]")
     /outputs/p_yes, /outputs/p_yes_vocab   float32 (N,), NaN until the prompt has run
     /outputs/option_mass   float32 (N,): next-token probability on the Yes ids plus the
                            No ids (``extract.scoring``), NaN until the prompt has run
@@ -129,7 +132,9 @@ IDENTITY_FIELDS = (
 STRING_FIELDS = ("case_id", "tier", "variant", "race", "gender", "text")
 PROMPT_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text", "n_tokens")
 #: Prompt fields compared when resuming (n_tokens is filled in by the run).
-PROMPT_IDENTITY_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text", "prompt_index")
+PROMPT_IDENTITY_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label", "text", "prompt_index", "few_shot_ids")
+#: what ``prompts/few_shot_ids`` holds for a prompt without examples (and reads as when absent)
+NO_FEW_SHOT = "[]"
 #: Output datasets of the format written here (``outputs/``), in ``Cache.outputs`` order.
 OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token", "option_mass")
 #: Output datasets every readable format has (format 1 lacks ``option_mass``).
@@ -402,6 +407,10 @@ class _Prompts:
             cols["prompt_index"] = np.array([int(v) for v in get("prompt_index")], dtype=np.int64)
         else:
             cols["prompt_index"] = np.arange(n, dtype=np.int64)
+        if "few_shot_ids" in names:
+            cols["few_shot_ids"] = np.array([_to_str(v) for v in get("few_shot_ids")], dtype=object)
+        else:
+            cols["few_shot_ids"] = np.array([NO_FEW_SHOT] * n, dtype=object)
         lengths = {k: len(v) for k, v in cols.items()}
         if len(set(lengths.values())) != 1:
             raise ValueError(f"prompts_table: columns of different lengths {lengths}")
@@ -418,6 +427,9 @@ class _Prompts:
         cols["n_tokens"] = np.asarray(g["n_tokens"][()], dtype=np.int32)
         cols["prompt_index"] = (
             np.asarray(g["prompt_index"][()], dtype=np.int64) if "prompt_index" in g else np.arange(n, dtype=np.int64)
+        )
+        cols["few_shot_ids"] = (
+            _read_strings(g["few_shot_ids"]) if "few_shot_ids" in g else np.array([NO_FEW_SHOT] * n, dtype=object)
         )
         return cls(cols)
 
@@ -472,6 +484,9 @@ def _create_skeleton(path: Path, spec: CacheSpec, prompts: _Prompts, extra_attrs
         g.create_dataset("label", data=prompts.columns["label"], dtype=np.int8, dcpl=_early_dcpl())
         g.create_dataset("n_tokens", data=prompts.columns["n_tokens"], dtype=np.int32, dcpl=_early_dcpl())
         g.create_dataset("prompt_index", data=prompts.columns["prompt_index"], dtype=np.int64, dcpl=_early_dcpl())
+        g.create_dataset(
+            "few_shot_ids", data=prompts.columns["few_shot_ids"], dtype=h5py.string_dtype("utf-8"), dcpl=_early_dcpl()
+        )
         g = f.create_group("outputs")
         for name in ("p_yes", "p_yes_vocab", "option_mass"):
             g.create_dataset(name, shape=(n,), dtype=np.float32, fillvalue=np.nan, dcpl=_early_dcpl())
@@ -1019,6 +1034,14 @@ class Cache(_OpenFile):
         if "prompt_index" in g:
             return np.asarray(g["prompt_index"][()], dtype=np.int64)
         return np.arange(self.n_prompts, dtype=np.int64)
+
+    @property
+    def few_shot_ids(self) -> list[list[str]]:
+        """Per row, the case ids of the few-shot examples shown before the prompt (empty lists if not stored)."""
+        g = self._file()["prompts"]
+        if "few_shot_ids" not in g:
+            return [[] for _ in range(self.n_prompts)]
+        return [json.loads(v) if v else [] for v in _read_strings(g["few_shot_ids"])]
 
     @property
     def format_version(self) -> int:

@@ -34,7 +34,7 @@ import numpy as np
 from .matrix import BASE
 from .stats import friedman_test
 
-__all__ = ["option_mass_summary", "DEFAULT_THRESHOLD", "DEFAULT_SPREAD", "DEFAULT_ALPHA"]
+__all__ = ["option_mass_summary", "decision_gate", "DEFAULT_THRESHOLD", "DEFAULT_SPREAD", "DEFAULT_ALPHA"]
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_SPREAD = 0.1
@@ -140,6 +140,27 @@ def option_mass_summary(
         "min": float(mass.min()),
         "share_below": float(np.mean(mass < threshold)),
         "warning": "; ".join(warnings) if warnings else None,
+    }
+
+
+def decision_gate(median: float, min_option_mass: float = DEFAULT_THRESHOLD) -> dict[str, Any]:
+    """The decision gate of a tier: ``{"decision": bool, "decision_gate": {median, min}}``.
+
+    ``decision`` is False when the tier's median option mass is below
+    ``min_option_mass`` (``scoring.min_option_mass``): most of the model's next-token
+    probability is elsewhere, so its renormalised P(Yes), and every score made of it
+    (mFARM included), is not the model's decision. lm-evaluation-harness's
+    discrim_eval applies the same idea at 0.99 per prompt.
+    """
+    median, threshold = float(median), float(min_option_mass)
+    if not (math.isfinite(median) and 0 <= median <= 1 + _ROUND_OFF):
+        raise ValueError(f"median option mass must lie in [0, 1], got {median!r}")
+    if not 0 <= threshold <= 1:
+        raise ValueError(f"min_option_mass must lie in [0, 1], got {threshold!r}")
+    median = min(median, 1.0)
+    return {
+        "decision": bool(median >= threshold),
+        "decision_gate": {"median_option_mass": median, "min_option_mass": threshold},
     }
 
 

@@ -62,7 +62,8 @@ class Shard:
 
 
 def prompt_table(prompts: Sequence[Prompt], texts: Sequence[str]) -> pd.DataFrame:
-    """The cache's prompt columns: ``case_id, tier, variant, race, gender, label`` (-1: unknown), ``text``."""
+    """The cache's prompt columns: ``case_id, tier, variant, race, gender, label`` (-1: unknown), ``text``,
+    ``few_shot_ids`` (the case ids of the prompt's few-shot examples, a JSON list)."""
     return pd.DataFrame(
         {
             "case_id": [p.case_id for p in prompts],
@@ -72,6 +73,7 @@ def prompt_table(prompts: Sequence[Prompt], texts: Sequence[str]) -> pd.DataFram
             "gender": [p.gender for p in prompts],
             "label": [(-1 if p.label is None else int(p.label)) for p in prompts],
             "text": list(texts),
+            "few_shot_ids": [json.dumps([s.case_id for s in p.shots]) for p in prompts],
         }
     )
 
@@ -199,12 +201,15 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
 
     loaded = load_model(cfg.model)
     check_against_model(cfg, loaded.n_layers)  # layer indices of later stages, before any forward pass
-    texts = [model_text(loaded.tokenizer, p) for p in prompts]
+    framing, cue = cfg.model.framing, cfg.model.answer_cue
+    texts = [model_text(loaded.tokenizer, p, framing, cue) for p in prompts]
     positions = tuple(cfg.extract.positions)
     demographic = None
     if "demographic" in positions:
         demographic = [
-            char_spans_to_token_positions(loaded.tokenizer, t, find_user_offset(loaded.tokenizer, p, t), p.demographic_spans)
+            char_spans_to_token_positions(
+                loaded.tokenizer, t, find_user_offset(loaded.tokenizer, p, t, framing, cue), p.demographic_spans
+            )
             for p, t in zip(prompts, texts)
         ]
     table = prompt_table(prompts, texts)
@@ -232,7 +237,9 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     extra = {
         "render_report": json.dumps(rendered.report()),
         "provenance": json.dumps(environment(loaded.device, loaded.model)),
-        "prompt_framing": json.dumps(prompt_framing(loaded.tokenizer, cfg.benchmark.system_message or None)),
+        "prompt_framing": json.dumps(prompt_framing(
+            loaded.tokenizer, cfg.benchmark.system_message or None, framing, cue, cfg.benchmark.few_shot
+        )),
         "answer_tokens": json.dumps(answer_tokens(loaded.tokenizer, runner.yes_ids, runner.no_ids)),
     }
     if shard is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -46,6 +46,8 @@ class Plan:
     explain_blocks: float = 1.0  # decoder-block evaluations per pass and layer (below 1 with prefix reuse)
     explain_s: float | None = None
     notes: list[str] = field(default_factory=list)
+    few_shot: int = 0  # solved examples before each prompt (benchmark.few_shot)
+    few_shot_tokens_by_tier: dict[str, int] = field(default_factory=dict)  # their share of tokens_by_tier
 
     @property
     def n_prompts(self) -> int:
@@ -170,12 +172,17 @@ def _make_causal_plan(cfg: Any, shards: int, limit_cases: int | None, warmup: in
     keep = set(cases)
     prompts = [p for p in rendered.prompts if p.case_id in keep]
     loaded = load_model(cfg.model)
-    texts = [model_text(loaded.tokenizer, p) for p in prompts]
+    framing, cue = cfg.model.framing, cfg.model.answer_cue
+    texts = [model_text(loaded.tokenizer, p, framing, cue) for p in prompts]
     runner = make_runner(cfg.extract.backend, loaded)
     lengths = np.asarray(runner.token_lengths(texts))
     tiers = [p.tier for p in prompts]
     prompts_by_tier = {t: tiers.count(t) for t in dict.fromkeys(tiers)}
     tokens_by_tier = {t: int(lengths[[x == t for x in tiers]].sum()) for t in prompts_by_tier}
+    shot_tokens: dict[str, int] = {}
+    if cfg.benchmark.few_shot:  # the examples' tokens: each text against the same prompt without them
+        bare = np.asarray(runner.token_lengths([model_text(loaded.tokenizer, replace(p, shots=()), framing, cue) for p in prompts]))
+        shot_tokens = {t: int((lengths - bare)[[x == t for x in tiers]].sum()) for t in prompts_by_tier}
     per_act = loaded.n_layers * len(prompts) * loaded.d_model * STORAGE_BYTES[cfg.extract.storage_dtype]
     bytes_by_site = {f"{s}/{pos}": per_act for s in cfg.extract.sites for pos in cfg.extract.positions}
     k = prompts_per_case_tier(cfg)
@@ -188,6 +195,7 @@ def _make_causal_plan(cfg: Any, shards: int, limit_cases: int | None, warmup: in
         n_cases=len(cases), prompts_by_tier=prompts_by_tier, tokens_by_tier=tokens_by_tier,
         n_layers=loaded.n_layers, d_model=loaded.d_model, bytes_by_site=bytes_by_site,
         shard_prompts=shard_prompts, device=str(getattr(loaded, "device", "cpu")),
+        few_shot=int(cfg.benchmark.few_shot), few_shot_tokens_by_tier=shot_tokens,
     )
     mean_tokens = float(lengths.mean()) if len(lengths) else 0.0
     kept = kept_fraction(cfg, loaded.n_layers, loaded.d_model, mean_tokens)
@@ -241,7 +249,9 @@ def format_plan(plan: Plan | MaskedPlan) -> list[str]:
         return format_masked_plan(plan, _duration, _bytes)
     lines = [f"cases {plan.n_cases}, prompts {plan.n_prompts}, tokens {plan.n_tokens:,}; model {plan.n_layers} layers x d_model {plan.d_model} on {plan.device}"]
     for tier, n in plan.prompts_by_tier.items():
-        lines.append(f"  tier {tier}: {n} prompts, {plan.tokens_by_tier[tier]:,} tokens")
+        shots = plan.few_shot_tokens_by_tier.get(tier)
+        lines.append(f"  tier {tier}: {n} prompts, {plan.tokens_by_tier[tier]:,} tokens"
+                     + (f" ({shots:,} of them in the {plan.few_shot} few-shot examples)" if shots is not None else ""))
     total = sum(plan.bytes_by_site.values())
     for key, n in plan.bytes_by_site.items():
         lines.append(f"  cache acts/{key}: {_bytes(n)}")

@@ -90,6 +90,24 @@ def _cache_attrs(run: RunDir) -> dict[str, Any]:
         return dict(cache.attrs)
 
 
+def _few_shot(run: RunDir, cfg: Config) -> dict[str, Any] | None:
+    """results.json ``benchmark.few_shot``: k, seed and the example ids of every case per tier (None at k = 0).
+
+    Every prompt of a case and tier shows the same examples, so one list per case
+    stands for all its variants' prompts (the cache's ``prompts/few_shot_ids`` per prompt).
+    """
+    from latent_bias_probe.extract.cache import Cache
+
+    if not cfg.benchmark.few_shot:
+        return None
+    with Cache(run / "cache.h5") as cache:
+        prompts, ids = cache.prompts, cache.few_shot_ids
+    examples: dict[str, dict[str, list[str]]] = {}
+    for tier, case_id, shown in zip(prompts["tier"], prompts["case_id"], ids):
+        examples.setdefault(str(tier), {}).setdefault(str(case_id), list(shown))
+    return {"k": int(cfg.benchmark.few_shot), "seed": int(cfg.benchmark.seed), "examples": examples}
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -123,7 +141,7 @@ def _output_tiers(run: RunDir, cfg: Config) -> dict[str, Any]:
     return score_table(
         df, s.alpha, s.correction, s.accuracy, s.bootstrap, s.seed, str(run / "predictions.csv"),
         ci_level=s.ci_level, margin=s.equivalence_margin, permutations=s.permutations,
-        option_mass_threshold=s.option_mass_threshold,
+        option_mass_threshold=s.option_mass_threshold, min_option_mass=s.min_option_mass,
     )
 
 
@@ -186,6 +204,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
         raise InputError(f"{run / 'predictions.csv'}: {run.why_stale('predictions.csv')} (run 'probe extract' first)")
     attrs = _cache_attrs(run)
     render_report = json.loads(attrs.get("render_report", "{}") or "{}")
+    few_shot = _few_shot(run, cfg)
     tiers = _output_tiers(run, cfg)
     if run.is_fresh("probes.h5"):
         for tier, latent in read_latent(run / "probes.h5").items():
@@ -248,6 +267,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
             "degraded_fields": render_report.get("degraded", {}),
             "collapsed_duplicates": render_report.get("collapsed", {}),
             "dropped_tiers": render_report.get("dropped_tiers", {}),
+            **({"few_shot": few_shot} if few_shot is not None else {}),
         },
         "provenance": json.loads(attrs["provenance"]) if attrs.get("provenance") else None,
         "batch_invariance": check if isinstance(check, dict) else None,

@@ -30,6 +30,7 @@ from latent_bias_probe.configs.names import BASE
 from latent_bias_probe.configs.schema import Config
 from .units import valid_dose, valid_mediation_batch, valid_ranks
 from latent_bias_probe.mfarm.scalars import as_float
+from latent_bias_probe.extract.chat import query_starts, word_token_positions
 
 log = logging.getLogger(__name__)
 
@@ -278,22 +279,26 @@ def prefix_nbytes(state) -> int:
 ERASURE_KINDS = ("demographic", "later", "decision")
 
 
-def position_kinds(runner, texts: Sequence[str], races: Sequence[str], genders: Sequence[str]) -> list[dict[str, list[int]]]:
+def position_kinds(
+    runner, texts: Sequence[str], races: Sequence[str], genders: Sequence[str], keys: Sequence[Any] | None = None
+) -> list[dict[str, list[int]]]:
     """Per text, token indices (unpadded) of each position kind.
 
     ``demographic``: tokens of the text's race and gender words (whole words; on a BASE
-    text, the first "patient", as the extraction's ``demographic`` position);
+    text, the first "patient", as the extraction's ``demographic`` position), looked
+    for in the case's own prompt only: with ``keys`` (a case-and-tier key per text),
+    after the text shared by all prompts of that key (:func:`extract.chat.query_starts`:
+    the system message and the few-shot examples);
     ``later``: every token after the last demographic token except the last one;
     ``decision``: the last token; ``after``: ``later`` ∪ ``decision`` (the trace's (b)).
     """
-    from latent_bias_probe.extract.chat import word_token_positions
-
     tok = runner.tokenizer
+    starts = query_starts(texts, keys) if keys is not None else [0] * len(texts)
     out = []
-    for text, n in zip(texts, runner.token_lengths(list(texts))):
-        demo = word_token_positions(tok, text, [*races, *genders])
+    for text, n, start in zip(texts, runner.token_lengths(list(texts)), starts):
+        demo = word_token_positions(tok, text, [*races, *genders], start)
         if not demo:
-            demo = word_token_positions(tok, text, ["patient"])[:1] or [0]
+            demo = word_token_positions(tok, text, ["patient"], start)[:1] or [0]
         n = int(n)
         later = list(range(max(demo) + 1, n - 1))
         out.append({"demographic": demo, "later": later, "decision": [n - 1], "after": later + [n - 1]})
@@ -367,6 +372,7 @@ def explain_tier(
     rows = np.flatnonzero(np.isin(case_ids, keep))
     sub = prompts.iloc[rows].reset_index(drop=True)
     texts = sub["text"].tolist()
+    keys = sub["case_id"].tolist()  # one tier: a case's prompts share their system message and examples
     variants = sub["variant"].to_numpy()
     is_base = variants == BASE
     base_texts = [t for t, b in zip(texts, is_base) if b]
@@ -417,7 +423,7 @@ def explain_tier(
     start = time.perf_counter()
     groups = sorted(set(variants[~is_base]))
     concept = np.array([groups.index(v) if v != BASE else -1 for v in variants])
-    kinds = position_kinds(runner, texts, races, genders) if kind_names else None
+    kinds = position_kinds(runner, texts, races, genders, keys) if kind_names else None
     batches = length_batches(runner, texts, bs)
     p_med = {name: np.empty((len(layers), len(texts))) for name in ("leace", "random", *kind_names, *(("by_kind",) if kind_names else ()))}
 
@@ -492,7 +498,7 @@ def explain_tier(
 
         start = time.perf_counter()
         out["trace"] = causal_trace(
-            iv, sub, texts, p_yes[rows], pairs, position_kinds(runner, texts, races, genders), trace_layers, bs, store, bar,
+            iv, sub, texts, p_yes[rows], pairs, position_kinds(runner, texts, races, genders, keys), trace_layers, bs, store, bar,
             cfg.scoring.bootstrap, cfg.scoring.ci_level, ec.seed,
         )
         log.info("explain: causal trace of %d cases at %d layers in %.1f s", len(trace_cases), len(trace_layers), time.perf_counter() - start)

@@ -43,6 +43,7 @@ from latent_bias_probe.extract.batch_check import TOLERANCE, noise_above_toleran
 from latent_bias_probe.mfarm.metrics import METRICS
 from . import figures
 from .fmt import MISSING, finite, get, num, p_value, pct, signed
+from .terminal import decision_cell, decision_note
 from .summary import (
     TARGET_NAMES,
     VALUE_AXIS_PREFIX,
@@ -479,6 +480,14 @@ def _score_chart(tiers: list[tuple[str, Mapping[str, Any]]], ids: _Page) -> Fig 
                       "tell the tiers apart (tiers are not paired comparisons of one model either).", wide=True)
 
 
+def _decision(t: Mapping[str, Any]) -> Any:
+    """The decision-gate cell of a tier: "yes", a flagged "NO (median)" or missing (option mass unknown)."""
+    cell = decision_cell(dict(t))
+    if cell == "-":
+        return MISSING
+    return cell if cell == "yes" else Span(cell, sig=True)
+
+
 def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
     tiers = _tiers(results)
     if not tiers:
@@ -486,11 +495,14 @@ def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
     head = ["Tier", "Cases", "Accuracy"] + [Span(a, title=t) for _, a, t in score_columns()] + [
         Span("F_LV", title="Latent value fairness (needs probe fit)"),
         "mFARM (paper)", "mFARM (full)", "FAB (paper)", "FAB (full)",
+        Span("Decision", title="The decision gate: NO when the tier's median option mass (next-token probability on "
+                               "Yes/No) is below scoring.min_option_mass; its scores then are not the model's decision"),
     ]
     degraded = get(results, "benchmark", "degraded_fields", default={})
     degraded = {str(k): v for k, v in degraded.items() if v} if isinstance(degraded, Mapping) else {}
     rows = []
     warnings = []
+    no_decision = []
     for name, t in tiers:
         m = get(t, "mfarm", default={})
         badge = _causal_badge(t)
@@ -504,8 +516,11 @@ def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
             [name + (" †" if name in degraded else ""), _int(t.get("n_cases")), cell("accuracy")]
             + [cell(key) for key, _, _ in score_columns()]
             + [_append(flv, badge) if flv != MISSING else flv, cell("score"),
-               _append(full, badge) if full != MISSING else full, cell("fab"), cell("fab_full")]
+               _append(full, badge) if full != MISSING else full, cell("fab"), cell("fab_full"), _decision(t)]
         )
+        note = decision_note(t)
+        if note:
+            no_decision.append((name, note))
         for w in _tier_warnings(t):
             if w.startswith(VALUE_AXIS_PREFIX):
                 status = causal_status(t) or "not run"
@@ -526,6 +541,7 @@ def _scores(results: Mapping[str, Any], ids: _Page) -> dict[str, Any]:
         "tiers": True,
         "table": Table(head, rows),
         "interval_note": _interval_note(tiers),
+        "no_decision": no_decision,
         "warnings": warnings,
         "option_mass": _option_mass(tiers),
         "chart": _score_chart(tiers, ids),
@@ -980,8 +996,11 @@ def _framing(framing: Mapping[str, Any], answers: Mapping[str, Any]) -> list[tup
     """Provenance entries for results.json ``model.prompt_framing`` and ``model.answer_tokens`` (none when absent)."""
     items: list[tuple[str, Any]] = []
     if framing:
-        kind = "chat template" if framing.get("kind") == "chat_template" else "plain System:/User:/Assistant: format (no chat template)"
-        items.append(("Prompt framing", [f"{kind}; system message: {framing.get('system')}; ", _code(framing.get("template"))]))
+        cue = framing.get("answer_cue") or "Assistant:"
+        kind = "chat template" if framing.get("kind") == "chat_template" else f"plain System:/User:/{cue} format"
+        shots = framing.get("few_shot")
+        shots = f"; {shots} solved examples before each prompt" if isinstance(shots, int) and shots > 0 else ""
+        items.append(("Prompt framing", [f"{kind}; system message: {framing.get('system')}{shots}; ", _code(framing.get("template"))]))
     if answers:
         for key in ("yes", "no"):
             tokens = answers.get(f"{key}_tokens") or []

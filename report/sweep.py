@@ -32,6 +32,7 @@ def sweep_columns() -> list[str]:
         "reference", *[f"{c}{end}" for c in DIFF_COLUMNS for end in ("", "_lo", "_hi")],
         *LATENT_COLUMNS, "option_mass",
         "vs_model", *[f"{c}{end}" for c in MODEL_DIFF_COLUMNS for end in ("", "_lo", "_hi")],
+        "decision",
     ]
 
 
@@ -43,6 +44,7 @@ def optional_columns() -> tuple[str, ...]:
 
 
 #: integer columns (nullable)
+#: ``decision``: the tier's decision gate (1: median option mass >= scoring.min_option_mass, 0: below)
 INT_COLUMNS = ("n_cases", "value_axis_layer", "n_layers")
 EPS = 0.005  # differences of mFARM below this are reported as "unchanged"
 
@@ -89,6 +91,8 @@ def result_rows(item: Any, results: dict[str, Any]) -> list[dict[str, Any]]:
         row["n_layers"] = n_layers if isinstance(n_layers, int) else None
         row["value_axis_depth"] = (layer + 1) / n_layers if row["value_axis_layer"] is not None and row["n_layers"] else None
         row["option_mass"] = finite((t.get("option_mass") or {}).get("median"))
+        decision = t.get("decision")
+        row["decision"] = int(decision) if isinstance(decision, bool) else None  # gate: 1 passes, 0 fails, empty unknown
         ci = t.get("ci") or {}
         for column, key in INTERVAL_COLUMNS.items():
             lo, hi = (list(ci.get(key) or []) + [None, None])[:2]

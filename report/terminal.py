@@ -2,8 +2,9 @@
 
 Below the fixed-width table, one line per tier gives what needs more room: mFARM
 with its bootstrap interval, the TOST verdict counts against the margin, the
-smallest detectable shift when some verdicts are inconclusive, and the tier's
-warnings. Tiers without these keys (older results, bootstrap 0) add no line.
+smallest detectable shift when some verdicts are inconclusive, a tier that fails
+the decision gate (column ``decision``: median option mass below
+``scoring.min_option_mass``), and the tier's warnings. Tiers without these keys (older results, bootstrap 0) add no line.
 """
 
 from __future__ import annotations
@@ -15,7 +16,30 @@ from latent_bias_probe.mfarm.metrics import METRICS
 
 def _head() -> list[str]:
     """The table's column heads: one per registered metric (mfarm.metrics) among them."""
-    return ["tier", "cases", "acc", *[m.short for m in METRICS.values()], "F_LV", "mFARM", "full", "FAB", "FAB_full"]
+    return ["tier", "cases", "acc", *[m.short for m in METRICS.values()], "F_LV", "mFARM", "full", "FAB", "FAB_full", "decision"]
+
+
+def decision_cell(t: dict[str, Any]) -> str:
+    """The decision gate of a tier for a table cell: "yes", "NO (median m)" or "-" (option mass unknown)."""
+    decision = t.get("decision")
+    if not isinstance(decision, bool):
+        return "-"
+    if decision:
+        return "yes"
+    median = (t.get("decision_gate") or {}).get("median_option_mass")
+    return f"NO ({median:.3f})" if _is_num(median) else "NO"
+
+
+def decision_note(t: dict[str, Any]) -> str | None:
+    """One sentence when the tier fails the decision gate (None otherwise)."""
+    if t.get("decision") is not False:
+        return None
+    gate = t.get("decision_gate") or {}
+    median, floor = gate.get("median_option_mass"), gate.get("min_option_mass")
+    if not (_is_num(median) and _is_num(floor)):
+        return "no decision: the median option mass is below scoring.min_option_mass; these scores are not the model's fairness"
+    return (f"no decision: median option mass {median:.3f} < {floor:g} (scoring.min_option_mass): the model mostly "
+            "answers something other than Yes/No, so these scores are not the model's fairness")
 
 
 def _num(v: Any) -> str:
@@ -46,6 +70,9 @@ def _details(tier: str, t: dict[str, Any]) -> list[str]:
             if counts["inconclusive"] and _is_num(ds):
                 parts.append(f"detectable shift ~{ds:.3f}")
     lines = [f"{tier}: " + "; ".join(parts)] if parts else []
+    note = decision_note(t)
+    if note:
+        lines.append(f"{tier}: {note}")
     for w in t.get("warnings") or []:
         if isinstance(w, str) and w.strip():
             lines.append(f"{tier}: warning: {w}")
@@ -63,7 +90,7 @@ def summary_table(tiers: dict[str, Any]) -> str:
             [tier, str(t["n_cases"]), _num(t.get("accuracy"))]
             + [_num(m.get(k)) for k in METRICS]
             + [_num(t.get("latent", {}).get("value_axis_fairness")), _num(m["score"]), _num(t.get("mfarm_full"))]
-            + [_num(t.get("fab")), _num(t.get("fab_full"))]
+            + [_num(t.get("fab")), _num(t.get("fab_full")), decision_cell(t)]
         )
         details += _details(str(tier), t)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -142,7 +142,7 @@ def test_schema_matches_design(tmp_path, storage):
         assert int(f.attrs["n_layers"]) == 3 and int(f.attrs["d_model"]) == 8
         assert json.loads(f.attrs["sites"]) == ["resid_post", "mlp_out"]
         assert set(f.keys()) == {"prompts", "outputs", "acts", "done"}
-        assert set(f["prompts"].keys()) == PROMPT_DATASETS | {"prompt_index"}
+        assert set(f["prompts"].keys()) == PROMPT_DATASETS | {"prompt_index", "few_shot_ids"}
         for name in ("case_id", "tier", "variant", "race", "gender", "text"):
             ds = f["prompts"][name]
             assert ds.shape == (n,) and h5py.check_string_dtype(ds.dtype).encoding == "utf-8"

@@ -83,7 +83,7 @@ def test_plain_fallback_without_chat_template(tok, monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="latent_bias_probe.extract.chat"):
         text = model_text(tok, prompt())
         model_text(tok, prompt())
-    assert text == f"System: {SYSTEM}\nUser: {USER}\nAssistant:"
+    assert text == f"System: {SYSTEM}\nUser: {USER}\nAnswer:"
     assert sum("no chat template" in r.getMessage() for r in caplog.records) == 1
     p = prompt()
     off = find_user_offset(tok, p, text)

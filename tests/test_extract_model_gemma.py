@@ -113,11 +113,12 @@ def test_plain_framing_with_bos_and_answer_tokens(gemma):
     assert not tok.chat_template  # the GGUF of the base model carries none
     p = Prompt("c1", "high", "BASE", None, None, 1, SYSTEM, "Is the patient urgent? ANSWER:", ())
     text = model_text(tok, p)
-    assert text == f"<bos>System: {SYSTEM}\nUser: Is the patient urgent? ANSWER:\nAssistant:"
+    assert text == f"<bos>System: {SYSTEM}\nUser: Is the patient urgent? ANSWER:\nAnswer:"
     assert tok(text, add_special_tokens=False).input_ids[0] == tok.bos_token_id == 2
     framing = prompt_framing(tok, SYSTEM)
     assert framing == {"kind": "plain", "system": "'System:' line", "bos": "<bos>",
-                       "template": f"<bos>System: {SYSTEM}\nUser: {{user}}\nAssistant:"}
+                       "template": f"<bos>System: {SYSTEM}\nUser: {{user}}\nAnswer:",
+                       "framing": "auto", "few_shot": 0, "answer_cue": "Answer:"}
     from latent_bias_probe.extract.scoring import answer_tokens, yes_no_ids
 
     yes, no = yes_no_ids(tok)

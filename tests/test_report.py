@@ -121,6 +121,7 @@ def test_score_table_holds_tier_names_and_formatted_numbers():
     expected = [
         "120", "0.781", "0.812", "0.938", "0.884", "1.000", "0.917", "0.701",
         f"{high['mfarm']['score']:.3f}", f"{high['mfarm_full']:.3f}", f"{high['fab']:.3f}", f"{high['fab_full']:.3f}",
+        "–",  # the decision gate: this tier records no option mass
     ]
     assert [c.split(" ")[0] for c in cells] == expected  # each value first; its interval below (test_scores_show_...)
     row = re.search(r'<tr><th scope="row">low †</th>(.*?)</tr>', scores).group(1)  # † : degraded fields
@@ -563,7 +564,7 @@ def test_terminal_table_adds_intervals_verdicts_and_warnings():
     results = synthetic_results()
     text = summary_table(results["tiers"])
     lines = text.splitlines()
-    assert lines[0].split()[:3] == ["tier", "cases", "acc"] and len(lines[1].split()) == 13
+    assert lines[0].split()[:3] == ["tier", "cases", "acc"] and len(lines[1].split()) == 14
     lo, hi = results["tiers"]["high"]["ci"]["score"]
     assert f"high: mFARM {results['tiers']['high']['mfarm']['score']:.3f} [{lo:.2f}, {hi:.2f}] (95%)" in text
     assert "TOST ±0.02: 6 equivalent, 1 different, 5 inconclusive; detectable shift ~0.031" in text
