@@ -117,6 +117,7 @@ def score_table(
     margin: float = 0.02,
     permutations: int = 0,
     option_mass_threshold: float = 0.5,
+    min_option_mass: float = 0.5,
 ) -> dict[str, Any]:
     """Score every tier of a validated predictions table: ``{tier: tier mapping}``.
 
@@ -125,9 +126,12 @@ def score_table(
     ``n_boot`` resamples), ``equivalence`` (TOST verdict per group against
     ``margin``), ``detectable_shift`` and, with ``permutations``, ``null`` (where
     each observed score falls among within-case label permutations).
+    Where the option mass is known: ``option_mass`` (its summary, warning below
+    ``option_mass_threshold``) and the decision gate (``decision``: False when the
+    median option mass is below ``min_option_mass``, with ``decision_gate``).
     """
     from latent_bias_probe.mfarm.equivalence import detectable_shift, equivalence_verdicts
-    from latent_bias_probe.mfarm.option_mass import option_mass_summary
+    from latent_bias_probe.mfarm.option_mass import decision_gate, option_mass_summary
     from latent_bias_probe.mfarm.matrix import MatrixError
     from latent_bias_probe.mfarm.resampling import permutation_null, score_intervals
     from latent_bias_probe.mfarm.tier import score_tier
@@ -166,6 +170,7 @@ def score_table(
             )
             if summary is not None:
                 entry["option_mass"] = summary
+                entry.update(decision_gate(summary["median"], min_option_mass))
                 if summary.get("warning"):
                     log.warning("tier %s: %s", tier, summary["warning"])
                     entry.setdefault("warnings", []).append(summary["warning"])

@@ -25,9 +25,10 @@ from latent_bias_probe.extract.chat import (
     char_spans_to_token_positions, find_user_offset, model_text, prompt_framing, query_starts, word_token_positions,
 )
 from latent_bias_probe.extract.tiny import tiny_tokenizer
+from latent_bias_probe.pipeline.artifacts import RunDir
 from latent_bias_probe.pipeline.extract import Shard, run_extract
 from latent_bias_probe.pipeline.results import assemble_results, validate_results
-from latent_bias_probe.report.scoring import score_table
+from latent_bias_probe.pipeline.scoring import score_table
 from latent_bias_probe.report.sweep import result_rows
 from latent_bias_probe.report.terminal import summary_table
 
@@ -270,11 +271,13 @@ def test_cache_records_the_examples_the_same_in_shards_and_resumes(tmp_path, tin
         run_extract(cfg, d, shard=Shard(k, 2), progress=False)
         part = _rows(d / "cache.h5")
         assert part and all(rows[key] == value for key, value in part.items())
-    # resume: un-finish half the rows; the re-run accepts the cache (same texts and examples) and completes it
+    # resume: un-finish half the rows, as an interrupted run leaves it (the manifest entry is
+    # dropped while the cache is written); the re-run accepts the cache and completes it
     with h5py.File(full / "cache.h5", "r+") as f:
         done = f["done"][()]
         done[::2] = False
         f["done"][...] = done
+    RunDir(full).invalidate("cache.h5", persist=True)
     again = run_extract(cfg, full, progress=False)
     assert again.n_computed > 0
     assert _rows(full / "cache.h5") == rows
