@@ -97,6 +97,7 @@ def fit_softmax_problems(
     curvature: float = 0.01,
     nonmonotone: int = 5,
     bias_curvature: float = 0.01,
+    reduce_rows: bool | None = None,
 ) -> SoftmaxFit:
     """Fit every (layer, problem) pair; see the module docstring for the objective.
 
@@ -148,29 +149,39 @@ def fit_softmax_problems(
     sd = var.sqrt()
     scale = torch.where(sd > 1e-6 * (1.0 + mean.abs()), sd, torch.ones_like(sd))
     del s1, s2, var, sd
-    # Preconditioner (κ · Gram rescaled to the mean training size + λ I)⁻¹, via Cholesky.
-    frac = float(n_train.mean()) / N
-    M = torch.bmm(X.transpose(1, 2), X).mul_(kappa * frac)
-    M.diagonal(dim1=1, dim2=2).add_(max(lam, 1e-3))  # kept definite when l2 = 0
-    chol = torch.linalg.cholesky(M)
-    eye = torch.eye(d, dtype=dtype).expand(L, d, d)
-    linv = torch.linalg.solve_triangular(chol, eye, upper=False)
-    Minv = torch.bmm(linv.transpose(1, 2), linv)
-    del M, chol, linv, eye
+    reduced = (reduce_rows if reduce_rows is not None else 2 * N <= d) and N < d
     bias_h0 = (1.0 / (bias_curvature * n_train)).to(dtype)[:, None]  # (J, 1)
     n_train_dt = n_train.to(dtype)
-
-    # Arrays of the active layers (compacted as layers finish).
-    act = {
-        "X": X,
-        "Minv": Minv,
-        "m": mean.to(dtype)[:, :, None],  # (L, J, 1, d)
-        "inv_s": (1.0 / scale).to(dtype)[:, :, None],
-    }
+    if reduced:
+        # Row-space coordinates (see the module docstring): per problem, r = N features
+        # with an identity penalty; the per-problem preconditioner is exact for them.
+        basis, feats = _row_space_features(X, mean, scale)  # (L, J, d, N), (L, J, N, N)
+        act = {"X": feats.to(dtype), "Minv": _problem_preconditioner(feats, wmask, kappa, lam).to(dtype)}
+        d = N
+    else:
+        # Preconditioner (κ · Gram rescaled to the mean training size + λ I)⁻¹, via Cholesky.
+        frac = float(n_train.mean()) / N
+        M = torch.bmm(X.transpose(1, 2), X).mul_(kappa * frac)
+        M.diagonal(dim1=1, dim2=2).add_(max(lam, 1e-3))  # kept definite when l2 = 0
+        chol = torch.linalg.cholesky(M)
+        eye = torch.eye(d, dtype=dtype).expand(L, d, d)
+        linv = torch.linalg.solve_triangular(chol, eye, upper=False)
+        Minv = torch.bmm(linv.transpose(1, 2), linv)
+        del M, chol, linv, eye
+        # Arrays of the active layers (compacted as layers finish).
+        act = {
+            "X": X,
+            "Minv": Minv,
+            "m": mean.to(dtype)[:, :, None],  # (L, J, 1, d)
+            "inv_s": (1.0 / scale).to(dtype)[:, :, None],
+        }
 
     def logits(theta: torch.Tensor) -> torch.Tensor:
         """Z = X A + c for the active layers, laid out (La, C, J, N); linear in θ."""
         La = theta.shape[0]
+        if reduced:  # per-problem features, already centred: Z = Φ β + b
+            Z = torch.matmul(theta[..., :d], act["X"].transpose(2, 3))  # (La, J, C, N)
+            return Z.add_(theta[..., d, None]).transpose(1, 2).contiguous()
         A = theta[..., :d] * act["inv_s"]  # (La, J, C, d)
         c = theta[..., d] - (A * act["m"]).sum(-1)  # (La, J, C)
         Z = torch.bmm(A.transpose(1, 2).reshape(La, C * J, d), act["X"].transpose(1, 2))
@@ -189,12 +200,16 @@ def fit_softmax_problems(
     def gradient(theta: torch.Tensor, E: torch.Tensor, se: torch.Tensor) -> torch.Tensor:
         """∂F/∂θ (La, J, C, d+1) from the softmax terms of :func:`data_loss`."""
         La = theta.shape[0]
-        W, m, inv_s = theta[..., :d], act["m"], act["inv_s"]
         G = E.div_(se).sub_(onehot).mul_(wmask)  # (La, C, J, N)
         gc = G.sum(-1).transpose(1, 2)  # (La, J, C)
-        gA = torch.bmm(G.view(La, C * J, N), act["X"]).view(La, C, J, d).transpose(1, 2)
         g = torch.empty_like(theta)
-        g[..., :d] = (gA - gc[..., None] * m) * inv_s + lam * W
+        if reduced:
+            gA = torch.matmul(G.transpose(1, 2), act["X"])  # (La, J, C, N)
+            g[..., :d] = gA + lam * theta[..., :d]
+        else:
+            W, m, inv_s = theta[..., :d], act["m"], act["inv_s"]
+            gA = torch.bmm(G.view(La, C * J, N), act["X"]).view(La, C, J, d).transpose(1, 2)
+            g[..., :d] = (gA - gc[..., None] * m) * inv_s + lam * W
         g[..., d] = gc
         return g
 
@@ -209,7 +224,10 @@ def fit_softmax_problems(
     def h0(q: torch.Tensor) -> torch.Tensor:
         La = q.shape[0]
         r = torch.empty_like(q)
-        r[..., :d] = torch.bmm(q[..., :d].reshape(La, J * C, d), act["Minv"]).view(La, J, C, d)
+        if reduced:
+            r[..., :d] = torch.matmul(q[..., :d], act["Minv"])
+        else:
+            r[..., :d] = torch.bmm(q[..., :d].reshape(La, J * C, d), act["Minv"]).view(La, J, C, d)
         r[..., d] = q[..., d] * bias_h0
         return r
 
@@ -350,8 +368,11 @@ def fit_softmax_problems(
             "softmax probes: %d of %d problems did not reach tol %g (max_iter %d)",
             int((~conv_out).sum()), conv_out.size, tol, max_iter,
         )
+    coef = theta_out[..., :d]
+    if reduced:  # back to the standardised space: W = B β, B the problem's row-space basis
+        coef = torch.matmul(coef.double(), basis.transpose(2, 3)).to(dtype)
     return SoftmaxFit(
-        coef=theta_out[..., :d].contiguous(),
+        coef=coef.contiguous(),
         intercept=theta_out[..., d].contiguous(),
         mean=mean.to(dtype),
         scale=scale.to(dtype),
@@ -359,3 +380,38 @@ def fit_softmax_problems(
         n_iter_problem=np.where(n_iter_problem < 0, n_iter[:, None], n_iter_problem),
         converged=conv_out,
     )
+
+
+def _row_space_features(
+    X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each problem's coordinates in which the optimum lives: a basis (L, J, d, N) and features (L, J, N, N).
+
+    With V (d, N) an orthonormal basis of a space holding the rows of ``X[ℓ]`` (QR of
+    Xᵀ), D = diag(s_j) and Q = Vᵀ D⁻² V = R Rᵀ (Cholesky), the basis is B = D⁻¹ V R⁻ᵀ
+    and the features Φ = (X − m_j) D⁻² V R⁻ᵀ, so that x̃ᵢ·(B β) = Φᵢ·β and ‖B β‖ = ‖β‖.
+    Computed in float64.
+    """
+    L, N, d = X.shape
+    J = mean.shape[1]
+    X64 = X.double()
+    V = torch.linalg.qr(X64.transpose(1, 2), mode="reduced").Q  # (L, d, N)
+    basis = torch.empty(L, J, d, N, dtype=torch.float64)
+    feats = torch.empty(L, J, N, N, dtype=torch.float64)
+    for j in range(J):
+        inv_s = 1.0 / scale[:, j].double()  # (L, d)
+        V2 = V * (inv_s * inv_s)[:, :, None]  # D⁻² V
+        R = torch.linalg.cholesky(torch.bmm(V.transpose(1, 2), V2))  # Q = R Rᵀ
+        Y = torch.bmm(X64, V2) - torch.bmm(mean[:, j, None].double(), V2)  # (X − m) D⁻² V
+        feats[:, j] = torch.linalg.solve_triangular(R.transpose(1, 2), Y, upper=True, left=False)
+        basis[:, j] = torch.linalg.solve_triangular(R.transpose(1, 2), V * inv_s[:, :, None], upper=True, left=False)
+    return basis, feats
+
+
+def _problem_preconditioner(feats: torch.Tensor, wmask: torch.Tensor, kappa: float, lam: float) -> torch.Tensor:
+    """(κ Φᵀ diag(w_j) Φ + λ I)⁻¹ per problem from its own training rows: (L, J, r, r), float64."""
+    r = feats.shape[-1]
+    w = wmask.double()[None, :, :, None]  # (1, J, N, 1)
+    M = torch.matmul(feats.transpose(2, 3), feats * w).mul_(kappa)
+    M.diagonal(dim1=2, dim2=3).add_(max(lam, 1e-3))
+    return torch.cholesky_inverse(torch.linalg.cholesky(M))
