@@ -34,6 +34,20 @@ elementwise work (Z + t·Zp), so one iteration is two passes over ``X[ℓ]``
 objective is strictly convex, so every curvature pair has sᵀy > 0. A problem
 stops when ‖∇F‖_∞ / n_train ≤ ``tol`` — scikit-learn's ``gtol`` on its loss,
 which is F/n — and finished layers leave the batch.
+
+Few prompts (2N ≤ d, e.g. a 4-case tier: 48 prompts in 576 dimensions). The
+optimum lies in each problem's row space: the data term sees W only through
+x̃ᵢ·W for training rows and the penalty drops any component orthogonal to them,
+so W = D⁻¹ V b with V (d, N) an orthonormal basis holding the rows of ``X[ℓ]``
+and D = diag(s) the problem's scales. Whitening the penalty (Q = Vᵀ D⁻² V = R Rᵀ,
+β = Rᵀ b) gives the same objective in N coordinates per problem, with features
+Φ = (X − m) D⁻² V R⁻ᵀ and penalty ½λ‖β‖², which the same L-BFGS solves with the
+exact preconditioner (κ ΦᵀΦ + λ I)⁻¹ of each problem's training rows. An iteration
+then costs O(N²) per class instead of O(d² + N d), and the exact preconditioner
+needs about a quarter of the iterations of the shared one on real 4-case tiers
+(40 instead of 90-200 for race; 100-190 instead of 140-290 for race × gender).
+The coefficients are mapped back (W = D⁻¹ V R⁻ᵀ β), so :class:`SoftmaxFit` is the
+same either way; ``reduce_rows`` forces or forbids this path.
 """
 
 from __future__ import annotations
@@ -114,7 +128,8 @@ def fit_softmax_problems(
     since the preconditioned path meets a given gradient bound farther from it
     along the flat directions of ill-conditioned activations. Parameters are
     held as θ of shape (L, J, C, d+1): the weights of class c in standardised
-    coordinates, then the intercept.
+    coordinates, then the intercept. ``reduce_rows``: fit in row-space
+    coordinates (see the module docstring); None: when 2N ≤ d.
     """
     L, N, d = X.shape
     targets = np.asarray(targets)
