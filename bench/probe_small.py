@@ -4,7 +4,7 @@ For every tier of ``RUN/cache.h5`` and every probe target (race, gender, race ×
 it fits the probes and their permuted-label controls of ``probe_sweep`` (same folds,
 resid_post at the last position, non-BASE prompts) twice — with the full-dimensional
 solver (``reduce_rows=False``, the solver before row-space coordinates) and with the
-default (row-space coordinates when 2N ≤ d) — and prints iterations, wall and CPU
+default (row-space coordinates when 4N ≤ d) — and prints iterations, wall and CPU
 seconds, and the largest difference of held-out accuracy per layer.
 
     python bench/probe_small.py runs/try            # e.g. a --limit-cases 4 run

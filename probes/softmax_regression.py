@@ -35,7 +35,7 @@ objective is strictly convex, so every curvature pair has sᵀy > 0. A problem
 stops when ‖∇F‖_∞ / n_train ≤ ``tol`` — scikit-learn's ``gtol`` on its loss,
 which is F/n — and finished layers leave the batch.
 
-Few prompts (2N ≤ d, e.g. a 4-case tier: 48 prompts in 576 dimensions). The
+Few prompts (4N ≤ d, e.g. a 4-case tier: 48 prompts in 576 dimensions). The
 optimum lies in each problem's row space: the data term sees W only through
 x̃ᵢ·W for training rows and the penalty drops any component orthogonal to them,
 so W = D⁻¹ V b with V (d, N) an orthonormal basis holding the rows of ``X[ℓ]``
@@ -129,7 +129,7 @@ def fit_softmax_problems(
     along the flat directions of ill-conditioned activations. Parameters are
     held as θ of shape (L, J, C, d+1): the weights of class c in standardised
     coordinates, then the intercept. ``reduce_rows``: fit in row-space
-    coordinates (see the module docstring); None: when 2N ≤ d.
+    coordinates (see the module docstring); None: when 4N ≤ d.
     """
     L, N, d = X.shape
     targets = np.asarray(targets)
@@ -164,14 +164,14 @@ def fit_softmax_problems(
     sd = var.sqrt()
     scale = torch.where(sd > 1e-6 * (1.0 + mean.abs()), sd, torch.ones_like(sd))
     del s1, s2, var, sd
-    reduced = (reduce_rows if reduce_rows is not None else 2 * N <= d) and N < d
+    reduced = (reduce_rows if reduce_rows is not None else 4 * N <= d) and N < d
     bias_h0 = (1.0 / (bias_curvature * n_train)).to(dtype)[:, None]  # (J, 1)
     n_train_dt = n_train.to(dtype)
     if reduced:
         # Row-space coordinates (see the module docstring): per problem, r = N features
         # with an identity penalty; the per-problem preconditioner is exact for them.
-        basis, feats = _row_space_features(X, mean, scale)  # (L, J, d, N), (L, J, N, N)
-        act = {"X": feats.to(dtype), "Minv": _problem_preconditioner(feats, wmask, kappa, lam).to(dtype)}
+        row_basis, row_chol, feats = _row_space_features(X, mean, scale)
+        act = {"X": feats, "Minv": _problem_preconditioner(feats, wmask, kappa, lam).to(dtype)}
         d = N
     else:
         # Preconditioner (κ · Gram rescaled to the mean training size + λ I)⁻¹, via Cholesky.
@@ -384,8 +384,8 @@ def fit_softmax_problems(
             int((~conv_out).sum()), conv_out.size, tol, max_iter,
         )
     coef = theta_out[..., :d]
-    if reduced:  # back to the standardised space: W = B β, B the problem's row-space basis
-        coef = torch.matmul(coef.double(), basis.transpose(2, 3)).to(dtype)
+    if reduced:  # back to the standardised space
+        coef = _from_row_space(coef, row_basis, row_chol, scale).to(dtype)
     return SoftmaxFit(
         coef=coef.contiguous(),
         intercept=theta_out[..., d].contiguous(),
@@ -399,34 +399,43 @@ def fit_softmax_problems(
 
 def _row_space_features(
     X: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each problem's coordinates in which the optimum lives: a basis (L, J, d, N) and features (L, J, N, N).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each problem's coordinates in which the optimum lives: V (L, d, N), R (L, J, N, N), Φ (L, J, N, N).
 
-    With V (d, N) an orthonormal basis of a space holding the rows of ``X[ℓ]`` (QR of
-    Xᵀ), D = diag(s_j) and Q = Vᵀ D⁻² V = R Rᵀ (Cholesky), the basis is B = D⁻¹ V R⁻ᵀ
-    and the features Φ = (X − m_j) D⁻² V R⁻ᵀ, so that x̃ᵢ·(B β) = Φᵢ·β and ‖B β‖ = ‖β‖.
-    Computed in float64.
+    With V an orthonormal basis of a space holding the rows of ``X[ℓ]`` (QR of Xᵀ),
+    D = diag(s_j) and Q = Vᵀ D⁻² V = R Rᵀ (Cholesky), the features are
+    Φ = (X − m_j) D⁻² V R⁻ᵀ, so that x̃ᵢ·(B β) = Φᵢ·β and ‖B β‖ = ‖β‖ for the basis
+    B = D⁻¹ V R⁻ᵀ (:func:`_from_row_space`). Computed in float64; Φ is returned in X's dtype.
     """
     L, N, d = X.shape
     J = mean.shape[1]
     X64 = X.double()
     V = torch.linalg.qr(X64.transpose(1, 2), mode="reduced").Q  # (L, d, N)
-    basis = torch.empty(L, J, d, N, dtype=torch.float64)
-    feats = torch.empty(L, J, N, N, dtype=torch.float64)
+    R = torch.empty(L, J, N, N, dtype=torch.float64)
+    feats = torch.empty(L, J, N, N, dtype=X.dtype)
     for j in range(J):
         inv_s = 1.0 / scale[:, j].double()  # (L, d)
         V2 = V * (inv_s * inv_s)[:, :, None]  # D⁻² V
-        R = torch.linalg.cholesky(torch.bmm(V.transpose(1, 2), V2))  # Q = R Rᵀ
+        R[:, j] = torch.linalg.cholesky(torch.bmm(V.transpose(1, 2), V2))  # Q = R Rᵀ
         Y = torch.bmm(X64, V2) - torch.bmm(mean[:, j, None].double(), V2)  # (X − m) D⁻² V
-        feats[:, j] = torch.linalg.solve_triangular(R.transpose(1, 2), Y, upper=True, left=False)
-        basis[:, j] = torch.linalg.solve_triangular(R.transpose(1, 2), V * inv_s[:, :, None], upper=True, left=False)
-    return basis, feats
+        feats[:, j] = torch.linalg.solve_triangular(R[:, j].transpose(1, 2), Y, upper=True, left=False).to(X.dtype)
+    return V, R, feats
+
+
+def _from_row_space(beta: torch.Tensor, V: torch.Tensor, R: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Coefficients in the standardised space, W = D⁻¹ V R⁻ᵀ β, from β (L, J, C, N): (L, J, C, d), float64."""
+    L, J, C, N = beta.shape
+    W = torch.empty(L, J, C, V.shape[1], dtype=torch.float64)
+    for j in range(J):
+        b = torch.linalg.solve_triangular(R[:, j].transpose(1, 2), beta[:, j].double().transpose(1, 2), upper=True)
+        W[:, j] = torch.bmm(V, b).transpose(1, 2) / scale[:, j, None].double()
+    return W
 
 
 def _problem_preconditioner(feats: torch.Tensor, wmask: torch.Tensor, kappa: float, lam: float) -> torch.Tensor:
     """(κ Φᵀ diag(w_j) Φ + λ I)⁻¹ per problem from its own training rows: (L, J, r, r), float64."""
-    r = feats.shape[-1]
+    f = feats.double()
     w = wmask.double()[None, :, :, None]  # (1, J, N, 1)
-    M = torch.matmul(feats.transpose(2, 3), feats * w).mul_(kappa)
+    M = torch.matmul(f.transpose(2, 3), f * w).mul_(kappa)
     M.diagonal(dim1=2, dim2=3).add_(max(lam, 1e-3))
     return torch.cholesky_inverse(torch.linalg.cholesky(M))

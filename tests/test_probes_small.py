@@ -1,4 +1,4 @@
-"""Probes on few prompts (N ≤ d/2): row-space coordinates, their cost and their agreement with the full solver."""
+"""Probes on few prompts (4N ≤ d): row-space coordinates, their cost and their agreement with the full solver."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def _separable(n_cases=4, n_var=12, d=256, n_layers=3, seed=0):
     return h.reshape(n_layers, n_cases * n_var, d).astype(np.float32), y, groups
 
 
-def _non_separable(n=40, d=128, rank=3, n_classes=3, n_layers=2, seed=1):
+def _non_separable(n=40, d=192, rank=3, n_classes=3, n_layers=2, seed=1):
     """Rank-3 activations with random labels: 40 prompts that no hyperplane separates."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n_layers, n, rank))
@@ -114,7 +114,7 @@ def test_row_space_solver_matches_sklearn_on_non_separable_data():
 
 
 def test_normal_size_fits_keep_the_full_solver():
-    # N > d / 2: the default path is the full-dimensional solver, bit for bit.
+    # 4N > d: the default path is the full-dimensional solver, bit for bit.
     rng = np.random.default_rng(2)
     h = rng.normal(size=(2, 80, 32)).astype(np.float32)
     y = rng.integers(0, 3, size=80)
