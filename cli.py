@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import click
 
-from configs.errors import InputError, JobFailed
-from configs.names import BASE, TIERS
-from configs.version import TOOLKIT_VERSION
+from latent_bias_probe.configs.errors import InputError, JobFailed
+from latent_bias_probe.configs.names import BASE, TIERS
+from latent_bias_probe.configs.version import TOOLKIT_VERSION
 
 log = logging.getLogger("probe")
 
@@ -103,8 +103,8 @@ def main(verbose: int, quiet: bool) -> None:
 
 
 def _load(config: str, overrides: tuple[str, ...], trust_remote_code: bool = False):
-    from configs.schema import load_config
-    from configs.trust import apply_trust
+    from latent_bias_probe.configs.schema import load_config
+    from latent_bias_probe.configs.trust import apply_trust
 
     return apply_trust(load_config(config, list(overrides)), trust_remote_code, config)
 
@@ -131,7 +131,7 @@ def _stages(no_fit: bool, no_explain: bool, no_report: bool) -> tuple[str, ...]:
     skip = {"fit", "explain"} if no_fit else set()
     skip |= {"explain"} if no_explain else set()
     skip |= {"report"} if no_report else set()
-    from pipeline import STAGES
+    from latent_bias_probe.pipeline import STAGES
 
     return tuple(s for s in STAGES if s not in skip)
 
@@ -151,7 +151,7 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
     With a ``sweep:`` section, every model x precision x adapter combination runs
     into its own subdirectory of --out and DIR/sweep.csv collects the scores.
     """
-    import pipeline
+    from latent_bias_probe import pipeline
 
     cfg = _load(config, overrides, trust_remote_code)
     out_dir = Path(out) if out else Path("runs") / cfg.name
@@ -159,9 +159,9 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
     if limit_cases == 1 and "fit" in stages:
         raise InputError("--limit-cases 1: the fit stage needs at least 2 cases (grouped folds); give more, or --no-fit")
     if cfg.sweep is not None:
-        from pipeline.report import write_sweep_report
-        from pipeline.sweep import run_sweep, sweep_table
-        from report.sweep import sweep_summary
+        from latent_bias_probe.pipeline.report import write_sweep_report
+        from latent_bias_probe.pipeline.sweep import run_sweep, sweep_table
+        from latent_bias_probe.report.sweep import sweep_summary
 
         if shard:
             raise InputError("--shard: not supported with a sweep config")
@@ -183,7 +183,7 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
     if shard and (executor != "inline" or shards > 1):
         raise InputError("--shard K/N: runs one shard by hand; it cannot be combined with --executor/--shards")
     if executor != "inline" or shards > 1:
-        from pipeline.cluster import run_sharded
+        from latent_bias_probe.pipeline.cluster import run_sharded
 
         results = run_sharded(
             cfg, out_dir, executor, shards, stages, limit_cases=limit_cases, overwrite=overwrite,
@@ -203,7 +203,7 @@ def run(config, limit_cases, overrides, shard, overwrite, no_progress, trust_rem
 @_errors_to_exit_codes
 def extract(config, limit_cases, overrides, shard, overwrite, no_progress, trust_remote_code, out):
     """Render the benchmark and run the model only: DIR/cache.h5 and DIR/predictions.csv."""
-    import pipeline
+    from latent_bias_probe import pipeline
 
     cfg = _load(config, overrides, trust_remote_code)
     pipeline.run(cfg, Path(out), ("extract",), limit_cases=limit_cases, shard=shard, overwrite=overwrite, progress=not no_progress)
@@ -215,9 +215,9 @@ def extract(config, limit_cases, overrides, shard, overwrite, no_progress, trust
 @_errors_to_exit_codes
 def fit(run_dir):
     """Fit probes, steering vectors and the value axis on RUN_DIR/cache.h5; adds F_LV and mFARM (full)."""
-    from pipeline.fit import run_fit
+    from latent_bias_probe.pipeline.fit import run_fit
 
-    from pipeline.lock import run_lock
+    from latent_bias_probe.pipeline.lock import run_lock
 
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
@@ -253,7 +253,7 @@ def _number_list(text: str | None, kind: type, option: str) -> list | None:
 @_errors_to_exit_codes
 def explain(run_dir, layers, alphas, trust_remote_code):
     """Steering dose-response and LEACE mediation on a fitted RUN_DIR; writes explain.json."""
-    from pipeline.explain import run_explain
+    from latent_bias_probe.pipeline.explain import run_explain
 
     if not Path(run_dir).is_dir():
         raise InputError(f"{run_dir}: no such run directory")
@@ -286,8 +286,8 @@ def report(run_dir):
     On a sweep directory (one holding sweep.csv), write RUN_DIR/sweep.html: mFARM and
     FAB against tier and against precision, per model, linking each combination's report.
     """
-    from pipeline.report import write_report, write_sweep_report
-    from pipeline.sweep import CSV_NAME
+    from latent_bias_probe.pipeline.report import write_report, write_sweep_report
+    from latent_bias_probe.pipeline.sweep import CSV_NAME
 
     run_dir = Path(run_dir)
     if not (run_dir / "results.json").is_file() and (run_dir / CSV_NAME).is_file():
@@ -301,7 +301,7 @@ def report(run_dir):
 @_errors_to_exit_codes
 def status(run_dir):
     """Print the shard states of a run made with --executor/--shards."""
-    from pipeline.cluster import shard_status
+    from latent_bias_probe.pipeline.cluster import shard_status
 
     for line in shard_status(Path(run_dir)):
         click.echo(line)
@@ -316,7 +316,7 @@ def status(run_dir):
 @_errors_to_exit_codes
 def plan(config, shards, limit_cases, overrides, warmup):
     """Prompts, tokens, bytes on disk and estimated time of CONFIG, before anything is submitted."""
-    from pipeline.plan import format_plan, make_plan
+    from latent_bias_probe.pipeline.plan import format_plan, make_plan
 
     cfg = _load(config, overrides)
     for line in format_plan(make_plan(cfg, shards or cfg.cluster.shards, limit_cases, warmup)):
@@ -328,7 +328,7 @@ def plan(config, shards, limit_cases, overrides, warmup):
 @_errors_to_exit_codes
 def validate(run_dir):
     """Check RUN_DIR: every artifact fresh (made from the current inputs) and results.json against its schema."""
-    from pipeline.validate import validate_run
+    from latent_bias_probe.pipeline.validate import validate_run
 
     problems, lines = validate_run(Path(run_dir))
     for line in lines:
@@ -345,7 +345,7 @@ def validate(run_dir):
 @_errors_to_exit_codes
 def merge(dirs, out, overwrite):
     """Combine the run directories of shards (--shard K/N) into one run directory."""
-    from pipeline.merge import merge_runs
+    from latent_bias_probe.pipeline.merge import merge_runs
 
     results = merge_runs(dirs, out, overwrite=overwrite)
     click.echo(summary_table_text(results))
@@ -354,7 +354,7 @@ def merge(dirs, out, overwrite):
 
 def summary_table_text(results) -> str:
     """The terminal score table of a results mapping."""
-    from report.terminal import summary_table
+    from latent_bias_probe.report.terminal import summary_table
 
     return summary_table(results["tiers"])
 
@@ -372,8 +372,8 @@ def summary_table_text(results) -> str:
 @_errors_to_exit_codes
 def score(predictions, alpha, correction, accuracy, bootstrap, seed, ci_level, margin, permutations):
     """Print the Part A/C scores of a predictions CSV as JSON."""
-    from configs.schema import ConfigError, _check_correction
-    from pipeline.score import score_predictions
+    from latent_bias_probe.configs.schema import ConfigError, _check_correction
+    from latent_bias_probe.pipeline.score import score_predictions
 
     try:
         _check_correction(correction, "--correction")
@@ -397,8 +397,8 @@ def score(predictions, alpha, correction, accuracy, bootstrap, seed, ci_level, m
 @_errors_to_exit_codes
 def compare(a, b, alpha, correction, accuracy, bootstrap, seed, ci_level):
     """Paired differences B - A of every score and group shift, per tier, as JSON (runs or predictions CSVs)."""
-    from configs.schema import ConfigError, _check_correction
-    from pipeline.compare import compare_runs
+    from latent_bias_probe.configs.schema import ConfigError, _check_correction
+    from latent_bias_probe.pipeline.compare import compare_runs
 
     try:
         _check_correction(correction, "--correction")
@@ -417,7 +417,7 @@ def bench() -> None:
 @_errors_to_exit_codes
 def bench_list():
     """List the benchmarks and their sizes."""
-    from benchmarks.registry import benchmark_sizes
+    from latent_bias_probe.benchmarks.registry import benchmark_sizes
 
     rows = [("name", "task", "cases", "description")]
     for info in benchmark_sizes():
@@ -428,8 +428,8 @@ def bench_list():
 
 
 def _bench_config(name: str, n_cases: int | None, seed: int | None, path: str | None):
-    from benchmarks.registry import BENCHMARKS
-    from configs.schema import config_from_dict
+    from latent_bias_probe.benchmarks.registry import BENCHMARKS
+    from latent_bias_probe.configs.schema import config_from_dict
 
     if name not in BENCHMARKS:
         raise InputError(f"benchmark {name!r}: unknown (known: {', '.join(sorted(BENCHMARKS))})")
@@ -454,9 +454,9 @@ def _bench_config(name: str, n_cases: int | None, seed: int | None, path: str | 
 @_errors_to_exit_codes
 def bench_show(name, case_index, tier, variant, path):
     """Show a case of benchmark NAME rendered as BASE and one variant."""
-    from benchmarks.registry import render_benchmark
+    from latent_bias_probe.benchmarks.registry import render_benchmark
 
-    from benchmarks.registry import BENCHMARKS
+    from latent_bias_probe.benchmarks.registry import BENCHMARKS
 
     is_generator = name in BENCHMARKS and BENCHMARKS[name].generator
     cfg = _bench_config(name, case_index if is_generator else None, None, path)
@@ -499,12 +499,12 @@ def bench_build(name, out, n_cases, seed, path, mimic_dir, split):
     """
     import pandas as pd
 
-    from configs.files import atomic_path
+    from latent_bias_probe.configs.files import atomic_path
 
     if name in MIMIC_BUILDS:
         df = _build_mimic_table(name, mimic_dir, split, seed)
     else:
-        from benchmarks.registry import render_benchmark
+        from latent_bias_probe.benchmarks.registry import render_benchmark
 
         cfg = _bench_config(name, n_cases, seed, path)
         rendered = render_benchmark(cfg.benchmark)
@@ -526,8 +526,8 @@ def bench_build(name, out, n_cases, seed, path, mimic_dir, split):
 
 
 def _build_mimic_table(name: str, mimic_dir: str | None, split: str, seed: int | None):
-    from benchmarks.mimic import build_prompts_table
-    from configs.schema import MimicOptions
+    from latent_bias_probe.benchmarks.mimic import build_prompts_table
+    from latent_bias_probe.configs.schema import MimicOptions
 
     if mimic_dir is None:
         raise InputError(f"bench build {name}: --mimic-dir is required (the MIMIC-IV root folder)")

@@ -28,11 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.registry import render_benchmark  # noqa: E402
-from configs.schema import load_config  # noqa: E402
-from extract.chat import model_text  # noqa: E402
-from extract.hf_runner import HFRunner, score_prompts  # noqa: E402
-from extract.model import load_model  # noqa: E402
+from latent_bias_probe.benchmarks.registry import render_benchmark  # noqa: E402
+from latent_bias_probe.configs.schema import load_config  # noqa: E402
+from latent_bias_probe.extract.chat import model_text  # noqa: E402
+from latent_bias_probe.extract.hf_runner import HFRunner, score_prompts  # noqa: E402
+from latent_bias_probe.extract.model import load_model  # noqa: E402
 
 PRECISIONS = {
     "float32": [],

@@ -25,8 +25,8 @@ from scipy.special import expit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mfarm.output_scores import SCORE_KEYS, batched_output_scores, output_scores  # noqa: E402
-from mfarm.resampling import bootstrap_indices  # noqa: E402
+from latent_bias_probe.mfarm.output_scores import SCORE_KEYS, batched_output_scores, output_scores  # noqa: E402
+from latent_bias_probe.mfarm.resampling import bootstrap_indices  # noqa: E402
 
 
 def simulate(n: int, k: int, seed: int) -> np.ndarray:

@@ -35,14 +35,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.registry import render_benchmark  # noqa: E402
-from configs.schema import ExplainConfig, load_config  # noqa: E402
-from extract.backends import make_runner  # noqa: E402
-from extract.chat import model_text  # noqa: E402
-from extract.hf_runner import score_prompts  # noqa: E402
-from extract.model import load_model  # noqa: E402
-from probes.causal import default_layers, explain_tier  # noqa: E402
-from probes.steering import SteeringVectors  # noqa: E402
+from latent_bias_probe.benchmarks.registry import render_benchmark  # noqa: E402
+from latent_bias_probe.configs.schema import ExplainConfig, load_config  # noqa: E402
+from latent_bias_probe.extract.backends import make_runner  # noqa: E402
+from latent_bias_probe.extract.chat import model_text  # noqa: E402
+from latent_bias_probe.extract.hf_runner import score_prompts  # noqa: E402
+from latent_bias_probe.extract.model import load_model  # noqa: E402
+from latent_bias_probe.probes.causal import default_layers, explain_tier  # noqa: E402
+from latent_bias_probe.probes.steering import SteeringVectors  # noqa: E402
 
 
 def _flat(x, out):
@@ -97,8 +97,8 @@ def main() -> None:
     score_s = time.perf_counter() - start
     h = scored["resid_post"]
     if args.run_dir:
-        from configs.names import PRIMARY_SITE
-        from pipeline.explain import _read_fitted
+        from latent_bias_probe.configs.names import PRIMARY_SITE
+        from latent_bias_probe.pipeline.explain import _read_fitted
 
         axis, value_layer, steering = _read_fitted(Path(args.run_dir) / "probes.h5", [args.tier], *PRIMARY_SITE)[args.tier]
     else:
@@ -113,7 +113,7 @@ def main() -> None:
           f"value-axis layer {value_layer}, mediation layers {layers}, alphas {cfg.explain.alphas}, "
           f"trace of {cfg.explain.trace_cases} case(s) at every layer; "
           f"one scoring pass {score_s:.1f} s ({len(prompts) / score_s:.2f} prompts/s)")
-    import probes.causal as causal
+    from latent_bias_probe.probes import causal as causal
 
     made = []
 

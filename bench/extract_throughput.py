@@ -52,10 +52,10 @@ BASELINES = ("hf-full-logits", "tl-run-with-cache", "nnsight-save-all")
 
 def render_texts(n_prompts: int, tokenizer) -> tuple[list[str], "object"]:
     """The first ``n_prompts`` ED-triage model texts, and the prompts table for the cache."""
-    from benchmarks.registry import render_benchmark
-    from configs.schema import BenchmarkConfig
-    from extract.chat import model_text
-    from pipeline.extract import prompt_table
+    from latent_bias_probe.benchmarks.registry import render_benchmark
+    from latent_bias_probe.configs.schema import BenchmarkConfig
+    from latent_bias_probe.extract.chat import model_text
+    from latent_bias_probe.pipeline.extract import prompt_table
 
     prompts = render_benchmark(BenchmarkConfig(source="ed_triage")).prompts[:n_prompts]
     texts = [model_text(tokenizer, p) for p in prompts]
@@ -83,8 +83,8 @@ class Method:
 def hf_full_logits(loaded, texts, yes_no) -> Method:
     import torch
 
-    from extract.hf_runner import HFRunner
-    from extract.scoring import p_yes_from_logits
+    from latent_bias_probe.extract.hf_runner import HFRunner
+    from latent_bias_probe.extract.scoring import p_yes_from_logits
 
     runner = HFRunner(loaded)  # only for its encode(): the same inputs as every method
 
@@ -100,8 +100,8 @@ def hf_full_logits(loaded, texts, yes_no) -> Method:
 def tl_run_with_cache(loaded, texts, yes_no) -> Method:
     import torch
 
-    from extract.scoring import p_yes_from_logits
-    from extract.tl_runner import TLRunner
+    from latent_bias_probe.extract.scoring import p_yes_from_logits
+    from latent_bias_probe.extract.tl_runner import TLRunner
 
     runner = TLRunner(loaded)
     bridge = runner.bridge
@@ -121,8 +121,8 @@ def tl_run_with_cache(loaded, texts, yes_no) -> Method:
 def nnsight_save_all(loaded, texts, yes_no) -> Method:
     import torch
 
-    from extract.nnsight_runner import NNsightRunner
-    from extract.scoring import p_yes_from_logits
+    from latent_bias_probe.extract.nnsight_runner import NNsightRunner
+    from latent_bias_probe.extract.scoring import p_yes_from_logits
 
     runner = NNsightRunner(loaded)
     nn_model, layers = runner.nn_model, runner._layer_envoys
@@ -144,8 +144,8 @@ def nnsight_save_all(loaded, texts, yes_no) -> Method:
 
 def extractor(backend: str, cache_dir: Path, table) -> Callable:
     def factory(loaded, texts, yes_no) -> Method:
-        from extract.backends import make_runner
-        from extract.cache import CacheSpec, CacheWriter
+        from latent_bias_probe.extract.backends import make_runner
+        from latent_bias_probe.extract.cache import CacheSpec, CacheWriter
 
         runner = make_runner(backend, loaded)
         spec = CacheSpec(
@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from configs.schema import ModelConfig
-    from extract.model import load_model
+    from latent_bias_probe.configs.schema import ModelConfig
+    from latent_bias_probe.extract.model import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
 
     first = load_model(cfg, device=args.device)
     texts, table = render_texts(args.n_prompts, first.tokenizer)
-    from extract.hf_runner import HFRunner
+    from latent_bias_probe.extract.hf_runner import HFRunner
 
     probe = HFRunner(first)
     yes_no = (probe.yes_ids, probe.no_ids)

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _prompts(n: int, model_name: str):
-    from benchmarks.registry import render_benchmark
-    from configs.schema import Config
-    from extract.model import load_model
+    from latent_bias_probe.benchmarks.registry import render_benchmark
+    from latent_bias_probe.configs.schema import Config
+    from latent_bias_probe.extract.model import load_model
 
     cfg = Config()
     cfg.model.name = model_name
@@ -40,9 +40,9 @@ def _prompts(n: int, model_name: str):
 
 
 def _p_yes(cfg, prompts, device: str, dtype: str, batch_size: int) -> tuple[np.ndarray, list[str]]:
-    from extract.chat import model_text
-    from extract.hf_runner import HFRunner
-    from extract.model import load_model
+    from latent_bias_probe.extract.chat import model_text
+    from latent_bias_probe.extract.hf_runner import HFRunner
+    from latent_bias_probe.extract.model import load_model
 
     cfg.model.dtype = dtype
     loaded = load_model(cfg.model, device=device)
@@ -81,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
         d = np.abs(alone - batched[idx])
         print(f"| {dtype} batch noise (alone vs batch {args.batch_size}) | max {d.max():.3g} | mean {d.mean():.3g} |")
 
-    from extract.hf_runner import HFRunner
-    from extract.model import load_model
+    from latent_bias_probe.extract.hf_runner import HFRunner
+    from latent_bias_probe.extract.model import load_model
 
     cfg.model.dtype = "float32"
     loaded = load_model(cfg.model, device="cuda")
     runner = HFRunner(loaded)
-    from extract.tl_runner import TLRunner
+    from latent_bias_probe.extract.tl_runner import TLRunner
 
     tl = TLRunner(loaded)
     hooks = [f"blocks.{i}.hook_resid_post" for i in range(loaded.n_layers)]

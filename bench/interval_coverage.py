@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from configs.names import SCORE_KEYS  # noqa: E402
-from mfarm.output_scores import output_scores  # noqa: E402
-from mfarm.resampling import mean_shift_intervals, score_intervals  # noqa: E402
-from mfarm.simulation import TierPopulation  # noqa: E402
+from latent_bias_probe.configs.names import SCORE_KEYS  # noqa: E402
+from latent_bias_probe.mfarm.output_scores import output_scores  # noqa: E402
+from latent_bias_probe.mfarm.resampling import mean_shift_intervals, score_intervals  # noqa: E402
+from latent_bias_probe.mfarm.simulation import TierPopulation  # noqa: E402
 
 GROUPS = 12  # 4 races x 3 genders
 SCENARIOS = {

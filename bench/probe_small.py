@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from configs.names import BASE  # noqa: E402
-from extract.cache import Cache  # noqa: E402
-from probes.linear_probe import probe_targets  # noqa: E402
+from latent_bias_probe.configs.names import BASE  # noqa: E402
+from latent_bias_probe.extract.cache import Cache  # noqa: E402
+from latent_bias_probe.probes.linear_probe import probe_targets  # noqa: E402
 
 logger = logging.getLogger("bench.probe_small")
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from probes.softmax_regression import fit_softmax_problems, standardise_layers
+    from latent_bias_probe.probes.softmax_regression import fit_softmax_problems, standardise_layers
 
     torch.set_num_threads(args.threads)
     out: dict = {"run": str(args.run), "threads": args.threads, "rows": []}

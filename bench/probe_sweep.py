@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from probes.linear_probe import probe_sweep, probe_targets  # noqa: E402
-from probes.synthetic import make_synthetic_activations  # noqa: E402
+from latent_bias_probe.probes.linear_probe import probe_sweep, probe_targets  # noqa: E402
+from latent_bias_probe.probes.synthetic import make_synthetic_activations  # noqa: E402
 
 logger = logging.getLogger("bench.probe_sweep")
 

@@ -13,20 +13,20 @@ Public API (nothing here imports torch):
   :func:`benchmark_sizes`
 """
 
-from benchmarks.csv_cases import load_csv_cases
-from benchmarks.ed_generator import generate_ed_cases
-from benchmarks.errors import BenchmarkError
-from benchmarks.esi import esi_level
-from benchmarks.mimic_ed_demo import LoadResult, load_mimic_ed_triage
-from benchmarks.mimic import build_mimic, build_prompts_table
-from benchmarks.mimic_common import BuildResult
-from benchmarks.mimic_ed import build_mimic_ed
-from benchmarks.mimic_opioid import build_mimic_opioid
-from benchmarks.opioid_generator import generate_opioid_cases
-from benchmarks.qpain import load_qpain
-from benchmarks.registry import BENCHMARKS, BenchmarkInfo, benchmark_sizes, load_cases, render_benchmark
-from benchmarks.render import RenderResult, render
-from benchmarks.types import BASE, TASKS, TIERS, Case, Prompt
+from .csv_cases import load_csv_cases
+from .ed_generator import generate_ed_cases
+from .errors import BenchmarkError
+from .esi import esi_level
+from .mimic_ed_demo import LoadResult, load_mimic_ed_triage
+from .mimic import build_mimic, build_prompts_table
+from .mimic_common import BuildResult
+from .mimic_ed import build_mimic_ed
+from .mimic_opioid import build_mimic_opioid
+from .opioid_generator import generate_opioid_cases
+from .qpain import load_qpain
+from .registry import BENCHMARKS, BenchmarkInfo, benchmark_sizes, load_cases, render_benchmark
+from .render import RenderResult, render
+from .types import BASE, TASKS, TIERS, Case, Prompt
 
 __all__ = [
     "BASE",

@@ -28,7 +28,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from benchmarks.errors import BenchmarkError
+from .errors import BenchmarkError
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.types import TASKS, Case
+from .errors import BenchmarkError
+from .types import TASKS, Case
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.esi import (
+from .esi import (
     ANAPHYLAXIS,
     CONFUSION,
     HIGH_RISK,
@@ -33,7 +33,7 @@ from benchmarks.esi import (
     esi_level,
     register_complaint,
 )
-from benchmarks.types import Case
+from .types import Case
 
 log = logging.getLogger(__name__)
 

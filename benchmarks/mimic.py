@@ -11,17 +11,17 @@ Nothing is written to disk here: the caller gets the data and writes it (atomica
 from __future__ import annotations
 
 import logging
-from configs.names import DEFAULT_GENDERS, DEFAULT_RACES, TIERS
+from latent_bias_probe.configs.names import DEFAULT_GENDERS, DEFAULT_RACES, TIERS
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.mimic_common import BuildResult, select_split
-from benchmarks.mimic_ed import build_mimic_ed
-from benchmarks.mimic_opioid import build_mimic_opioid
-from benchmarks.render import DEFAULT_SYSTEM, render
+from .errors import BenchmarkError
+from .mimic_common import BuildResult, select_split
+from .mimic_ed import build_mimic_ed
+from .mimic_opioid import build_mimic_opioid
+from .render import DEFAULT_SYSTEM, render
 
 log = logging.getLogger(__name__)
 

@@ -32,8 +32,8 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.types import Case
+from .errors import BenchmarkError
+from .types import Case
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class BuildResult:
 
 def default_options() -> Any:
     """The documented defaults (a :class:`configs.schema.MimicOptions`)."""
-    from configs.schema import MimicOptions
+    from latent_bias_probe.configs.schema import MimicOptions
 
     return MimicOptions()
 

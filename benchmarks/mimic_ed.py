@@ -42,7 +42,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.mimic_common import (
+from .mimic_common import (
     BuildResult,
     RuleLog,
     assign_splits,
@@ -60,9 +60,9 @@ from benchmarks.mimic_common import (
     table_path,
     top_groups,
 )
-from benchmarks.mimic_ed_demo import RULES as TRIAGE_RULES
-from benchmarks.mimic_ed_demo import TRIAGE_COLUMNS, VITALS, load_mimic_ed_triage
-from benchmarks.types import Case
+from .mimic_ed_demo import RULES as TRIAGE_RULES
+from .mimic_ed_demo import TRIAGE_COLUMNS, VITALS, load_mimic_ed_triage
+from .types import Case
 
 log = logging.getLogger(__name__)
 

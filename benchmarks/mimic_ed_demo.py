@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.types import Case
+from .errors import BenchmarkError
+from .types import Case
 
 log = logging.getLogger(__name__)
 

@@ -62,7 +62,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks.mimic_common import (
+from .mimic_common import (
     BuildResult,
     RuleLog,
     assign_splits,
@@ -80,8 +80,8 @@ from benchmarks.mimic_common import (
     split_balance,
     top_groups,
 )
-from benchmarks.neutralize import mask_opioids, neutralize_gender, opioid_label, sex_specific_terms
-from benchmarks.types import Case
+from .neutralize import mask_opioids, neutralize_gender, opioid_label, sex_specific_terms
+from .types import Case
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.types import Case
+from .types import Case
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from benchmarks.types import BASE
+from .types import BASE
 
 
 @dataclass(frozen=True)

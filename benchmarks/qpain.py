@@ -34,8 +34,8 @@ import logging
 import re
 from pathlib import Path
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.types import Case
+from .errors import BenchmarkError
+from .types import Case
 
 log = logging.getLogger(__name__)
 

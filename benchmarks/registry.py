@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.csv_cases import load_csv_cases
-from benchmarks.ed_generator import PRESENTATIONS, generate_ed_cases
-from benchmarks.errors import BenchmarkError
-from benchmarks.mimic_ed_demo import load_mimic_ed_triage
-from benchmarks.opioid_generator import OPIOID_PRESENTATIONS, generate_opioid_cases
-from benchmarks.qpain import load_qpain
-from benchmarks.render import RenderResult, render
-from benchmarks.types import Case
+from .csv_cases import load_csv_cases
+from .ed_generator import PRESENTATIONS, generate_ed_cases
+from .errors import BenchmarkError
+from .mimic_ed_demo import load_mimic_ed_triage
+from .opioid_generator import OPIOID_PRESENTATIONS, generate_opioid_cases
+from .qpain import load_qpain
+from .render import RenderResult, render
+from .types import Case
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ _LOADERS: dict[str, Callable[[Any, BenchmarkInfo, int | None], list[Case]]] = {
 
 def _load_mimic_iv(cfg: Any) -> list[Case]:
     """Source ``mimic``: the builder of ``cfg.task`` on ``cfg.data_dir``, the cases of ``cfg.split``."""
-    from benchmarks.mimic import build_mimic
-    from benchmarks.mimic_common import select_split
+    from .mimic import build_mimic
+    from .mimic_common import select_split
 
     if not getattr(cfg, "data_dir", None):
         raise BenchmarkError("benchmark.data_dir: required for source 'mimic' (the MIMIC-IV root folder)")

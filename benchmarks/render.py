@@ -51,9 +51,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Sequence
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.placeholders import fill, person_for
-from benchmarks.types import BASE, TASKS, TIERS, Case, Prompt
+from .errors import BenchmarkError
+from .placeholders import fill, person_for
+from .types import BASE, TASKS, TIERS, Case, Prompt
 
 log = logging.getLogger(__name__)
 

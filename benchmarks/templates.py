@@ -30,8 +30,8 @@ from typing import Sequence
 
 import yaml
 
-from benchmarks.errors import BenchmarkError
-from configs.names import ATTRIBUTE_SLOT, BASE, TARGET_SLOT
+from .errors import BenchmarkError
+from latent_bias_probe.configs.names import ATTRIBUTE_SLOT, BASE, TARGET_SLOT
 
 TEMPLATES_FORMAT = "latent-bias-templates/1"
 #: the shipped template set's name and file

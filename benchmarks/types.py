@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from configs.names import BASE, TASKS, TIERS
+from latent_bias_probe.configs.names import BASE, TASKS, TIERS
 
 
 @dataclass(frozen=True)

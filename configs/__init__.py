@@ -1,7 +1,7 @@
 """Job configurations: the YAML files in this folder and the schema that validates them."""
 
-from configs.errors import InputError
-from configs.schema import (
+from .errors import InputError
+from .schema import (
     BenchmarkConfig,
     Config,
     ConfigError,

@@ -17,7 +17,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from configs.schema import Config
+    from .schema import Config
 
 #: extract settings that do not change the cache's contents (in float32 not beyond
 #: round-off; ``batch_check.json`` measures how much at reduced precision)

@@ -24,8 +24,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
-from configs.errors import InputError
-from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
+from .errors import InputError
+from .names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, POSITIONS, PRECISIONS, SITES, TIERS
 
 #: the largest config file read (bytes)
 MAX_CONFIG_BYTES = 1 << 20
@@ -739,7 +739,7 @@ def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None
 
 
 def _check_correction(method: str, where: str) -> None:
-    from configs.corrections import check_correction
+    from .corrections import check_correction
 
     try:
         check_correction(method)

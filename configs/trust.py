@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from configs.errors import InputError
+from .errors import InputError
 
 if TYPE_CHECKING:
-    from configs.schema import Config
+    from .schema import Config
 
 log = logging.getLogger(__name__)
 

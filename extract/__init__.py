@@ -4,12 +4,12 @@ Importing ``extract`` imports neither torch nor transformers (the CLI's fast pat
 rely on it); the names below load their module on first access. Import them from
 their modules in library code::
 
-    from extract.model import load_model, LoadedModel, ModelError
-    from extract.chat import model_text, find_user_offset, char_spans_to_token_positions
-    from extract.scoring import yes_no_ids, p_yes_from_logits
-    from extract.hf_runner import HFRunner, BatchOutput, score_prompts
-    from extract.tiny import tiny_llama
-    from extract.cache import Cache            # read a cache.h5: prompts, outputs, one layer at a time
+    from latent_bias_probe.extract.model import load_model, LoadedModel, ModelError
+    from latent_bias_probe.extract.chat import model_text, find_user_offset, char_spans_to_token_positions
+    from latent_bias_probe.extract.scoring import yes_no_ids, p_yes_from_logits
+    from latent_bias_probe.extract.hf_runner import HFRunner, BatchOutput, score_prompts
+    from latent_bias_probe.extract.tiny import tiny_llama
+    from latent_bias_probe.extract.cache import Cache            # read a cache.h5: prompts, outputs, one layer at a time
 """
 
 from __future__ import annotations

@@ -18,24 +18,24 @@ the same.
 
 from __future__ import annotations
 
-from configs.errors import InputError
-from extract.model import LoadedModel
+from latent_bias_probe.configs.errors import InputError
+from .model import LoadedModel
 
-from configs.names import BACKENDS
+from latent_bias_probe.configs.names import BACKENDS
 
 
 def make_runner(backend: str, loaded: LoadedModel):
     """The runner for ``backend``; :class:`configs.errors.InputError` for an unknown one."""
     if backend == "hf":
-        from extract.hf_runner import HFRunner
+        from .hf_runner import HFRunner
 
         return HFRunner(loaded)
     if backend == "transformer_lens":
-        from extract.tl_runner import TLRunner
+        from .tl_runner import TLRunner
 
         return TLRunner(loaded)
     if backend == "nnsight":
-        from extract.nnsight_runner import NNsightRunner
+        from .nnsight_runner import NNsightRunner
 
         return NNsightRunner(loaded)
     raise InputError(f"extract.backend: unknown backend {backend!r} (expected one of {', '.join(BACKENDS)})")

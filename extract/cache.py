@@ -76,7 +76,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from configs.errors import InputError
+from latent_bias_probe.configs.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ PROMPT_IDENTITY_FIELDS = ("case_id", "tier", "variant", "race", "gender", "label
 OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token", "option_mass")
 #: Output datasets every readable format has (format 1 lacks ``option_mass``).
 V1_OUTPUT_FIELDS = ("p_yes", "p_yes_vocab", "first_token")
-from configs.names import STORAGE_DTYPES
+from latent_bias_probe.configs.names import STORAGE_DTYPES
 #: Byte length of the fixed-length ``outputs/first_token`` strings written here
 #: (longer tokens are cut at a UTF-8 character boundary, with a warning).
 FIRST_TOKEN_BYTES = 128

@@ -50,10 +50,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from extract.chat import ENCODE_KWARGS
-from extract.model import LoadedModel, decoder_layers
-from extract.scoring import score_logits, yes_no_ids
-from extract.sites import CapturePlan, first_tensor, normalize_positions, normalize_sites, submodule_name
+from .chat import ENCODE_KWARGS
+from .model import LoadedModel, decoder_layers
+from .scoring import score_logits, yes_no_ids
+from .sites import CapturePlan, first_tensor, normalize_positions, normalize_sites, submodule_name
 
 log = logging.getLogger(__name__)
 

@@ -49,8 +49,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from configs.schema import ModelConfig
-from extract.model import (
+from latent_bias_probe.configs.schema import ModelConfig
+from .model import (
     EMBEDDED,
     LoadedModel,
     ModelError,

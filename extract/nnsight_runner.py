@@ -38,9 +38,9 @@ import logging
 
 import torch
 
-from extract.hf_runner import BaseRunner
-from extract.model import LoadedModel, ModelError, layers_path
-from extract.sites import CapturePlan, first_tensor, submodule_name
+from .hf_runner import BaseRunner
+from .model import LoadedModel, ModelError, layers_path
+from .sites import CapturePlan, first_tensor, submodule_name
 
 log = logging.getLogger(__name__)
 

@@ -89,12 +89,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from configs.schema import ModelConfig
-from extract.model import LoadedModel, ModelError
+from latent_bias_probe.configs.schema import ModelConfig
+from .model import LoadedModel, ModelError
 
 log = logging.getLogger(__name__)
 
-from configs.names import QUANTIZATIONS
+from latent_bias_probe.configs.names import QUANTIZATIONS
 INT8_THRESHOLD = 6.0  # LLM.int8() outlier threshold (bitsandbytes' llm_int8_threshold default)
 SKIP_MODULES = ("lm_head", "embed_out", "output")  # output heads left in float
 ADAPTER_CONFIG = "adapter_config.json"
@@ -182,7 +182,7 @@ def apply_model_options(loaded: LoadedModel, cfg: ModelConfig) -> LoadedModel:
 
 def apply_adapter(loaded: LoadedModel, path: str | Path) -> LoadedModel:
     """Merge the PEFT LoRA adapter at ``path`` into ``loaded.model`` (see the module docstring)."""
-    from extract.model import file_sha256
+    from .model import file_sha256
 
     folder = adapter_dir(path)
     try:
@@ -379,7 +379,7 @@ def gguf_model_dir(path: str | Path, model_cfg: ModelConfig | None = None) -> Pa
     (the embedded default's own GGUF maps to the embedded cache folder); later calls
     return the folder at once.
     """
-    from extract import model as m
+    from . import model as m
 
     gguf = Path(path).expanduser()
     if not gguf.is_file():

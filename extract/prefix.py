@@ -44,9 +44,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from extract.model import decoder_layers, layers_path
-from extract.scoring import score_logits
-from extract.sites import first_tensor
+from .model import decoder_layers, layers_path
+from .scoring import score_logits
+from .sites import first_tensor
 
 log = logging.getLogger(__name__)
 

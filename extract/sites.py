@@ -39,7 +39,7 @@ import torch
 
 log = logging.getLogger(__name__)
 
-from configs.names import POSITIONS, SITES
+from latent_bias_probe.configs.names import POSITIONS, SITES
 
 #: Attribute names of a decoder block's attention and MLP modules, tried in order.
 ATTN_NAMES = ("self_attn", "attn", "self_attention", "attention")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from functools import lru_cache
 
-from extract.model import LoadedModel, prepare_tokenizer
+from .model import LoadedModel, prepare_tokenizer
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"

@@ -31,15 +31,15 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from configs.names import DEFAULT_GENDERS, DEFAULT_RACES
-from extract.model import LoadedModel
-from extract.tiny import state_dict_sha256
+from latent_bias_probe.configs.names import DEFAULT_GENDERS, DEFAULT_RACES
+from .model import LoadedModel
+from .tiny import state_dict_sha256
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
 def _vocab(extra: Sequence[str] = ()) -> list[str]:
-    from benchmarks.templates import load_templates
+    from latent_bias_probe.benchmarks.templates import load_templates
 
     words: list[str] = []
     texts = [w.lower() for w in (*DEFAULT_RACES, *DEFAULT_GENDERS, *extra)]
@@ -154,7 +154,7 @@ def save(loaded: LoadedModel, folder: str | Path) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python -m extract.tiny_masked DIR [--plant] [--seed S]``."""
-    from benchmarks.templates import load_templates
+    from latent_bias_probe.benchmarks.templates import load_templates
 
     ap = argparse.ArgumentParser(description="save a tiny random BERT masked LM as a local model folder")
     ap.add_argument("folder")

@@ -60,9 +60,9 @@ import logging
 
 import torch
 
-from extract.hf_runner import BaseRunner
-from extract.model import LoadedModel, ModelError
-from extract.sites import CapturePlan
+from .hf_runner import BaseRunner
+from .model import LoadedModel, ModelError
+from .sites import CapturePlan
 
 log = logging.getLogger(__name__)
 

@@ -46,8 +46,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from mfarm.resampling import _interval, bootstrap_indices
-from mfarm.stats import friedman_test, quiet, reject
+from .resampling import _interval, bootstrap_indices
+from .stats import friedman_test, quiet, reject
 
 CONSISTENT = "consistent with the corpus"
 CONTRADICTS = "contradicts the corpus"

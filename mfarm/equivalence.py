@@ -34,7 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
-from configs.names import BASE
+from latent_bias_probe.configs.names import BASE
 
 __all__ = ["tost", "equivalence_verdicts", "detectable_shift"]
 

@@ -9,7 +9,7 @@ import numpy as np
 
 __all__ = ["BASE", "MatrixError", "score_matrix", "check_matrix"]
 
-from configs.names import BASE
+from latent_bias_probe.configs.names import BASE
 
 
 class MatrixError(ValueError):

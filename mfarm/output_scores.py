@@ -39,7 +39,7 @@ __all__ = [
     "output_scores",
 ]
 
-from configs.names import SCORE_KEYS
+from latent_bias_probe.configs.names import SCORE_KEYS
 
 
 def _check(P: np.ndarray, alpha: float, correction: str) -> tuple[np.ndarray, float]:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from configs.names import SCORE_KEYS
+from latent_bias_probe.configs.names import SCORE_KEYS
 
 from .accuracy import ACCURACY_METHODS, accuracy, fab, label_array
 from .matrix import check_matrix

@@ -17,7 +17,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from configs.corrections import check_correction
+from latent_bias_probe.configs.corrections import check_correction
 from scipy import stats as _st
 
 __all__ = [

@@ -23,8 +23,8 @@ import logging
 from pathlib import Path
 from typing import Any, Iterable
 
-from configs.errors import InputError
-from pipeline.artifacts import ARTIFACTS, STAGES, Artifact, RunDir
+from latent_bias_probe.configs.errors import InputError
+from .artifacts import ARTIFACTS, STAGES, Artifact, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +33,21 @@ __all__ = ["ARTIFACTS", "STAGES", "Artifact", "RunDir", "read_predictions", "run
 
 def score_predictions(path: str | Path, **options: Any) -> dict[str, Any]:
     """``{tier: Part A/C scores}`` of any predictions CSV (what ``probe score`` prints); see :mod:`pipeline.score`."""
-    from pipeline.score import score_predictions as score
+    from .score import score_predictions as score
 
     return score(path, **options)
 
 
 def read_predictions(path: str | Path):
     """A validated predictions table (DataFrame) from a CSV; see :mod:`pipeline.score`."""
-    from pipeline.score import read_predictions as read
+    from .score import read_predictions as read
 
     return read(path)
 
 
 def _as_config(config: Any, overrides: Iterable[str] = ()):
-    from configs.schema import Config, load_config
-    from configs.trust import apply_trust
+    from latent_bias_probe.configs.schema import Config, load_config
+    from latent_bias_probe.configs.trust import apply_trust
 
     if isinstance(config, Config):
         return config
@@ -71,8 +71,8 @@ def run(
     needs ``fit``, since it uses the fitted directions). ``extract`` resumes an
     existing cache; ``score`` assembles ``results.json`` from whatever is fresh.
     """
-    from pipeline.extract import Shard, run_extract
-    from pipeline.results import assemble_results
+    from .extract import Shard, run_extract
+    from .results import assemble_results
 
     cfg = _as_config(config)
     wanted = set(stages)
@@ -101,16 +101,16 @@ def run(
     if "fit" in wanted and RunDir(out_dir).is_fresh("probes.h5"):
         log.info("fit: %s is fresh (same cache and settings), kept", Path(out_dir) / "probes.h5")
     elif "fit" in wanted:
-        from pipeline.fit import run_fit
+        from .fit import run_fit
 
         results = run_fit(out_dir, cfg)
     if "explain" in wanted:
-        from pipeline.explain import run_explain
+        from .explain import run_explain
 
         run_explain(out_dir, cfg=cfg, progress=progress)
         results = assemble_results(out_dir)
     if "report" in wanted:
-        from pipeline.report import write_report
+        from .report import write_report
 
         log.info("report: %s", write_report(out_dir))
     return results
@@ -119,19 +119,19 @@ def run(
 def run_stage(stage: str, run_dir: str | Path, **options: Any) -> Any:
     """Run one later stage on an existing run directory (``score``, ``fit``, ``explain``, ``report``)."""
     if stage == "score":
-        from pipeline.results import assemble_results
+        from .results import assemble_results
 
         return assemble_results(run_dir)
     if stage == "fit":
-        from pipeline.fit import run_fit
+        from .fit import run_fit
 
         return run_fit(run_dir, **options)
     if stage == "explain":
-        from pipeline.explain import run_explain
+        from .explain import run_explain
 
         return run_explain(run_dir, **options)
     if stage == "report":
-        from pipeline.report import write_report
+        from .report import write_report
 
         return write_report(run_dir)
     raise InputError(f"stage {stage!r}: run_stage takes score, fit, explain or report (extract needs a config: use run)")

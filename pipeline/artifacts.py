@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class RunDir:
         if not path.is_file():
             return None
         if key == "cache.h5":
-            from extract.cache import Cache
+            from latent_bias_probe.extract.cache import Cache
 
             try:
                 with Cache(path) as cache:
@@ -187,7 +187,7 @@ class RunDir:
 
     def config_or_none(self):
         """The run's config from ``config.json`` (None when absent or invalid)."""
-        from configs.schema import config_from_dict
+        from latent_bias_probe.configs.schema import config_from_dict
 
         path = self.path / "config.json"
         if not path.is_file():
@@ -307,6 +307,6 @@ class RunDir:
 
 
 def _section_sha256(cfg, section: str) -> str:
-    from configs.hashes import section_sha256
+    from latent_bias_probe.configs.hashes import section_sha256
 
     return section_sha256(cfg, section)

@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from configs.errors import InputError, JobFailed
-from configs.files import atomic_write_text
-from configs.hashes import run_config_sha256
-from pipeline.artifacts import RunDir
+from latent_bias_probe.configs.errors import InputError, JobFailed
+from latent_bias_probe.configs.files import atomic_write_text
+from latent_bias_probe.configs.hashes import run_config_sha256
+from .artifacts import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def shard_plans(out_dir: Path, count: int) -> list[ShardPlan]:
 
 def shard_done(plan: ShardPlan, cfg) -> bool:
     """Whether the shard's outputs are complete, fresh and made from this job's config."""
-    from pipeline.results import load_run_config
+    from .results import load_run_config
 
     run = RunDir(plan.folder)
     if not run.is_fresh("predictions.csv"):
@@ -87,8 +87,8 @@ def run_shard(config: dict[str, Any], cwd: str, folder: str, index: int, count: 
     os.chdir(cwd)
     if os.environ.get(KILL_SHARD_ENV) == str(index):
         _die_after_first_batch()
-    import pipeline
-    from configs.schema import config_from_dict
+    from latent_bias_probe import pipeline
+    from latent_bias_probe.configs.schema import config_from_dict
 
     cfg = config_from_dict(config, Path(cwd), f"shard {index}/{count} config")
     pipeline.run(cfg, folder, ("extract",), limit_cases=limit_cases, shard=f"{index}/{count}",
@@ -100,7 +100,7 @@ def _die_after_first_batch() -> None:
     """Make this process die like a preempted job right after its first batch is on disk."""
     import signal
 
-    from extract.cache import CacheWriter
+    from latent_bias_probe.extract.cache import CacheWriter
 
     write = CacheWriter.write_batch
 
@@ -206,8 +206,8 @@ def run_sharded(
     poll_s: float = 2.0,
 ) -> dict[str, Any]:
     """Run the extraction as ``shards`` submitit jobs, merge, then the later ``stages`` on DIR."""
-    import pipeline
-    from pipeline.merge import merge_runs
+    from latent_bias_probe import pipeline
+    from .merge import merge_runs
 
     out = Path(out_dir)
     if executor not in EXECUTORS:
@@ -248,9 +248,9 @@ def run_sharded(
 
 def _check_shard_count(cfg, shards: int, limit_cases: int | None) -> None:
     """Refuse more shards than groups of cases (an empty shard would fail after submission)."""
-    from benchmarks.registry import render_benchmark
-    from extract.batching import case_groups
-    from pipeline.extract import prompts_per_case_tier
+    from latent_bias_probe.benchmarks.registry import render_benchmark
+    from latent_bias_probe.extract.batching import case_groups
+    from .extract import prompts_per_case_tier
 
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
     case_ids = list(dict.fromkeys(p.case_id for p in rendered.prompts))[: limit_cases or None]

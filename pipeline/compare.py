@@ -13,13 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from configs.errors import InputError
+from latent_bias_probe.configs.errors import InputError
 
 
 def _predictions_path(source: str | Path) -> Path:
     path = Path(source)
     if path.is_dir():
-        from pipeline.artifacts import RunDir
+        from .artifacts import RunDir
 
         run = RunDir(path)
         if not run.is_fresh("predictions.csv"):
@@ -31,8 +31,8 @@ def _predictions_path(source: str | Path) -> Path:
 def compare_tables(df_a, df_b, alpha: float = 0.05, correction: str = "holm", n_boot: int = 1000, seed: int = 0,
                    level: float = 0.95, accuracy: str = "threshold", names: tuple[str, str] = ("A", "B")) -> dict[str, Any]:
     """``{"tiers": {tier: {score: {"diff", "ci", "verdict"}, "shifts": {group: {...}}}}}`` of two validated tables."""
-    from mfarm.resampling import paired_differences, verdict
-    from report.scoring import group_order, tier_matrices
+    from latent_bias_probe.mfarm.resampling import paired_differences, verdict
+    from latent_bias_probe.report.scoring import group_order, tier_matrices
 
     tiers_a, tiers_b = set(df_a["tier"]), set(df_b["tier"])
     common = [t for t in dict.fromkeys(df_a["tier"]) if t in tiers_b]
@@ -71,7 +71,7 @@ def max_abs_shift_difference(P_a, P_b, n_boot: int, seed: int, level: float) -> 
     """
     import numpy as np
 
-    from mfarm.resampling import bootstrap_indices, verdict
+    from latent_bias_probe.mfarm.resampling import bootstrap_indices, verdict
 
     def largest(P, idx):
         return np.abs((P[idx, 1:] - P[idx, :1]).mean(axis=-2)).max(axis=-1)
@@ -90,7 +90,7 @@ def max_abs_shift_difference(P_a, P_b, n_boot: int, seed: int, level: float) -> 
 
 def compare_runs(a: str | Path, b: str | Path, **options: Any) -> dict[str, Any]:
     """:func:`compare_tables` of two run directories or predictions CSVs."""
-    from pipeline.score import read_predictions
+    from .score import read_predictions
 
     path_a, path_b = _predictions_path(a), _predictions_path(b)
     return compare_tables(read_predictions(path_a), read_predictions(path_b), names=(str(a), str(b)), **options)

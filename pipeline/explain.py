@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
-from configs.names import PRIMARY_SITE
-from configs.schema import Config
-from pipeline.artifacts import RunDir
-from pipeline.lock import run_lock
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
+from latent_bias_probe.configs.names import PRIMARY_SITE
+from latent_bias_probe.configs.schema import Config
+from .artifacts import RunDir
+from .lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -124,9 +124,9 @@ def run_explain(
 
 
 def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_code: bool, progress: bool = True) -> dict[str, Any]:
-    from configs.trust import apply_trust
-    from extract.cache import Cache
-    from pipeline.results import load_run_config
+    from latent_bias_probe.configs.trust import apply_trust
+    from latent_bias_probe.extract.cache import Cache
+    from .results import load_run_config
 
     if cfg is None:  # first: a run directory from elsewhere can neither run its model's code nor be half-read
         cfg = apply_trust(load_run_config(run.path), trust_remote_code, str(run / "config.json"))
@@ -146,10 +146,10 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
     site, position = PRIMARY_SITE
     fitted = _read_fitted(run / "probes.h5", cfg.explain.tiers or cfg.benchmark.tiers[:1], site, position)
 
-    from extract.backends import make_runner
-    from extract.model import load_model
-    from pipeline.results import assemble_results
-    from probes.causal import default_layers, explain_tier
+    from latent_bias_probe.extract.backends import make_runner
+    from latent_bias_probe.extract.model import load_model
+    from .results import assemble_results
+    from latent_bias_probe.probes.causal import default_layers, explain_tier
 
     from tqdm.auto import tqdm
 

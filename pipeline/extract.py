@@ -22,17 +22,17 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import pandas as pd
 
-from configs.errors import InputError
-from configs.schema import Config
-from configs.files import atomic_path, atomic_write_text
-from configs.hashes import extraction_sha256
-from extract.batching import plan_batches
-from configs.version import TOOLKIT_VERSION
-from pipeline.artifacts import RunDir
-from pipeline.lock import run_lock
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.configs.files import atomic_path, atomic_write_text
+from latent_bias_probe.configs.hashes import extraction_sha256
+from latent_bias_probe.extract.batching import plan_batches
+from latent_bias_probe.configs.version import TOOLKIT_VERSION
+from .artifacts import RunDir
+from .lock import run_lock
 
 if TYPE_CHECKING:
-    from benchmarks.types import Prompt
+    from latent_bias_probe.benchmarks.types import Prompt
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def select_cases(
     A shard takes whole groups of cases (:mod:`extract.batching`), chosen from the
     sorted case ids, so its batches are exactly the inline run's.
     """
-    from extract.batching import case_groups, shard_cases
+    from latent_bias_probe.extract.batching import case_groups, shard_cases
 
     ordered = list(dict.fromkeys(case_ids))
     if limit_cases is not None:
@@ -174,17 +174,17 @@ def remove_empty_dirs(folders: Sequence[Path]) -> None:
 
 
 def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, start) -> ExtractResult:
-    from benchmarks.registry import render_benchmark
-    from extract.backends import make_runner
-    from extract.cache import CacheSpec, CacheWriter
-    from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
-    from extract.model import load_model
-    from configs.schema import check_against_model
-    from pipeline.results import save_run_config
-    from extract.masked import model_kind
+    from latent_bias_probe.benchmarks.registry import render_benchmark
+    from latent_bias_probe.extract.backends import make_runner
+    from latent_bias_probe.extract.cache import CacheSpec, CacheWriter
+    from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
+    from latent_bias_probe.extract.model import load_model
+    from latent_bias_probe.configs.schema import check_against_model
+    from .results import save_run_config
+    from latent_bias_probe.extract.masked import model_kind
 
     if model_kind(cfg.model) == "masked":  # a masked-LM audit: templates instead of the benchmark's cases
-        from pipeline.masked import run_masked_extract
+        from .masked import run_masked_extract
 
         return run_masked_extract(cfg, run, limit_cases, shard, overwrite, start)
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
@@ -223,10 +223,10 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
     )
     cache_path = run / "cache.h5"
     runner = make_runner(cfg.extract.backend, loaded)
-    from extract.provenance import environment
+    from latent_bias_probe.extract.provenance import environment
 
-    from extract.chat import prompt_framing
-    from extract.scoring import answer_tokens
+    from latent_bias_probe.extract.chat import prompt_framing
+    from latent_bias_probe.extract.scoring import answer_tokens
 
     extra = {
         "render_report": json.dumps(rendered.report()),
@@ -254,8 +254,8 @@ def _run_extract(cfg, run: RunDir, limit_cases, shard, overwrite, progress, star
 
 def _check_batches(runner, texts, run: RunDir, batch_size: int, n: int) -> None:
     """Re-run ``n`` prompts alone and record how far their P(Yes) is from the batched one."""
-    from extract.batch_check import CHECK_NAME, check_batch_invariance
-    from extract.cache import Cache
+    from latent_bias_probe.extract.batch_check import CHECK_NAME, check_batch_invariance
+    from latent_bias_probe.extract.cache import Cache
 
     run.invalidate(CHECK_NAME)
     if n == 0 or batch_size == 1:  # nothing to compare: every prompt already ran alone
@@ -318,7 +318,7 @@ def write_predictions(run: RunDir) -> Path:
     Columns :data:`PREDICTION_COLUMNS`; ``option_mass`` is written empty where the cache
     has none (a format 1 cache, or rows merged from one).
     """
-    from extract.cache import Cache
+    from latent_bias_probe.extract.cache import Cache
 
     cache_path, out_path = run / "cache.h5", run / "predictions.csv"
     with Cache(cache_path) as cache:

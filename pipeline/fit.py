@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from configs.errors import InputError
-from configs.files import atomic_path
-from configs.names import BASE, PRIMARY_SITE, tier_order
-from configs.schema import Config
-from pipeline.artifacts import RunDir
-from pipeline.lock import run_lock
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_path
+from latent_bias_probe.configs.names import BASE, PRIMARY_SITE, tier_order
+from latent_bias_probe.configs.schema import Config
+from .artifacts import RunDir
+from .lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ def run_fit(run_dir: str | Path, cfg: Config | None = None) -> dict[str, Any]:
 
 
 def _run_fit(run: RunDir, cfg: Config | None) -> dict[str, Any]:
-    from extract.cache import Cache
-    from pipeline.results import assemble_results, load_run_config, save_run_config
-    from probes.fit import fit_tier
-    from report.scoring import group_order
+    from latent_bias_probe.extract.cache import Cache
+    from .results import assemble_results, load_run_config, save_run_config
+    from latent_bias_probe.probes.fit import fit_tier
+    from latent_bias_probe.report.scoring import group_order
 
     cache_path = run / "cache.h5"
     with Cache(cache_path):  # a damaged or foreign file is named as such (CacheFormatError), not as stale

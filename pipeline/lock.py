@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from configs.errors import InputError
+from latent_bias_probe.configs.errors import InputError
 
 log = logging.getLogger(__name__)
 

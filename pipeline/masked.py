@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
-from configs.names import BASE, MASKED_TIER
-from configs.schema import Config, MaskedConfig
-from pipeline.artifacts import RunDir
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
+from latent_bias_probe.configs.names import BASE, MASKED_TIER
+from latent_bias_probe.configs.schema import Config, MaskedConfig
+from .artifacts import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def masked_options(cfg: Config) -> MaskedConfig:
 
 def _rows(cfg: Config, limit: int | None):
     """(template set, groups [(name, race, gender)], sentence rows [(template, variant, race, gender, Sentence)])."""
-    from benchmarks.templates import group_name, load_templates, render_sentence, target_words
+    from latent_bias_probe.benchmarks.templates import group_name, load_templates, render_sentence, target_words
 
     mk = masked_options(cfg)
     templates = load_templates(mk.templates).select(mk.categories, mk.n_templates)
@@ -71,14 +71,14 @@ def _rows(cfg: Config, limit: int | None):
 
 def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard, overwrite: bool, start: float):
     """Score the templates with the masked model; write cache.h5, predictions.csv and masked.json (module docstring)."""
-    from configs.hashes import extraction_sha256
-    from configs.schema import check_against_model
-    from configs.version import TOOLKIT_VERSION
-    from extract.cache import CacheSpec, CacheWriter
-    from extract.masked import MaskedScorer, load_masked_model
-    from extract.provenance import environment
-    from pipeline.extract import ExtractResult, write_predictions
-    from pipeline.results import save_run_config
+    from latent_bias_probe.configs.hashes import extraction_sha256
+    from latent_bias_probe.configs.schema import check_against_model
+    from latent_bias_probe.configs.version import TOOLKIT_VERSION
+    from latent_bias_probe.extract.cache import CacheSpec, CacheWriter
+    from latent_bias_probe.extract.masked import MaskedScorer, load_masked_model
+    from latent_bias_probe.extract.provenance import environment
+    from .extract import ExtractResult, write_predictions
+    from .results import save_run_config
 
     if shard is not None:
         raise InputError("--shard: a masked-LM audit runs unsharded (it is small: templates x groups)")
@@ -87,7 +87,7 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
     log.info("masked: %d templates x %d groups (+ BASE) = %d sentences", len(templates.templates), len(groups), len(rows))
     corpus = None
     if mk.corpus is not None:  # before the model loads: a bad corpus fails fast
-        from benchmarks.corpus import count_corpus
+        from latent_bias_probe.benchmarks.corpus import count_corpus
 
         counts = count_corpus(mk.corpus, mk.corpus_column, cfg.benchmark.races, cfg.benchmark.genders, templates.attribute_words())
         corpus = {"source": counts.source, "groups": counts.groups, "categories": counts.categories, "n": counts.n.tolist(),
@@ -138,9 +138,9 @@ def run_masked_extract(cfg: Config, run: RunDir, limit_cases: int | None, shard,
 
 def _complete(run: RunDir, cfg: Config, table: pd.DataFrame) -> bool:
     """Whether the run directory already holds this audit: fresh artifacts from the same weights, config and sentences."""
-    from configs.hashes import extraction_sha256
-    from extract.cache import Cache
-    from extract.model import _resolve_hf, _safetensors_files, cache_root, weights_sha256
+    from latent_bias_probe.configs.hashes import extraction_sha256
+    from latent_bias_probe.extract.cache import Cache
+    from latent_bias_probe.extract.model import _resolve_hf, _safetensors_files, cache_root, weights_sha256
 
     if not all(run.is_fresh(n) for n in ("cache.h5", "predictions.csv", MASKED_NAME)):
         return False
@@ -202,7 +202,7 @@ def read_masked(path: Path) -> dict[str, Any] | None:
 
 def masked_results(data: dict[str, Any], cfg: Config) -> dict[str, Any]:
     """The ``masked`` section of results.json from ``masked.json`` (statistics: :mod:`mfarm.association`)."""
-    from mfarm.association import compare_with_corpus, corpus_log_odds, group_differences, kurita_association
+    from latent_bias_probe.mfarm.association import compare_with_corpus, corpus_log_odds, group_differences, kurita_association
 
     s = cfg.scoring
     groups, cats = data["groups"], data["categories"]

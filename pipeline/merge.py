@@ -6,15 +6,15 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-from configs.errors import InputError
-from pipeline.artifacts import RunDir
+from latent_bias_probe.configs.errors import InputError
+from .artifacts import RunDir
 
 log = logging.getLogger(__name__)
 
 
 def check_complete_shards(caches: Sequence[Path]) -> None:
     """Refuse unless the caches are the shards 1/N .. N/N of one job, each exactly once."""
-    from extract.cache import Cache
+    from latent_bias_probe.extract.cache import Cache
 
     seen: dict[int, Path] = {}
     total = None
@@ -45,10 +45,10 @@ def merge_runs(dirs: Sequence[str | Path], out_dir: str | Path, overwrite: bool 
     written (:mod:`pipeline.lock`), and folders this call created are removed again if
     it fails before writing anything. Returns the merged ``results.json`` mapping.
     """
-    from extract.cache import merge_caches
-    from pipeline.extract import create_run_dir, remove_empty_dirs, write_predictions
-    from pipeline.lock import run_lock
-    from pipeline.results import assemble_results, load_run_config, save_run_config
+    from latent_bias_probe.extract.cache import merge_caches
+    from .extract import create_run_dir, remove_empty_dirs, write_predictions
+    from .lock import run_lock
+    from .results import assemble_results, load_run_config, save_run_config
 
     if len(dirs) < 2:
         raise InputError("merge: give at least two shard run directories")

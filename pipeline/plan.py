@@ -69,8 +69,8 @@ def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None, kept: 
     mediation's erased runs continue from its fitting pass for the fraction ``kept`` of
     the prompts whose prefixes fit ``explain.prefix_memory_gb`` (the rest re-run theirs).
     """
-    from probes.causal import default_layers
-    from probes.trace import TRACE_KINDS
+    from latent_bias_probe.probes.causal import default_layers
+    from latent_bias_probe.probes.trace import TRACE_KINDS
 
     ec, L = cfg.explain, n_layers
     k = len(cfg.benchmark.races) * len(cfg.benchmark.genders) + 1
@@ -103,7 +103,7 @@ def explain_cost(cfg: Any, n_layers: int, value_layer: int | None = None, kept: 
 
 def kept_fraction(cfg: Any, n_layers: int, d_model: int, mean_tokens: float) -> float:
     """The share of a tier's mediation prefixes that fit ``explain.prefix_memory_gb`` (every position, every mediation layer)."""
-    from probes.causal import default_layers
+    from latent_bias_probe.probes.causal import default_layers
 
     ec = cfg.explain
     k = len(cfg.benchmark.races) * len(cfg.benchmark.genders) + 1
@@ -116,13 +116,13 @@ def kept_fraction(cfg: Any, n_layers: int, d_model: int, mean_tokens: float) -> 
 
 def make_plan(cfg: Any, shards: int = 1, limit_cases: int | None = None, warmup: int = 8) -> Plan:
     """Count (and, with ``warmup`` > 0, time) the job of ``cfg`` on this machine."""
-    from benchmarks.registry import render_benchmark
-    from extract.backends import make_runner
-    from extract.batch_check import sample_indices
-    from extract.batching import case_groups, plan_batches, shard_cases
-    from extract.chat import model_text
-    from extract.model import load_model
-    from pipeline.extract import prompts_per_case_tier
+    from latent_bias_probe.benchmarks.registry import render_benchmark
+    from latent_bias_probe.extract.backends import make_runner
+    from latent_bias_probe.extract.batch_check import sample_indices
+    from latent_bias_probe.extract.batching import case_groups, plan_batches, shard_cases
+    from latent_bias_probe.extract.chat import model_text
+    from latent_bias_probe.extract.model import load_model
+    from .extract import prompts_per_case_tier
 
     rendered = render_benchmark(cfg.benchmark, limit_cases=limit_cases)
     cases = list(dict.fromkeys(p.case_id for p in rendered.prompts))[: limit_cases or None]

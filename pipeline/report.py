@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
-from pipeline.artifacts import RunDir
-from pipeline.lock import run_lock
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
+from .artifacts import RunDir
+from .lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ def write_report(run_dir: str | Path) -> Path:
 
     Raises :class:`configs.errors.InputError` when the run has no results yet.
     """
-    from pipeline.results import assemble_results
-    from report.html import render_report
+    from .results import assemble_results
+    from latent_bias_probe.report.html import render_report
 
     run = RunDir(run_dir)
     if not run.path.is_dir():
@@ -68,7 +68,7 @@ def write_report(run_dir: str | Path) -> Path:
 
 def _run_links(sweep_dir: Path) -> dict[tuple, str]:
     """(model, precision, adapter) -> ``<item>/report.html`` for the items whose report is fresh."""
-    from pipeline.sweep import PLAN_NAME
+    from .sweep import PLAN_NAME
 
     data, _ = read_json_object(sweep_dir / PLAN_NAME)
     items = (data or {}).get("items", [])
@@ -86,8 +86,8 @@ def _run_links(sweep_dir: Path) -> dict[tuple, str]:
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Write ``sweep_dir/sweep.html`` from ``sweep_dir/sweep.csv`` atomically; return its path."""
-    from pipeline.sweep import CSV_NAME, sweep_table
-    from report.sweep_html import render_sweep_report
+    from .sweep import CSV_NAME, sweep_table
+    from latent_bias_probe.report.sweep_html import render_sweep_report
 
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / CSV_NAME).is_file():

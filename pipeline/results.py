@@ -23,14 +23,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from configs.errors import InputError
-from configs.files import atomic_write_text
-from configs.hashes import extraction_sha256, run_config_sha256
-from configs.names import SCORE_KEYS, VALUE_AXIS_WARNING
-from configs.schema import Config, config_from_dict
-from configs.version import TOOLKIT_VERSION
-from pipeline.artifacts import RunDir
-from pipeline.lock import run_lock
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.files import atomic_write_text
+from latent_bias_probe.configs.hashes import extraction_sha256, run_config_sha256
+from latent_bias_probe.configs.names import SCORE_KEYS, VALUE_AXIS_WARNING
+from latent_bias_probe.configs.schema import Config, config_from_dict
+from latent_bias_probe.configs.version import TOOLKIT_VERSION
+from .artifacts import RunDir
+from .lock import run_lock
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def validate_results(results: Any, source: str = RESULTS_NAME) -> None:
 
 
 def _cache_attrs(run: RunDir) -> dict[str, Any]:
-    from extract.cache import Cache
+    from latent_bias_probe.extract.cache import Cache
 
     with Cache(run / "cache.h5") as cache:
         return dict(cache.attrs)
@@ -116,8 +116,8 @@ def _read_json(path: Path) -> Any:
 
 def _output_tiers(run: RunDir, cfg: Config) -> dict[str, Any]:
     """Part A/C per tier: reused when predictions.csv and config:scoring are what the last results used."""
-    from pipeline.score import read_predictions
-    from report.scoring import score_table
+    from .score import read_predictions
+    from latent_bias_probe.report.scoring import score_table
 
     old = _read_json(run / RESULTS_NAME) if run.exists(RESULTS_NAME) else None
     recorded = run.recorded_inputs(RESULTS_NAME)
@@ -151,10 +151,10 @@ def _latent_intervals(run: RunDir, cfg: Config, tiers: dict[str, Any]) -> None:
     """Intervals of every score including F_LV, mFARM full and FAB full, resampling P and S together."""
     import numpy as np
 
-    from pipeline.fit import read_latent_matrices
-    from pipeline.score import read_predictions
-    from mfarm.resampling import score_intervals
-    from report.scoring import group_order, tier_matrices
+    from .fit import read_latent_matrices
+    from .score import read_predictions
+    from latent_bias_probe.mfarm.resampling import score_intervals
+    from latent_bias_probe.report.scoring import group_order, tier_matrices
 
     s = cfg.scoring
     df = read_predictions(run / "predictions.csv")
@@ -191,10 +191,10 @@ def value_axis_check(explain_tier: dict[str, Any]) -> dict[str, Any] | None:
 
 def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
     """The results mapping of a run from its fresh artifacts (see the module docstring)."""
-    from mfarm.accuracy import fab
-    from mfarm.output_scores import geometric_mean
-    from pipeline.fit import read_latent
-    from probes.causal import best_mediation
+    from latent_bias_probe.mfarm.accuracy import fab
+    from latent_bias_probe.mfarm.output_scores import geometric_mean
+    from .fit import read_latent
+    from latent_bias_probe.probes.causal import best_mediation
 
     if not run.is_fresh("predictions.csv"):
         raise InputError(f"{run / 'predictions.csv'}: {run.why_stale('predictions.csv')} (run 'probe extract' first)")
@@ -237,7 +237,7 @@ def build_results(run: RunDir, cfg: Config) -> dict[str, Any]:
     check = _read_json(run / "batch_check.json") if run.is_fresh("batch_check.json") else None
     masked = None
     if run.is_fresh("masked.json"):
-        from pipeline.masked import masked_results, read_masked
+        from .masked import masked_results, read_masked
 
         data = read_masked(run / "masked.json")
         masked = masked_results(data, cfg) if data is not None else None
@@ -288,6 +288,6 @@ def assemble_results(run_dir: str | Path | RunDir) -> dict[str, Any]:
 
 def summary_table(tiers: dict[str, Any]) -> str:
     """A short fixed-width table of the per-tier scores for the terminal."""
-    from report.terminal import summary_table as table
+    from latent_bias_probe.report.terminal import summary_table as table
 
     return table(tiers)

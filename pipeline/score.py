@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from report.scoring import PredictionsError, score_table, validate_predictions
+from latent_bias_probe.report.scoring import PredictionsError, score_table, validate_predictions
 
 
 def read_predictions(path: str | Path) -> pd.DataFrame:

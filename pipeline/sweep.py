@@ -57,12 +57,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from configs.errors import InputError
-from configs.schema import Config, SweepConfig
-from configs.files import atomic_path, atomic_write_text
-from configs.hashes import run_config_sha256
-from configs.names import PRECISIONS
-from report.sweep import INT_COLUMNS, MODEL_DIFF_COLUMNS, SWEEP_COLUMNS, OPTIONAL_COLUMNS, result_rows, slug
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.schema import Config, SweepConfig
+from latent_bias_probe.configs.files import atomic_path, atomic_write_text
+from latent_bias_probe.configs.hashes import run_config_sha256
+from latent_bias_probe.configs.names import PRECISIONS
+from latent_bias_probe.report.sweep import INT_COLUMNS, MODEL_DIFF_COLUMNS, SWEEP_COLUMNS, OPTIONAL_COLUMNS, result_rows, slug
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ def sweep_combinations(cfg: Config) -> list[SweepItem]:
     adapter_slug = _unique_slugs([a for a in adapters if a is not None], slug)
     if any(a is not None and adapter_slug[a].lower() == "none" for a in adapters):
         adapter_slug = {a: f"{s}-{hashlib.sha256(a.encode()).hexdigest()[:6]}" if s.lower() == "none" else s for a, s in adapter_slug.items()}
-    from extract.model import EMBEDDED
+    from latent_bias_probe.extract.model import EMBEDDED
 
     for m in models:
         if m in EMBEDDED and "float32" in precisions and "gguf" in precisions:
@@ -164,7 +164,7 @@ def sweep_combinations(cfg: Config) -> list[SweepItem]:
 
 def _gguf_of_model(model: str, model_cfg) -> str | None:
     """For precision ``gguf``: the model name to load (the embedded name or a converted folder)."""
-    from extract.model import EMBEDDED
+    from latent_bias_probe.extract.model import EMBEDDED
 
     if model in EMBEDDED:
         return model
@@ -172,7 +172,7 @@ def _gguf_of_model(model: str, model_cfg) -> str | None:
     if folder.is_dir():
         files = sorted(folder.glob("*.gguf"))
         if len(files) == 1:
-            from extract.precision import gguf_model_dir
+            from latent_bias_probe.extract.precision import gguf_model_dir
 
             return str(gguf_model_dir(files[0], model_cfg))
         if len(files) > 1:
@@ -211,7 +211,7 @@ def item_config(cfg: Config, item: SweepItem) -> Config:
         if p == "gguf":
             m.name = _gguf_of_model(item.model, m)
         else:
-            from extract.precision import gguf_model_dir
+            from latent_bias_probe.extract.precision import gguf_model_dir
 
             m.name = str(gguf_model_dir(Path(p[5:]).expanduser().resolve(), m))
     m.adapter = None if item.adapter is None else str(Path(item.adapter).expanduser().resolve())
@@ -220,7 +220,7 @@ def item_config(cfg: Config, item: SweepItem) -> Config:
 
 def check_sweep(cfg: Config) -> list[tuple[SweepItem, Config]]:
     """Plan the sweep and check every combination can run here (``InputError`` otherwise)."""
-    from extract.precision import check_model_options
+    from latent_bias_probe.extract.precision import check_model_options
 
     planned = []
     for item in sweep_combinations(cfg):
@@ -259,7 +259,7 @@ def is_complete(run_dir: str | Path, icfg: Config, stages: Iterable[str] = ()) -
     same) counts as done; a masked-LM audit has no explain stage. A combination stopped
     during explain (results.json written, explain.json not) is therefore not complete.
     """
-    from pipeline.artifacts import RunDir
+    from .artifacts import RunDir
 
     run = RunDir(run_dir)
     if not run.is_fresh("results.json"):
@@ -346,8 +346,8 @@ def reference_items(cfg: Config, planned: list[tuple[SweepItem, Config]]) -> dic
 
 def add_reference_differences(cfg: Config, planned: list[tuple[SweepItem, Config]], out_dir: Path, rows: list[dict[str, Any]]) -> None:
     """Fill the ``reference`` and ``diff_*`` columns: paired bootstrap differences against each model's reference run."""
-    from pipeline.compare import compare_tables
-    from pipeline.score import read_predictions
+    from .compare import compare_tables
+    from .score import read_predictions
 
     refs = reference_items(cfg, planned)
     s = cfg.scoring
@@ -397,8 +397,8 @@ def add_model_differences(planned: list[tuple[SweepItem, Config]], out_dir: Path
     resampled on both sides) of mFARM and of the largest group shift. Nothing with
     a single model or without ``scoring.bootstrap``.
     """
-    from pipeline.compare import compare_tables
-    from pipeline.score import read_predictions
+    from .compare import compare_tables
+    from .score import read_predictions
 
     models = list(dict.fromkeys(item.model for item, _ in planned))
     s = cfg.scoring

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from configs.errors import InputError
-from pipeline.artifacts import ARTIFACTS, MANIFEST, RunDir
+from latent_bias_probe.configs.errors import InputError
+from .artifacts import ARTIFACTS, MANIFEST, RunDir
 
 
 def validate_run(run_dir: Path) -> tuple[list[str], list[str]]:
@@ -16,7 +16,7 @@ def validate_run(run_dir: Path) -> tuple[list[str], list[str]]:
     or a run with no results. Missing artifacts of stages that did not run are not
     problems.
     """
-    from pipeline.results import RESULTS_NAME, validate_results
+    from .results import RESULTS_NAME, validate_results
 
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: no such run directory")

@@ -17,18 +17,18 @@ and per-prompt metadata — and never read files; the fit and explain stages
 Importing this package does not import torch; :func:`probe_sweep` does, when called.
 """
 
-from probes.errors import ProbeInputError
-from probes.folds import group_folds
-from probes.latent_fairness import (
+from .errors import ProbeInputError
+from .folds import group_folds
+from .latent_fairness import (
     latent_score_matrix,
     latent_scores,
     latent_value_fairness,
     value_axis_fairness,
 )
-from probes.linear_probe import ProbeSweep, probe_sweep
-from probes.steering import SteeringVectors
-from probes.value_axis import ValueAxis
-from probes.fit import fit_tier
+from .linear_probe import ProbeSweep, probe_sweep
+from .steering import SteeringVectors
+from .value_axis import ValueAxis
+from .fit import fit_tier
 
 __all__ = [
     "ProbeInputError",

@@ -26,8 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from configs.names import BASE
-from configs.schema import Config
+from latent_bias_probe.configs.names import BASE
+from latent_bias_probe.configs.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Interventions:
     """
 
     def __init__(self, runner, model, reuse: bool = True):
-        from extract.prefix import PrefixRunner
+        from latent_bias_probe.extract.prefix import PrefixRunner
 
         self.runner, self.model = runner, model
         self.prefix_runner = PrefixRunner(runner)
@@ -101,7 +101,7 @@ class Interventions:
         self._verified: set[int] = set()
 
     def verify(self, texts: Sequence[str], layer: int) -> None:
-        from extract.prefix import CHECK_TOL
+        from latent_bias_probe.extract.prefix import CHECK_TOL
 
         if not self.reuse or layer in self._verified:
             return
@@ -122,7 +122,7 @@ class Interventions:
         return self.capture(texts, layers) if self.reuse else None
 
     def run(self, texts: Sequence[str], state, layer: int, edit=None) -> np.ndarray:
-        from probes.interventions import edit_block_output
+        from .interventions import edit_block_output
 
         self.passes += len(texts)
         if state is not None:
@@ -145,7 +145,7 @@ def dose_response(runner, model, texts, layer, direction, sigma, alphas, batch_s
     ``prepared`` = ``(interventions, [(batch indices, prefix state), ...])`` runs the
     steered forwards on those batches (prefix reuse); without it, full re-runs.
     """
-    from probes.interventions import steer, steer_fn
+    from .interventions import steer, steer_fn
 
     means, logits = [], []
     for alpha in alphas:
@@ -230,7 +230,7 @@ class EraserFitter:
         """``({layer: (leace, random control, rank)}, {layer: {kind: leace}})`` (erasers in float32)."""
         import torch
 
-        from probes.interventions import RandomSubspaceEraser
+        from .interventions import RandomSubspaceEraser
 
         out = {}
         for layer in self.layers:
@@ -280,7 +280,7 @@ def position_kinds(runner, texts: Sequence[str], races: Sequence[str], genders: 
     ``later``: every token after the last demographic token except the last one;
     ``decision``: the last token; ``after``: ``later`` ∪ ``decision`` (the trace's (b)).
     """
-    from extract.chat import word_token_positions
+    from latent_bias_probe.extract.chat import word_token_positions
 
     tok = runner.tokenizer
     out = []
@@ -311,7 +311,7 @@ def kind_mask(kinds: Sequence[dict[str, list[int]]], kind: str, attention_mask):
 
 def _by_kind_edit(erasers: dict[str, Any], masks: dict[str, Any]):
     """Each kind's eraser at its own positions (the kinds are disjoint)."""
-    from probes.interventions import erase_fn
+    from .interventions import erase_fn
 
     fns = [erase_fn(erasers[k], masks[k]) for k in erasers]
 
@@ -390,7 +390,7 @@ def explain_tier(
     kind_names = ERASURE_KINDS if ec.position_erasure else ()
     trace_cases = keep[: ec.trace_cases] if ec.trace_cases else []
     trace_layers = sorted(set(ec.trace_layers if ec.trace_layers is not None else range(runner.n_layers)))
-    from probes.trace import plan_pairs, trace_passes
+    from .trace import plan_pairs, trace_passes
 
     pairs = plan_pairs(sub, races, genders, trace_cases)
     if bar is not None:
@@ -435,7 +435,7 @@ def explain_tier(
     else:
         erasers, kind_erasers = {}, {}
         ranks = {int(k): v for k, v in store.get("mediation/ranks").items()}
-    from probes.interventions import erase_fn
+    from .interventions import erase_fn
 
     for j, idx in enumerate(batches):
         done = store.get(f"mediation/{j}")
@@ -488,7 +488,7 @@ def explain_tier(
     out = {"n_cases": len(keep), "value_axis_layer": int(value_layer), "sigma": sigma.tolist(), "dose_response": dose, "mediation": mediation}
 
     if pairs:
-        from probes.trace import causal_trace
+        from .trace import causal_trace
 
         start = time.perf_counter()
         out["trace"] = causal_trace(

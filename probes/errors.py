@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from configs.errors import InputError
+from latent_bias_probe.configs.errors import InputError
 
 
 class ProbeInputError(InputError, ValueError):

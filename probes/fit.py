@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from configs.errors import InputError
-from configs.names import BASE, PRIMARY_SITE, PROBE_TARGETS
-from configs.schema import Config
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.names import BASE, PRIMARY_SITE, PROBE_TARGETS
+from latent_bias_probe.configs.schema import Config
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def fit_tier(
     prompts (rows aligned with ``prompts`` and ``p_yes``). Returns the fitted
     objects per (site, position) plus the JSON-able ``latent`` mapping.
     """
-    from probes.latent_fairness import latent_score_matrix, latent_value_fairness
-    from probes.linear_probe import probe_sweep
-    from probes.steering import SteeringVectors
-    from probes.value_axis import ValueAxis
+    from .latent_fairness import latent_score_matrix, latent_value_fairness
+    from .linear_probe import probe_sweep
+    from .steering import SteeringVectors
+    from .value_axis import ValueAxis
 
     pc, sc = cfg.probes, cfg.scoring
     is_base = (prompts["variant"] == BASE).to_numpy()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from probes.errors import ProbeInputError
+from .errors import ProbeInputError
 
 
 def group_folds(groups: np.ndarray, n_folds: int = 5, seed: int = 0) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch
 
 
 def _decoder_layer(model: torch.nn.Module, layer: int) -> torch.nn.Module:
-    from extract.model import decoder_layers
+    from latent_bias_probe.extract.model import decoder_layers
 
     layers = decoder_layers(model)
     if not 0 <= layer < len(layers):

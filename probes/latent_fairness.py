@@ -23,11 +23,11 @@ import logging
 
 import numpy as np
 
-from probes.errors import ProbeInputError
+from .errors import ProbeInputError
 
 logger = logging.getLogger(__name__)
 
-from configs.names import BASE
+from latent_bias_probe.configs.names import BASE
 
 
 def latent_scores(h_layer, direction, is_base) -> np.ndarray:
@@ -67,7 +67,7 @@ def latent_score_matrix(h_layer, direction, case_ids, variants, groups) -> tuple
     non-BASE variants in column order. Missing or duplicated (case, variant)
     cells raise ``mfarm.matrix.MatrixError``.
     """
-    from mfarm.matrix import score_matrix
+    from latent_bias_probe.mfarm.matrix import score_matrix
 
     variants = np.asarray(variants).astype(str)
     scores = latent_scores(h_layer, direction, variants == BASE)
@@ -76,7 +76,7 @@ def latent_score_matrix(h_layer, direction, case_ids, variants, groups) -> tuple
 
 def latent_value_fairness(S, alpha: float = 0.05, correction: str = "holm") -> float:
     """F_LV: the A1 mean-difference score of the n × k latent matrix ``S`` (column 0 = BASE)."""
-    from mfarm.output_scores import mean_difference
+    from latent_bias_probe.mfarm.output_scores import mean_difference
 
     return float(mean_difference(np.asarray(S, dtype=np.float64), alpha=alpha, correction=correction))
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probes.errors import ProbeInputError
-from probes.folds import group_folds
+from .errors import ProbeInputError
+from .folds import group_folds
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def _fit_layers(h, y, fold, targets, C, R, step, tdtype, *, l2, tol, max_iter):
     """Held-out correctness (L, N) of the probes and controls, ``step`` layers at a time."""
     import torch
 
-    from probes.softmax_regression import fit_softmax_problems, standardise_layers
+    from .softmax_regression import fit_softmax_problems, standardise_layers
 
     L, N = h.shape[0], h.shape[1]
     correct = np.zeros((L, N), dtype=bool)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from probes.errors import ProbeInputError
+from .errors import ProbeInputError
 
-from configs.names import BASE
+from latent_bias_probe.configs.names import BASE
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import numpy as np
 
 RACES = ("White", "Black", "Hispanic", "Asian")
 GENDERS = ("Female", "Male", "Intersex")
-from configs.names import BASE
+from latent_bias_probe.configs.names import BASE
 
 
 @dataclass(frozen=True)

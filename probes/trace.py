@@ -65,8 +65,8 @@ def _aligned(kinds_s: dict, kinds_t: dict) -> bool:
 
 def _trace_case(iv, texts, pairs, kinds, layers, batch_size) -> dict[str, Any]:
     """Patched P(Yes) of one case's aligned pairs: ``{pair key: {p_target, p_source, patched: {kind: [per layer]}}}``."""
-    from probes.causal import kind_mask
-    from probes.interventions import patch_fn
+    from .causal import kind_mask
+    from .interventions import patch_fn
 
     last = iv.runner.n_layers - 1
     cap = sorted(set(layers) | {last})

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
-from probes.errors import ProbeInputError
-from probes.folds import group_folds
+from .errors import ProbeInputError
+from .folds import group_folds
 
 logger = logging.getLogger(__name__)
 

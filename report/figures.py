@@ -44,7 +44,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from report.fmt import finite
+from .fmt import finite
 
 __all__ = [
     "PALETTE",

@@ -38,11 +38,11 @@ from typing import Any, Iterable, Mapping, Sequence
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from configs.errors import InputError
-from extract.batch_check import TOLERANCE, noise_above_tolerance
-from report import figures
-from report.fmt import MISSING, finite, get, num, p_value, pct, signed
-from report.summary import (
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.extract.batch_check import TOLERANCE, noise_above_tolerance
+from . import figures
+from .fmt import MISSING, finite, get, num, p_value, pct, signed
+from .summary import (
     TARGET_NAMES,
     VALUE_AXIS_PREFIX,
     VERDICTS,
@@ -985,7 +985,7 @@ def render_report(results: Mapping[str, Any], explain: Mapping[str, Any] | None 
     """The report as one HTML string (pure: no I/O)."""
     if not isinstance(results, Mapping):
         raise InputError("results: expected a JSON object")
-    from report.masked import masked_view
+    from .masked import masked_view
 
     ids = _Page(_canonical_groups(results, explain))
     tiers = _tiers(results)

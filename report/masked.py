@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
-from report import figures
-from report.fmt import MISSING, num, p_value, pct, signed
+from . import figures
+from .fmt import MISSING, num, p_value, pct, signed
 
 #: analysis key -> (heading, what the difference measures)
 ANALYSES = {

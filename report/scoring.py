@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from configs.errors import InputError
+from latent_bias_probe.configs.errors import InputError
 
-from configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, tier_order
+from latent_bias_probe.configs.names import BASE, DEFAULT_GENDERS, DEFAULT_RACES, tier_order
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def group_order(variants: list[str] | np.ndarray) -> list[str]:
 def tier_matrices(part: pd.DataFrame, groups: list[str]) -> tuple[Any, Any, list[str]]:
     """(P, labels, case ids) of one tier: P as ``mfarm.matrix.score_matrix`` lays it out, labels
     the same n × k layout (NaN where unknown)."""
-    from mfarm.matrix import score_matrix
+    from latent_bias_probe.mfarm.matrix import score_matrix
 
     P, cases = score_matrix(part["case_id"].tolist(), part["variant"].tolist(), part["p_yes"].to_numpy(dtype=float), groups)
     labels = part["label"].to_numpy(dtype=float)
@@ -126,11 +126,11 @@ def score_table(
     ``margin``), ``detectable_shift`` and, with ``permutations``, ``null`` (where
     each observed score falls among within-case label permutations).
     """
-    from mfarm.equivalence import detectable_shift, equivalence_verdicts
-    from mfarm.option_mass import option_mass_summary
-    from mfarm.matrix import MatrixError
-    from mfarm.resampling import permutation_null, score_intervals
-    from mfarm.tier import score_tier
+    from latent_bias_probe.mfarm.equivalence import detectable_shift, equivalence_verdicts
+    from latent_bias_probe.mfarm.option_mass import option_mass_summary
+    from latent_bias_probe.mfarm.matrix import MatrixError
+    from latent_bias_probe.mfarm.resampling import permutation_null, score_intervals
+    from latent_bias_probe.mfarm.tier import score_tier
 
     tiers: dict[str, Any] = {}
     for tier in _tier_order(df["tier"].tolist()):

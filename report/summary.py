@@ -31,12 +31,12 @@ mfarm-spec.md:
 from __future__ import annotations
 
 import re
-from configs.names import VALUE_AXIS_WARNING
+from latent_bias_probe.configs.names import VALUE_AXIS_WARNING
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from extract.batch_check import noise_above_tolerance
-from report.fmt import finite, get, num, p_value, pct, signed
+from latent_bias_probe.extract.batch_check import noise_above_tolerance
+from .fmt import finite, get, num, p_value, pct, signed
 
 __all__ = [
     "Sentence",

@@ -8,9 +8,9 @@ import math
 import re
 from typing import Any, Callable
 
-from extract.batch_check import noise_above_tolerance
-from configs.names import SCORE_KEYS, TIERS as TIER_ORDER
-from report.fmt import finite
+from latent_bias_probe.extract.batch_check import noise_above_tolerance
+from latent_bias_probe.configs.names import SCORE_KEYS, TIERS as TIER_ORDER
+from .fmt import finite
 
 #: scores whose interval sweep.csv carries as <score>_lo, <score>_hi (results.json ci keys in brackets)
 INTERVAL_COLUMNS = {"mfarm": "score", "mfarm_full": "mfarm_full", "accuracy": "accuracy", "fab": "fab", "fab_full": "fab_full"}

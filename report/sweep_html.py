@@ -32,12 +32,12 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from configs.names import SCORE_KEYS, TIERS as TIER_ORDER
-from report import figures
-from report.fmt import MISSING, finite
-from report.html import Span, Table, render_page, svg_figure
-from report.summary import fmt_interval
-from report.sweep import sweep_summary
+from latent_bias_probe.configs.names import SCORE_KEYS, TIERS as TIER_ORDER
+from . import figures
+from .fmt import MISSING, finite
+from .html import Span, Table, render_page, svg_figure
+from .summary import fmt_interval
+from .sweep import sweep_summary
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from configs.names import SCORE_KEYS
+from latent_bias_probe.configs.names import SCORE_KEYS
 
 HEAD = ["tier", "cases", "acc", "F_MD", "F_AD", "F_VH", "F_KS", "F_CD", "F_LV", "mFARM", "full", "FAB", "FAB_full"]
 

@@ -25,7 +25,7 @@ DATA = ROOT / "data"
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Llama (4 layers, d_model 64) saved with safetensors + tokenizer."""
-    from extract.tiny import tiny_llama
+    from latent_bias_probe.extract.tiny import tiny_llama
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     loaded = tiny_llama(seed=0)
@@ -65,6 +65,6 @@ def run_probe(*args: str, cwd: Path | None = None, timeout: float = 600, env: di
     """Run the ``probe`` CLI in a subprocess (as a user would); ``env`` adds variables."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-c", "import cli; cli.main()", *args],
+        [sys.executable, "-c", "from latent_bias_probe.cli import main; main()", *args],
         cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
     )

@@ -102,7 +102,7 @@ def test_only_pipeline_writes_into_a_run_directory(tmp_path, tiny_model_dir):
     """Dynamic half: every file opened for writing or renamed into the run directory during a
     whole run is written by code whose nearest project frame is in pipeline/ (or the
     generic atomic-write helper and the cache format writer, called from pipeline/)."""
-    import pipeline
+    from latent_bias_probe import pipeline
 
     cfg_path = write_config(tmp_path / "c.yaml", tiny_model_dir, benchmark={"n_cases": 3, "tiers": ["low"]})
     run_dir = (tmp_path / "run").resolve()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_probe, write_config
-from pipeline.artifacts import ARTIFACTS, MANIFEST, RunDir
+from latent_bias_probe.pipeline.artifacts import ARTIFACTS, MANIFEST, RunDir
 
 
 # --------------------------------------------------------------------------- RunDir on plain files
@@ -16,7 +16,7 @@ from pipeline.artifacts import ARTIFACTS, MANIFEST, RunDir
 
 def _fake_cache_fingerprint(monkeypatch):
     """cache.h5 fingerprints as plain file hashes, so these tests need no HDF5 file."""
-    from pipeline import artifacts
+    from latent_bias_probe.pipeline import artifacts
 
     real = artifacts.RunDir._compute_fingerprint
 
@@ -31,8 +31,8 @@ def _fake_cache_fingerprint(monkeypatch):
 
 @pytest.fixture
 def run(tmp_path, monkeypatch):
-    from configs.schema import Config
-    from pipeline.results import save_run_config
+    from latent_bias_probe.configs.schema import Config
+    from latent_bias_probe.pipeline.results import save_run_config
 
     _fake_cache_fingerprint(monkeypatch)
     r = RunDir(tmp_path / "run")
@@ -69,8 +69,8 @@ def test_recorded_artifacts_are_fresh_until_an_input_changes(run):
 
 
 def test_a_config_section_change_invalidates_only_its_dependants(run):
-    from configs.schema import Config
-    from pipeline.results import save_run_config
+    from latent_bias_probe.configs.schema import Config
+    from latent_bias_probe.pipeline.results import save_run_config
 
     cfg = Config()
     cfg.probes.seed = 5
@@ -114,14 +114,14 @@ def test_adopting_a_foreign_cache(tmp_path, monkeypatch):
 
 
 def _results(tmp_path, tiny_model_dir, **sections):
-    import pipeline
+    from latent_bias_probe import pipeline
 
     cfg = write_config(tmp_path / "c.yaml", tiny_model_dir, benchmark={"n_cases": 3, "tiers": ["low"]}, **sections)
     return pipeline.run(cfg, tmp_path / "run", ("extract", "score", "fit"), progress=False)
 
 
 def test_results_schema_accepts_a_real_run_and_refuses_broken_ones(tmp_path, tiny_model_dir):
-    from pipeline.results import ResultsSchemaError, validate_results
+    from latent_bias_probe.pipeline.results import ResultsSchemaError, validate_results
 
     results = _results(tmp_path, tiny_model_dir)
     validate_results(results)

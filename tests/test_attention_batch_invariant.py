@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from configs.schema import ModelConfig
-from extract import attention
-from extract.hf_runner import HFRunner
-from extract.model import load_model
-from extract.precision import Int8Linear, _quantizable_linears
+from latent_bias_probe.configs.schema import ModelConfig
+from latent_bias_probe.extract import attention
+from latent_bias_probe.extract.hf_runner import HFRunner
+from latent_bias_probe.extract.model import load_model
+from latent_bias_probe.extract.precision import Int8Linear, _quantizable_linears
 
 _SENTENCE = "A Female patient of Black descent, having an age of 30 years, is being observed at the Emergency Department. "
 # 133, 4, 70 and 23 tokens: with sdpa or eager attention the int8 activations of the padded prompts differ
@@ -47,7 +47,7 @@ def test_float32_equals_sdpa_and_eager(tiny_model_dir):
 @pytest.mark.parametrize("backend", ["hf", "nnsight"])
 def test_int8_defaults_to_batch_invariant_attention_and_is_bitwise_batch_invariant(tiny_model_dir, backend):
     """(The TransformerLens bridge computes attention itself, so it is not covered.)"""
-    from extract.backends import make_runner
+    from latent_bias_probe.extract.backends import make_runner
 
     loaded = load_model(ModelConfig(name=str(tiny_model_dir), quantization="int8"))
     assert loaded.model.config._attn_implementation == "batch_invariant"
@@ -128,7 +128,7 @@ def test_attention_sinks_are_refused():
 def test_batch_invariant_attention_is_refused_for_masked_models(tmp_path, tiny_model_dir):
     from conftest import write_config
 
-    from configs.schema import ConfigError, load_config
+    from latent_bias_probe.configs.schema import ConfigError, load_config
 
     path = write_config(tmp_path / "c.yaml", tiny_model_dir)
     with pytest.raises(ConfigError, match="model.attn_implementation: 'batch_invariant' is for causal models"):

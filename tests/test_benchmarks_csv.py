@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from benchmarks import BenchmarkError, load_csv_cases, render
+from latent_bias_probe.benchmarks import BenchmarkError, load_csv_cases, render
 
 
 def test_round_trip(tmp_path, caplog):

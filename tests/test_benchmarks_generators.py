@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from benchmarks import esi_level, generate_ed_cases, generate_opioid_cases, render
-from benchmarks.ed_generator import PRESENTATIONS
+from latent_bias_probe.benchmarks import esi_level, generate_ed_cases, generate_opioid_cases, render
+from latent_bias_probe.benchmarks.ed_generator import PRESENTATIONS
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import BenchmarkError, load_mimic_ed_triage, render
+from latent_bias_probe.benchmarks import BenchmarkError, load_mimic_ed_triage, render
 from conftest import DATA
 
 TRIAGE = DATA / "mimic-iv-ed-demo" / "triage.csv"

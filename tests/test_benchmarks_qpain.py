@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from benchmarks import load_qpain, render
-from benchmarks.placeholders import fill, person_for
+from latent_bias_probe.benchmarks import load_qpain, render
+from latent_bias_probe.benchmarks.placeholders import fill, person_for
 from conftest import DATA
 
 QPAIN = DATA / "q-pain"

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import BENCHMARKS, BenchmarkError, benchmark_sizes, load_cases, render_benchmark
-from benchmarks.registry import subsample
-from benchmarks.types import Case
-from configs.schema import BenchmarkConfig
+from latent_bias_probe.benchmarks import BENCHMARKS, BenchmarkError, benchmark_sizes, load_cases, render_benchmark
+from latent_bias_probe.benchmarks.registry import subsample
+from latent_bias_probe.benchmarks.types import Case
+from latent_bias_probe.configs.schema import BenchmarkConfig
 from conftest import DATA
 
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from benchmarks import BASE, BenchmarkError, Case, render
-from benchmarks.render import ED_TASK, OPIOID_TASK
+from latent_bias_probe.benchmarks import BASE, BenchmarkError, Case, render
+from latent_bias_probe.benchmarks.render import ED_TASK, OPIOID_TASK
 
 RACES = ["White", "Black", "Hispanic", "Asian"]
 GENDERS = ["Female", "Male", "Intersex"]

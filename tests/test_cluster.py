@@ -27,7 +27,7 @@ def _datasets(path: Path) -> dict[str, np.ndarray]:
 
 
 def test_batches_are_fixed_groups_of_whole_cases():
-    from extract.batching import case_groups, plan_batches, shard_cases
+    from latent_bias_probe.extract.batching import case_groups, plan_batches, shard_cases
 
     cases = ["c3", "c1", "c2", "c10"]
     rows_case = [c for c in cases for _ in range(2) for _ in range(3)]  # 2 tiers x 3 prompts
@@ -127,8 +127,8 @@ def test_more_shards_than_case_groups_is_refused(tmp_path, tiny_model_dir):
 
 
 def test_slurm_job_array_matches_the_cluster_settings(tmp_path, monkeypatch):
-    from configs.schema import config_from_dict
-    from pipeline.cluster import _submit, shard_plans
+    from latent_bias_probe.configs.schema import config_from_dict
+    from latent_bias_probe.pipeline.cluster import _submit, shard_plans
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -198,9 +198,9 @@ def test_a_gpu_placement_without_gpus_exits_2(tmp_path, tiny_model_dir, override
 
 
 def test_device_map_auto_on_the_cpu_gives_the_plain_load_s_p_yes(tiny_model_dir):
-    from configs.schema import ModelConfig
-    from extract.hf_runner import HFRunner
-    from extract.model import load_model
+    from latent_bias_probe.configs.schema import ModelConfig
+    from latent_bias_probe.extract.hf_runner import HFRunner
+    from latent_bias_probe.extract.model import load_model
 
     texts = ["<|im_start|>user\nIs the sky blue?<|im_end|>\n<|im_start|>assistant\n", "Hello there, yes or no?"]
     plain = load_model(ModelConfig(name=str(tiny_model_dir), device="cpu"))
@@ -215,9 +215,9 @@ def test_device_map_auto_on_the_cpu_gives_the_plain_load_s_p_yes(tiny_model_dir)
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_batch_and_padding_invariance_for_each_attention(tiny_model_dir, attn):
-    from configs.schema import ModelConfig
-    from extract.hf_runner import HFRunner
-    from extract.model import load_model
+    from latent_bias_probe.configs.schema import ModelConfig
+    from latent_bias_probe.extract.hf_runner import HFRunner
+    from latent_bias_probe.extract.model import load_model
 
     runner = HFRunner(load_model(ModelConfig(name=str(tiny_model_dir), attn_implementation=attn)))
     texts = ["short one", "a considerably longer prompt that needs more tokens than the first", "mid length prompt here"]

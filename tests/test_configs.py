@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from configs.schema import ConfigError, load_config
+from latent_bias_probe.configs.schema import ConfigError, load_config
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,14 +31,14 @@ def test_overrides_by_dotted_path_and_identity_hash():
     base = load_config(CONFIGS / "ed_triage_demo.yaml")
     cfg = load_config(CONFIGS / "ed_triage_demo.yaml", ["extract.batch_size=3", "scoring.alpha=0.01", "benchmark.races=[White, Black]"])
     assert cfg.extract.batch_size == 3 and cfg.scoring.alpha == 0.01 and cfg.benchmark.races == ["White", "Black"]
-    from configs.hashes import run_config_sha256
+    from latent_bias_probe.configs.hashes import run_config_sha256
 
     assert run_config_sha256(base) != run_config_sha256(cfg)
     assert run_config_sha256(base) == run_config_sha256(load_config(CONFIGS / "ed_triage_demo.yaml"))
 
 
 def test_batch_size_does_not_change_cache_identity():
-    from configs.hashes import extraction_sha256 as cache_identity
+    from latent_bias_probe.configs.hashes import extraction_sha256 as cache_identity
 
     a = load_config(CONFIGS / "ed_triage_demo.yaml")
     b = load_config(CONFIGS / "ed_triage_demo.yaml", ["extract.batch_size=1"])

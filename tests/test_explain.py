@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from conftest import run_probe, write_config
-from extract.backends import make_runner
-from extract.chat import model_text
-from extract.model import decoder_layers
-from extract.tiny import tiny_llama
-from probes.causal import disparity, fit_erasers, mediated_fraction
-from probes.interventions import erase, steer
+from latent_bias_probe.extract.backends import make_runner
+from latent_bias_probe.extract.chat import model_text
+from latent_bias_probe.extract.model import decoder_layers
+from latent_bias_probe.extract.tiny import tiny_llama
+from latent_bias_probe.probes.causal import disparity, fit_erasers, mediated_fraction
+from latent_bias_probe.probes.interventions import erase, steer
 
 RACES = ["White", "Black"]
 GENDERS = ["Female", "Male"]
@@ -27,8 +27,8 @@ def tiny():
 
 
 def _texts(loaded, n_cases=6):
-    from benchmarks.ed_generator import generate_ed_cases
-    from benchmarks.render import render
+    from latent_bias_probe.benchmarks.ed_generator import generate_ed_cases
+    from latent_bias_probe.benchmarks.render import render
 
     rendered = render(generate_ed_cases(n_cases, seed=1), ["low"], RACES, GENDERS)
     prompts = rendered.prompts
@@ -60,7 +60,7 @@ def test_alpha_zero_changes_nothing_and_hooks_are_removed(tiny, backend):
 
 def _yes_direction(loaded, runner, texts, layer):
     """Unit direction whose addition at ``layer`` (every position) raises logit P(Yes) most."""
-    from extract.scoring import yes_no_ids
+    from latent_bias_probe.extract.scoring import yes_no_ids
 
     yes, no = yes_no_ids(loaded.tokenizer)
     v = torch.zeros(loaded.d_model, requires_grad=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from configs.schema import Config, ExplainConfig
-from pipeline.plan import explain_cost, kept_fraction
+from latent_bias_probe.configs.schema import Config, ExplainConfig
+from latent_bias_probe.pipeline.plan import explain_cost, kept_fraction
 
 
 def _cfg(**explain) -> Config:

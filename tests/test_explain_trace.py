@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from conftest import ROOT, write_config
-from extract.backends import make_runner
-from extract.chat import model_text
-from extract.model import decoder_layers
-from extract.tiny import tiny_llama
-from probes.causal import Interventions, MemoryStore, fit_erasers, position_kinds
-from probes.interventions import RandomSubspaceEraser, erase_fn, steer_fn
-from probes.trace import causal_trace, plan_pairs
+from latent_bias_probe.extract.backends import make_runner
+from latent_bias_probe.extract.chat import model_text
+from latent_bias_probe.extract.model import decoder_layers
+from latent_bias_probe.extract.tiny import tiny_llama
+from latent_bias_probe.probes.causal import Interventions, MemoryStore, fit_erasers, position_kinds
+from latent_bias_probe.probes.interventions import RandomSubspaceEraser, erase_fn, steer_fn
+from latent_bias_probe.probes.trace import causal_trace, plan_pairs
 
 RACES = ["White", "Black"]
 GENDERS = ["Female", "Male"]
@@ -37,8 +37,8 @@ def tiny():
 def _prompts(loaded, n_cases):
     import pandas as pd
 
-    from benchmarks.ed_generator import generate_ed_cases
-    from benchmarks.render import render
+    from latent_bias_probe.benchmarks.ed_generator import generate_ed_cases
+    from latent_bias_probe.benchmarks.render import render
 
     prompts = render(generate_ed_cases(n_cases, seed=1), ["low"], RACES, GENDERS).prompts
     return pd.DataFrame(
@@ -81,8 +81,8 @@ def tiny_gemma(tmp_path_factory):
     """A tiny random Gemma 3: window-3 sliding attention at layers 0-2 and 4, full attention at layer 3."""
     import transformers
 
-    from configs.schema import ModelConfig
-    from extract.model import load_model
+    from latent_bias_probe.configs.schema import ModelConfig
+    from latent_bias_probe.extract.model import load_model
 
     tok = tiny_llama(seed=3).tokenizer
     torch.manual_seed(0)
@@ -100,7 +100,7 @@ def tiny_gemma(tmp_path_factory):
 
 def test_prefix_reuse_on_gemma_passes_each_block_kind_its_own_mask_and_rotary(tiny_gemma):
     """Gemma's sliding-window and full-attention blocks get different arguments: reuse must keep both."""
-    from extract.prefix import Prefix, PrefixRunner, block_kinds
+    from latent_bias_probe.extract.prefix import Prefix, PrefixRunner, block_kinds
 
     runner = make_runner("hf", tiny_gemma)
     texts = _prompts(tiny_gemma, 1)["text"].tolist()[:4]
@@ -135,7 +135,7 @@ def test_alpha_zero_and_empty_edits_change_nothing(tiny):
 
 def _grad_direction(loaded, runner, texts, layer, where):
     """Unit direction whose addition at ``layer``'s output, at the ``(B, T)`` positions ``where``, raises logit P(Yes) most."""
-    from extract.scoring import yes_no_ids
+    from latent_bias_probe.extract.scoring import yes_no_ids
 
     yes, no = yes_no_ids(loaded.tokenizer)
     v = torch.zeros(loaded.d_model, requires_grad=True)
@@ -289,8 +289,8 @@ def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path,
         explain={"max_cases": 3, "alphas": [-4.0, 0.0, 4.0], "layers": [1, 3], "trace_cases": 2,
                  "position_erasure": True},
     )
-    import pipeline
-    from pipeline.explain import run_explain
+    from latent_bias_probe import pipeline
+    from latent_bias_probe.pipeline.explain import run_explain
 
     run = tmp_path / "run"
     pipeline.run(str(cfg), run, stages=("extract", "score", "fit"), progress=False)
@@ -299,7 +299,7 @@ def test_sigkill_during_explain_then_rerun_gives_the_same_explain_json(tmp_path,
     run_explain(reference, progress=False)
 
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "explain", str(run)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", "from latent_bias_probe.cli import main; main()", "explain", str(run)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial = run / ".explain.partial.json"
     deadline = time.time() + 300
@@ -334,10 +334,10 @@ def _flat_numbers(x, out):
 
 def test_the_mediation_continues_from_its_fitting_pass_with_the_same_numbers(tiny, monkeypatch):
     """The fitting pass's captures serve as the erased runs' prefixes: same explain result, one pass fewer per prompt."""
-    import probes.causal as causal
-    from configs.schema import Config, ExplainConfig
-    from extract.hf_runner import score_prompts
-    from probes.steering import SteeringVectors
+    from latent_bias_probe.probes import causal as causal
+    from latent_bias_probe.configs.schema import Config, ExplainConfig
+    from latent_bias_probe.extract.hf_runner import score_prompts
+    from latent_bias_probe.probes.steering import SteeringVectors
 
     made = []
 

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from configs.errors import InputError
-from extract.backends import BACKENDS, make_runner
-from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
-from extract.hf_runner import BatchOutput
-from extract.model import LoadedModel, decoder_layers
-from extract.sites import POSITIONS, SITES
-from extract.tiny import state_dict_sha256, tiny_llama, tiny_tokenizer
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.extract.backends import BACKENDS, make_runner
+from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
+from latent_bias_probe.extract.hf_runner import BatchOutput
+from latent_bias_probe.extract.model import LoadedModel, decoder_layers
+from latent_bias_probe.extract.sites import POSITIONS, SITES
+from latent_bias_probe.extract.tiny import state_dict_sha256, tiny_llama, tiny_tokenizer
 
 ALL_SITES = ("resid_post", "attn_out", "mlp_out")
 ALL_POSITIONS = ("last", "demographic")

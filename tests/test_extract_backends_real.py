@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.registry import render_benchmark
-from configs.names import EMBEDDED_MODELS
-from configs.schema import BenchmarkConfig, ModelConfig
-from extract.backends import BACKENDS, make_runner
-from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
-from extract.model import load_model
+from latent_bias_probe.benchmarks.registry import render_benchmark
+from latent_bias_probe.configs.names import EMBEDDED_MODELS
+from latent_bias_probe.configs.schema import BenchmarkConfig, ModelConfig
+from latent_bias_probe.extract.backends import BACKENDS, make_runner
+from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
+from latent_bias_probe.extract.model import load_model
 
 pytestmark = pytest.mark.slow
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from configs.errors import InputError
-from extract.model import ModelError
-from extract.tiny import tiny_llama
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.extract.model import ModelError
+from latent_bias_probe.extract.tiny import tiny_llama
 
 
 def test_transformer_lens_refuses_an_architecture_it_cannot_bridge(monkeypatch):
     import transformer_lens.model_bridge.sources as sources
 
-    from extract.tl_runner import TLRunner
+    from latent_bias_probe.extract.tl_runner import TLRunner
 
     def unsupported(*args, **kwargs):
         raise ValueError("Unsupported architecture: LlamaForCausalLM\nmore text")
@@ -30,7 +30,7 @@ def test_transformer_lens_refuses_an_architecture_it_cannot_bridge(monkeypatch):
 def test_nnsight_refuses_a_model_it_cannot_wrap(monkeypatch):
     import nnsight
 
-    from extract.nnsight_runner import NNsightRunner
+    from latent_bias_probe.extract.nnsight_runner import NNsightRunner
 
     def cannot(*args, **kwargs):
         raise TypeError("no envoy for this module tree")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from extract.batch_check import CHECK_NAME, TOLERANCE, BatchCheck, check_batch_invariance, sample_indices
+from latent_bias_probe.extract.batch_check import CHECK_NAME, TOLERANCE, BatchCheck, check_batch_invariance, sample_indices
 
 
 class StubRunner:
@@ -82,7 +82,7 @@ def test_real_run_records_the_check_in_results(tmp_path, tiny_config):
 
 
 def test_noise_above_tolerance_reads_the_json_form():
-    from extract.batch_check import noise_above_tolerance
+    from latent_bias_probe.extract.batch_check import noise_above_tolerance
 
     assert noise_above_tolerance({"max_abs_diff": 0.11, "tolerance": 1e-4})
     assert noise_above_tolerance({"max_abs_diff": 2e-4})  # the default tolerance

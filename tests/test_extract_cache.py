@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from extract.cache import (
+from latent_bias_probe.extract.cache import (
     FORMAT,
     FORMAT_V1,
     Cache,

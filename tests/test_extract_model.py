@@ -17,14 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-import extract.model as em
-from benchmarks.types import Prompt
-from configs.schema import ModelConfig
-from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
-from extract.hf_runner import HFRunner, score_prompts
-from extract.model import EMBEDDED_MISSING, ModelError, load_model
-from extract.scoring import yes_no_ids
-from extract.tiny import tiny_llama
+from latent_bias_probe.extract import model as em
+from latent_bias_probe.benchmarks.types import Prompt
+from latent_bias_probe.configs.schema import ModelConfig
+from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
+from latent_bias_probe.extract.hf_runner import HFRunner, score_prompts
+from latent_bias_probe.extract.model import EMBEDDED_MISSING, ModelError, load_model
+from latent_bias_probe.extract.scoring import yes_no_ids
+from latent_bias_probe.extract.tiny import tiny_llama
 
 SMOL_YES = [9230, 9805, 10407, 10539]
 SMOL_NO = [787, 2838, 4607, 5230, 10921, 13465]
@@ -178,7 +178,7 @@ def test_missing_gguf_file_in_package(monkeypatch, tmp_path):
 
 
 def test_model_error_is_input_error():
-    from configs.errors import InputError
+    from latent_bias_probe.configs.errors import InputError
 
     assert issubclass(ModelError, RuntimeError) and issubclass(ModelError, InputError)
 

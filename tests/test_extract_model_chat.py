@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-import extract.chat as chat
-from benchmarks.types import Prompt
-from extract.chat import char_spans_to_token_positions, find_user_offset, model_text
-from extract.tiny import tiny_tokenizer
+from latent_bias_probe.extract import chat as chat
+from latent_bias_probe.benchmarks.types import Prompt
+from latent_bias_probe.extract.chat import char_spans_to_token_positions, find_user_offset, model_text
+from latent_bias_probe.extract.tiny import tiny_tokenizer
 
 SYSTEM = "Answer only in Yes or No."
 USER = (

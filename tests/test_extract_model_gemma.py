@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-import extract.gguf_chunks as gc
-import extract.model as em
-from benchmarks.types import Prompt
-from configs.names import EMBEDDED_MODELS
-from configs.schema import ModelConfig
-from extract.chat import model_text, prompt_framing
-from extract.model import GEMMA_NAME, ModelError, load_model
+from latent_bias_probe.extract import gguf_chunks as gc
+from latent_bias_probe.extract import model as em
+from latent_bias_probe.benchmarks.types import Prompt
+from latent_bias_probe.configs.names import EMBEDDED_MODELS
+from latent_bias_probe.configs.schema import ModelConfig
+from latent_bias_probe.extract.chat import model_text, prompt_framing
+from latent_bias_probe.extract.model import GEMMA_NAME, ModelError, load_model
 
 SYSTEM = "Answer only in Yes or No."
 
@@ -118,7 +118,7 @@ def test_plain_framing_with_bos_and_answer_tokens(gemma):
     framing = prompt_framing(tok, SYSTEM)
     assert framing == {"kind": "plain", "system": "'System:' line", "bos": "<bos>",
                        "template": f"<bos>System: {SYSTEM}\nUser: {{user}}\nAssistant:"}
-    from extract.scoring import answer_tokens, yes_no_ids
+    from latent_bias_probe.extract.scoring import answer_tokens, yes_no_ids
 
     yes, no = yes_no_ids(tok)
     listed = answer_tokens(tok, yes, no)

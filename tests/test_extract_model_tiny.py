@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.types import Prompt
-from extract.chat import model_text
-from extract.hf_runner import HFRunner, score_prompts
-from extract.tiny import tiny_llama
+from latent_bias_probe.benchmarks.types import Prompt
+from latent_bias_probe.extract.chat import model_text
+from latent_bias_probe.extract.hf_runner import HFRunner, score_prompts
+from latent_bias_probe.extract.tiny import tiny_llama
 
 USERS = [
     "Hi",
@@ -91,7 +91,7 @@ def test_resid_post_matches_hidden_states(tiny, runner, texts):
 
 
 def test_p_yes_matches_full_logits(tiny, runner, texts):
-    from extract.scoring import p_yes_from_logits, yes_no_ids
+    from latent_bias_probe.extract.scoring import p_yes_from_logits, yes_no_ids
 
     out = runner.forward(texts)
     with torch.inference_mode():

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from extract.scoring import decoded_vocabulary, p_yes_from_logits, yes_no_ids
-from extract.tiny import tiny_tokenizer
+from latent_bias_probe.extract.scoring import decoded_vocabulary, p_yes_from_logits, yes_no_ids
+from latent_bias_probe.extract.tiny import tiny_tokenizer
 
 
 def brute_force(tokenizer):

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import ed_generator, opioid_generator
-from benchmarks.errors import BenchmarkError
-from benchmarks.registry import load_cases, render_benchmark
-from configs.errors import InputError
-from configs.schema import (
+from latent_bias_probe.benchmarks import ed_generator, opioid_generator
+from latent_bias_probe.benchmarks.errors import BenchmarkError
+from latent_bias_probe.benchmarks.registry import load_cases, render_benchmark
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.schema import (
     MAX_CONFIG_BYTES,
     BenchmarkConfig,
     ConfigError,
@@ -304,8 +304,8 @@ def test_check_against_model(tmp_path):
 
 
 def test_bootstrap_zero_group_shifts_and_tier_scores_are_json_safe():
-    from mfarm.diagnostics import group_shifts
-    from mfarm.tier import score_tier
+    from latent_bias_probe.mfarm.diagnostics import group_shifts
+    from latent_bias_probe.mfarm.tier import score_tier
 
     rng = np.random.default_rng(0)
     P = rng.random((12, 3))
@@ -320,7 +320,7 @@ def test_bootstrap_zero_group_shifts_and_tier_scores_are_json_safe():
 
 
 def test_bootstrap_zero_probe_sweep_is_json_safe():
-    from probes.linear_probe import probe_sweep
+    from latent_bias_probe.probes.linear_probe import probe_sweep
 
     rng = np.random.default_rng(0)
     h = rng.normal(size=(2, 40, 8)).astype("float32")

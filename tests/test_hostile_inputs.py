@@ -148,7 +148,7 @@ def copy_run(fitted, tmp_path):
 
 def reseal(run_dir: Path) -> None:
     """Re-record every artifact's fingerprint and inputs in artifacts.json, as a forger would."""
-    from pipeline.artifacts import ARTIFACTS, MANIFEST, RunDir
+    from latent_bias_probe.pipeline.artifacts import ARTIFACTS, MANIFEST, RunDir
 
     run = RunDir(run_dir)
     manifest = run.manifest
@@ -709,7 +709,7 @@ def test_stale_lock_is_taken_over(copy_run, tmp_path):
 def test_two_extracts_on_one_out(fitted, tmp_path):
     cfg, reference = fitted
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", "import cli; cli.main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-c", "from latent_bias_probe.cli import main; main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
     with Unchanged(tmp_path, out):
         procs = [subprocess.Popen(cmd, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
         streams = [p.communicate(timeout=300) for p in procs]
@@ -728,7 +728,7 @@ def test_two_extracts_on_one_out(fitted, tmp_path):
 
 HOOK = '''
 import os, sys, time
-import extract.cache as cache
+from latent_bias_probe.extract import cache as cache
 
 _write = cache.CacheWriter.write_batch
 

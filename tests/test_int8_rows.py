@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from extract.precision import Int8Linear
+from latent_bias_probe.extract.precision import Int8Linear
 
 
 def test_int8_linear_rows_do_not_depend_on_the_batch():

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.templates import load_templates, render_sentence, target_words
-from mfarm.association import group_differences, kurita_association
+from latent_bias_probe.benchmarks.templates import load_templates, render_sentence, target_words
+from latent_bias_probe.mfarm.association import group_differences, kurita_association
 
 RACES, GENDERS = ["White", "Black"], ["Female", "Male"]
 GROUPS = [f"{r}-{g}" for r in RACES for g in GENDERS]
@@ -28,7 +28,7 @@ def behaviour_words():
 
 def _score(loaded, templates):
     """(association, raw log p_tgt, categories) matrices of templates x GROUPS."""
-    from extract.masked import MaskedScorer
+    from latent_bias_probe.extract.masked import MaskedScorer
 
     scorer = MaskedScorer(loaded, batch_size=64)
     enc = []
@@ -50,7 +50,7 @@ def _significant(X, cats):
 
 
 def test_planted_association_is_found_with_its_sign(templates, behaviour_words):
-    from extract.tiny_masked import plant_association, tiny_bert
+    from latent_bias_probe.extract.tiny_masked import plant_association, tiny_bert
 
     A, _, cats = _score(plant_association(tiny_bert(0), "black", behaviour_words), templates)
     out, sig = _significant(A, cats)
@@ -63,7 +63,7 @@ def test_planted_association_is_found_with_its_sign(templates, behaviour_words):
 
 
 def test_a_model_without_the_plant_finds_nothing(templates):
-    from extract.tiny_masked import tiny_bert
+    from latent_bias_probe.extract.tiny_masked import tiny_bert
 
     A, _, cats = _score(tiny_bert(0), templates)
     out, sig = _significant(A, cats)
@@ -72,7 +72,7 @@ def test_a_model_without_the_plant_finds_nothing(templates):
 
 
 def test_the_prior_removes_a_frequency_only_effect(templates):
-    from extract.tiny_masked import plant_frequency, tiny_bert
+    from latent_bias_probe.extract.tiny_masked import plant_frequency, tiny_bert
 
     base_A, base_raw, cats = _score(tiny_bert(0), templates)
     A, raw, _ = _score(plant_frequency(tiny_bert(0), "white", gamma=3.0), templates)
@@ -95,8 +95,8 @@ def _hand_log_probs(loaded, ids, masked, scored):
 
 
 def test_pll_and_target_scores_equal_a_hand_computation(templates):
-    from extract.masked import MaskedScorer, pseudo_log_likelihood
-    from extract.tiny_masked import tiny_bert
+    from latent_bias_probe.extract.masked import MaskedScorer, pseudo_log_likelihood
+    from latent_bias_probe.extract.tiny_masked import tiny_bert
 
     loaded = tiny_bert(3)
     tok = loaded.tokenizer
@@ -123,8 +123,8 @@ def test_pll_and_target_scores_equal_a_hand_computation(templates):
 
 
 def test_multi_piece_targets_and_base(templates):
-    from extract.masked import MaskedScorer
-    from extract.tiny_masked import tiny_bert
+    from latent_bias_probe.extract.masked import MaskedScorer
+    from latent_bias_probe.extract.tiny_masked import tiny_bert
 
     loaded = tiny_bert(0)
     scorer = MaskedScorer(loaded)
@@ -144,10 +144,10 @@ def test_multi_piece_targets_and_base(templates):
 
 
 def test_model_kind_is_detected(tmp_path, tiny_model_dir):
-    from configs.schema import ModelConfig
-    from extract.masked import model_kind
-    from extract.model import ModelError
-    from extract.tiny_masked import save, tiny_bert
+    from latent_bias_probe.configs.schema import ModelConfig
+    from latent_bias_probe.extract.masked import model_kind
+    from latent_bias_probe.extract.model import ModelError
+    from latent_bias_probe.extract.tiny_masked import save, tiny_bert
 
     folder = save(tiny_bert(0), tmp_path / "bert")
     assert model_kind(ModelConfig(name=str(folder))) == "masked"

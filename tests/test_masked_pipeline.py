@@ -42,9 +42,9 @@ def _config(tmp, model_dir, **masked):
 
 @pytest.fixture(scope="module")
 def masked_run(tmp_path_factory):
-    import pipeline
-    from benchmarks.templates import load_templates
-    from extract.tiny_masked import plant_association, save, tiny_bert
+    from latent_bias_probe import pipeline
+    from latent_bias_probe.benchmarks.templates import load_templates
+    from latent_bias_probe.extract.tiny_masked import plant_association, save, tiny_bert
 
     tmp = tmp_path_factory.mktemp("masked")
     words = load_templates("clinical").attribute_words()["behaviour"]
@@ -55,8 +55,8 @@ def masked_run(tmp_path_factory):
 
 
 def test_results_hold_the_masked_audit(masked_run):
-    from pipeline.results import validate_results
-    from pipeline.validate import validate_run
+    from latent_bias_probe.pipeline.results import validate_results
+    from latent_bias_probe.pipeline.validate import validate_run
 
     tmp, results = masked_run
     validate_results(results)
@@ -89,7 +89,7 @@ def test_results_hold_the_masked_audit(masked_run):
 
 
 def test_a_rerun_computes_nothing(masked_run, tmp_path):
-    import pipeline
+    from latent_bias_probe import pipeline
 
     tmp, results = masked_run
     again = tmp_path / "again"
@@ -102,8 +102,8 @@ def test_a_rerun_computes_nothing(masked_run, tmp_path):
 
 
 def test_the_masked_cache_passes_probe_fit(masked_run, tmp_path):
-    import pipeline
-    from extract.cache import FORMAT, Cache
+    from latent_bias_probe import pipeline
+    from latent_bias_probe.extract.cache import FORMAT, Cache
 
     tmp, _ = masked_run
     with Cache(tmp / "run" / "cache.h5") as cache:
@@ -153,7 +153,7 @@ def test_report_has_the_masked_section(masked_run):
     ({"colour": 1}, "masked.colour: unknown key"),
 ])
 def test_bad_masked_configs_name_the_key(tmp_path, masked, where):
-    from configs.schema import ConfigError, load_config
+    from latent_bias_probe.configs.schema import ConfigError, load_config
 
     path = _config(tmp_path, tmp_path, **masked)
     with pytest.raises(ConfigError) as err:

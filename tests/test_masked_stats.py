@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from benchmarks.corpus import count_cooccurrence
-from mfarm.association import (
+from latent_bias_probe.benchmarks.corpus import count_cooccurrence
+from latent_bias_probe.mfarm.association import (
     CONSISTENT, CONTRADICTS, compare_with_corpus, corpus_log_odds, group_differences, kurita_association,
 )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.errors import BenchmarkError
-from benchmarks.templates import load_templates, render_sentence, target_words
+from latent_bias_probe.benchmarks.errors import BenchmarkError
+from latent_bias_probe.benchmarks.templates import load_templates, render_sentence, target_words
 
 
 def test_the_shipped_clinical_set():

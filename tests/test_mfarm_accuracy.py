@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mfarm.accuracy import accuracy, fab, label_array
+from latent_bias_probe.mfarm.accuracy import accuracy, fab, label_array
 
 P4 = [0.9, 0.4, 0.6, 0.5]
 Y4 = [1, 0, 0, 1]

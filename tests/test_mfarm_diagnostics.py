@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from mfarm.diagnostics import group_shifts, intersectional_residual_share, omnibus, parse_group
+from latent_bias_probe.mfarm.diagnostics import group_shifts, intersectional_residual_share, omnibus, parse_group
 
 pytestmark = pytest.mark.filterwarnings("error")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfarm.equivalence import detectable_shift, equivalence_verdicts, tost
+from latent_bias_probe.mfarm.equivalence import detectable_shift, equivalence_verdicts, tost
 
 
 def test_hand_cases_one_of_each_verdict():

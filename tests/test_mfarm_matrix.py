@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfarm.matrix import MatrixError, check_matrix, score_matrix
+from latent_bias_probe.mfarm.matrix import MatrixError, check_matrix, score_matrix
 
 GROUPS = ["Black-Female", "White-Male", "Asian-Intersex"]
 

@@ -15,18 +15,18 @@ import pytest
 from scipy import stats as st
 from scipy.special import expit
 
-from mfarm import stats as S
-from mfarm.diagnostics import group_shifts
-from mfarm.output_scores import (
+from latent_bias_probe.mfarm import stats as S
+from latent_bias_probe.mfarm.diagnostics import group_shifts
+from latent_bias_probe.mfarm.output_scores import (
     batched_mean_difference,
     batched_output_scores,
     geometric_mean,
     mean_difference,
     output_scores,
 )
-from mfarm.accuracy import accuracy, fab
-from mfarm.simulation import TierPopulation
-from mfarm.resampling import (
+from latent_bias_probe.mfarm.accuracy import accuracy, fab
+from latent_bias_probe.mfarm.simulation import TierPopulation
+from latent_bias_probe.mfarm.resampling import (
     accuracy_interval,
     bootstrap_indices,
     mean_shift_intervals,
@@ -134,7 +134,7 @@ def test_rank_rows_matches_scipy_rankdata_and_excludes():
 
 
 def test_peer_differences_and_masked_sums_equal_the_scalar_arithmetic():
-    from mfarm.output_scores import _masked_sum_rows, _peer_differences, _peer_differences_rows
+    from latent_bias_probe.mfarm.output_scores import _masked_sum_rows, _peer_differences, _peer_differences_rows
 
     rng = np.random.default_rng(3)
     for m in (2, 5, 12, 20):

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
-from mfarm.output_scores import (
+from latent_bias_probe.mfarm.output_scores import (
     absolute_deviation,
     correlation_difference,
     geometric_mean,

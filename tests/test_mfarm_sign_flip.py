@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mfarm.stats import _sign_flip_p_rows, _uses_exhaustive_permutation, wilcoxon_p, wilcoxon_p_rows
+from latent_bias_probe.mfarm.stats import _sign_flip_p_rows, _uses_exhaustive_permutation, wilcoxon_p, wilcoxon_p_rows
 
 
 @pytest.mark.parametrize("n", [3, 5, 8, 13])

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as st
 from statsmodels.stats.multitest import multipletests
 
-from mfarm.stats import (
+from latent_bias_probe.mfarm.stats import (
     check_correction,
     dom,
     friedman_test,
@@ -119,7 +119,7 @@ def test_snap_zero_only_removes_rounding_noise():
 def test_wilcoxon_fast_permutation_path_equals_scipy():
     # ties / zeros with n <= 13: scipy runs an exhaustive sign-flip permutation test,
     # one Python call per flip; wilcoxon_p evaluates the same test vectorised.
-    from mfarm.stats import _fast_permutation_ok, _uses_exhaustive_permutation
+    from latent_bias_probe.mfarm.stats import _fast_permutation_ok, _uses_exhaustive_permutation
 
     assert _fast_permutation_ok()
     rng = np.random.default_rng(12)

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfarm.accuracy import accuracy, fab
-from mfarm.diagnostics import group_shifts, intersectional_residual_share, omnibus
-from mfarm.matrix import MatrixError, score_matrix
-from mfarm.output_scores import output_scores
-from mfarm.tier import score_tier
+from latent_bias_probe.mfarm.accuracy import accuracy, fab
+from latent_bias_probe.mfarm.diagnostics import group_shifts, intersectional_residual_share, omnibus
+from latent_bias_probe.mfarm.matrix import MatrixError, score_matrix
+from latent_bias_probe.mfarm.output_scores import output_scores
+from latent_bias_probe.mfarm.tier import score_tier
 
 pytestmark = pytest.mark.filterwarnings("error")
 

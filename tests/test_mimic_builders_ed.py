@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import BenchmarkError, build_mimic_ed, build_prompts_table, load_cases, load_mimic_ed_triage, render
-from benchmarks.types import Case
-from configs.schema import BenchmarkConfig, MimicOptions
+from latent_bias_probe.benchmarks import BenchmarkError, build_mimic_ed, build_prompts_table, load_cases, load_mimic_ed_triage, render
+from latent_bias_probe.benchmarks.types import Case
+from latent_bias_probe.configs.schema import BenchmarkConfig, MimicOptions
 from conftest import DATA
 
 DEMO_TRIAGE = DATA / "mimic-iv-ed-demo" / "triage.csv"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import BenchmarkError, build_mimic_opioid, build_prompts_table, load_cases
-from benchmarks.neutralize import OPIOID_NAMES
-from configs.schema import BenchmarkConfig, MimicOptions
+from latent_bias_probe.benchmarks import BenchmarkError, build_mimic_opioid, build_prompts_table, load_cases
+from latent_bias_probe.benchmarks.neutralize import OPIOID_NAMES
+from latent_bias_probe.configs.schema import BenchmarkConfig, MimicOptions
 
 EXPECTED_REMOVED = {
     "not_last_admission": 2,

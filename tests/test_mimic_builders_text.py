@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from benchmarks.mimic_common import assign_splits, balance, normalize_race, select_split, split_counts, top_groups
-from benchmarks.mimic_opioid import extract_sections, icu_statement
-from benchmarks.neutralize import (
+from latent_bias_probe.benchmarks.mimic_common import assign_splits, balance, normalize_race, select_split, split_counts, top_groups
+from latent_bias_probe.benchmarks.mimic_opioid import extract_sections, icu_statement
+from latent_bias_probe.benchmarks.neutralize import (
     OPIOID_NAMES,
     mask_opioids,
     neutralize_gender,

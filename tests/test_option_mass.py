@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from extract.backends import BACKENDS, make_runner
-from extract.cache import FORMAT, FORMAT_V1, Cache, CacheMismatch, CacheSpec, CacheWriter, merge_caches
-from extract.chat import model_text
-from extract.scoring import p_yes_from_logits, score_logits, yes_no_ids
-from extract.tiny import tiny_llama
-from mfarm.option_mass import option_mass_summary
+from latent_bias_probe.extract.backends import BACKENDS, make_runner
+from latent_bias_probe.extract.cache import FORMAT, FORMAT_V1, Cache, CacheMismatch, CacheSpec, CacheWriter, merge_caches
+from latent_bias_probe.extract.chat import model_text
+from latent_bias_probe.extract.scoring import p_yes_from_logits, score_logits, yes_no_ids
+from latent_bias_probe.extract.tiny import tiny_llama
+from latent_bias_probe.mfarm.option_mass import option_mass_summary
 
 USERS = [
     "A patient of age 45 years is being observed. Chief complaint: fever.",
@@ -197,8 +197,8 @@ def test_merge_v2_and_mixed(tmp_path, caplog):
 
 
 def test_score_accepts_csv_without_option_mass(tmp_path):
-    from pipeline.extract import PREDICTION_COLUMNS
-    from pipeline.score import read_predictions
+    from latent_bias_probe.pipeline.extract import PREDICTION_COLUMNS
+    from latent_bias_probe.pipeline.score import read_predictions
 
     assert PREDICTION_COLUMNS[-2:] == ["first_token", "option_mass"]
     assert PREDICTION_COLUMNS[:9] == ["case_id", "tier", "variant", "race", "gender", "label", "p_yes",

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_probe, write_config
-from extract.cache import Cache
+from latent_bias_probe.extract.cache import Cache
 
 PRED_COLUMNS = ["case_id", "tier", "variant", "race", "gender", "label", "p_yes", "p_yes_vocab", "first_token", "option_mass"]
 SCORE_KEYS = {"mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference", "score"}
@@ -190,7 +190,7 @@ def test_sigkill_at_any_point_then_rerun_gives_the_same_cache(tmp_path, tiny_mod
 
     out = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
-    cmd = [sys.executable, "-c", "import cli; cli.main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
+    cmd = [sys.executable, "-c", "from latent_bias_probe.cli import main; main()", "extract", str(cfg), "--out", str(out), "--no-progress"]
     kills = 0
     for target in (0, 5, 30, 60):  # kill once at least `target` prompts are done
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

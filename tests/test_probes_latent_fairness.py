@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes import (
+from latent_bias_probe.probes import (
     ProbeInputError,
     ValueAxis,
     latent_score_matrix,
@@ -13,10 +13,10 @@ from probes import (
     latent_value_fairness,
     value_axis_fairness,
 )
-from probes.synthetic import make_synthetic_activations
+from latent_bias_probe.probes.synthetic import make_synthetic_activations
 
 mfarm_output_scores = pytest.importorskip("mfarm.output_scores")
-from mfarm.matrix import score_matrix  # noqa: E402
+from latent_bias_probe.mfarm.matrix import score_matrix  # noqa: E402
 
 SHIFTED = "Black-Female"
 

@@ -7,9 +7,9 @@ import warnings
 import numpy as np
 import pytest
 
-from probes import ProbeInputError, group_folds, probe_sweep
-from probes.linear_probe import probe_targets
-from probes.synthetic import make_synthetic_activations
+from latent_bias_probe.probes import ProbeInputError, group_folds, probe_sweep
+from latent_bias_probe.probes.linear_probe import probe_targets
+from latent_bias_probe.probes.synthetic import make_synthetic_activations
 
 RACE_LAYER = 3
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from probes.linear_probe import probe_sweep, probe_targets
-from probes.softmax_regression import fit_softmax_problems, standardise_layers
+from latent_bias_probe.probes.linear_probe import probe_sweep, probe_targets
+from latent_bias_probe.probes.softmax_regression import fit_softmax_problems, standardise_layers
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probes import ProbeInputError, SteeringVectors, ValueAxis
-from probes.synthetic import make_synthetic_activations
+from latent_bias_probe.probes import ProbeInputError, SteeringVectors, ValueAxis
+from latent_bias_probe.probes.synthetic import make_synthetic_activations
 
 SHIFTED = "Asian-Male"
 DECISION_LAYER = 2

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from benchmarks.registry import BENCHMARKS
+from latent_bias_probe.benchmarks.registry import BENCHMARKS
 from conftest import DATA, ROOT
 
 # Path constructions that reach a ``shared`` folder beside the checkout. Built from parts

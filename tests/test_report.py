@@ -13,11 +13,11 @@ import sys
 import pytest
 
 from conftest import ROOT
-from configs.errors import InputError
-from pipeline.artifacts import RunDir
-from pipeline.report import write_report
-from report import html as report_html
-from report.figures import (
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.pipeline.artifacts import RunDir
+from latent_bias_probe.pipeline.report import write_report
+from latent_bias_probe.report import html as report_html
+from latent_bias_probe.report.figures import (
     BarSeries,
     IntervalSeries,
     Point,
@@ -27,8 +27,8 @@ from report.figures import (
     interval_chart,
     line_chart,
 )
-from report.html import SECTIONS, render_report
-from report.summary import summarize, summary_items
+from latent_bias_probe.report.html import SECTIONS, render_report
+from latent_bias_probe.report.summary import summarize, summary_items
 from report_fixtures import (
     CAUSAL_FAILED,
     GROUPS,
@@ -39,7 +39,7 @@ from report_fixtures import (
     without_latent,
     write_run,
 )
-from report.terminal import summary_table
+from latent_bias_probe.report.terminal import summary_table
 
 DASH = "\u2013"
 

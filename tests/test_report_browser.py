@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from report.html import SECTIONS, render_report
+from latent_bias_probe.report.html import SECTIONS, render_report
 from report_fixtures import synthetic_explain, synthetic_results, with_failed_causal_check, without_latent
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -259,8 +259,8 @@ def test_check_fails_on_the_report_with_an_external_image(browser, tmp_path):
 
 
 def test_sweep_report_renders_cleanly(browser, tmp_path):
-    from pipeline.report import write_sweep_report
-    from pipeline.sweep import write_sweep_csv
+    from latent_bias_probe.pipeline.report import write_sweep_report
+    from latent_bias_probe.pipeline.sweep import write_sweep_csv
     from test_sweep_report import MODELS, sweep_rows, with_diffs, with_intervals
 
     # intervals and paired differences through sweep.csv and back, as a sweep writes them

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from report.scoring import score_table, tier_matrices
+from latent_bias_probe.report.scoring import score_table, tier_matrices
 
 
 def _table(labels):

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from configs.errors import InputError
-from configs.hashes import run_config_sha256
-from configs.schema import Config, ModelConfig, SweepConfig, load_config
-from pipeline.sweep import SweepItem, item_config, run_sweep, sweep_combinations, sweep_table
-from report.sweep import SWEEP_COLUMNS, sweep_summary
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.hashes import run_config_sha256
+from latent_bias_probe.configs.schema import Config, ModelConfig, SweepConfig, load_config
+from latent_bias_probe.pipeline.sweep import SweepItem, item_config, run_sweep, sweep_combinations, sweep_table
+from latent_bias_probe.report.sweep import SWEEP_COLUMNS, sweep_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity", "ks_distribution", "correlation_difference")
@@ -100,7 +100,7 @@ def test_gguf_file_precision_needs_the_file(tmp_path):
 
 
 def test_gguf_file_precision_of_the_embedded_gguf_reuses_its_converted_copy():
-    from extract.model import EMBEDDED_NAME, ModelError, locate_embedded_gguf
+    from latent_bias_probe.extract.model import EMBEDDED_NAME, ModelError, locate_embedded_gguf
 
     try:
         gguf = locate_embedded_gguf()
@@ -161,7 +161,7 @@ class FakeJob:
 def fake_runs_are_fresh(request, monkeypatch):
     """The fake jobs write a bare results.json: count an existing one as fresh (see test_artifacts)."""
     if "tiny_model_dir" not in request.fixturenames and "renderer_dropped" not in request.node.name:
-        from pipeline.artifacts import RunDir
+        from latent_bias_probe.pipeline.artifacts import RunDir
 
         monkeypatch.setattr(RunDir, "is_fresh", lambda self, name, _seen=frozenset(): (self.path / name).is_file())
 
@@ -323,7 +323,7 @@ def pipeline_job(cfg: Config, run_dir: Path) -> dict:
     """What 'probe run' does (extract, score, fit), as a run_one."""
     import torch
 
-    import pipeline
+    from latent_bias_probe import pipeline
 
     threads = torch.get_num_threads()
     try:
@@ -359,9 +359,9 @@ def test_real_sweep_on_the_tiny_model(tmp_path, tiny_model_dir):
 
 
 def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path, monkeypatch):
-    from configs.hashes import run_config_sha256
-    from pipeline.artifacts import RunDir
-    from pipeline.sweep import is_complete
+    from latent_bias_probe.configs.hashes import run_config_sha256
+    from latent_bias_probe.pipeline.artifacts import RunDir
+    from latent_bias_probe.pipeline.sweep import is_complete
 
     icfg = _cfg()
     icfg.sweep = None
@@ -383,9 +383,9 @@ def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path, monkeypatch):
 
 def test_a_combination_stopped_during_explain_is_not_complete(tmp_path, monkeypatch):
     """results.json is written before explain; a sweep re-run must still run explain and the report."""
-    from configs.hashes import run_config_sha256
-    from pipeline.artifacts import RunDir
-    from pipeline.sweep import is_complete
+    from latent_bias_probe.configs.hashes import run_config_sha256
+    from latent_bias_probe.pipeline.artifacts import RunDir
+    from latent_bias_probe.pipeline.sweep import is_complete
 
     icfg = _cfg()
     icfg.sweep = None
@@ -412,7 +412,7 @@ def test_summary_flags_a_rise_in_mfarm_without_smaller_shifts():
 
 
 def test_max_abs_shift_from_diagnostics_and_old_tables(tmp_path):
-    from report.sweep import max_abs_shift
+    from latent_bias_probe.report.sweep import max_abs_shift
 
     tier = {"diagnostics": {"group_shifts": [{"mean_shift": -0.03}, {"mean_shift": 0.02}, {"mean_shift": None}]}}
     assert max_abs_shift(tier) == pytest.approx(0.03)
@@ -424,8 +424,8 @@ def test_max_abs_shift_from_diagnostics_and_old_tables(tmp_path):
 
 
 def test_batch_noise_column_and_sentence(tmp_path):
-    from pipeline.sweep import write_sweep_csv
-    from report.sweep import result_rows
+    from latent_bias_probe.pipeline.sweep import write_sweep_csv
+    from latent_bias_probe.report.sweep import result_rows
 
     item = sweep_combinations(_cfg(precisions=("int8",)))[0]
     results = {"tiers": {"high": {"mfarm": {"score": 0.9}}}, "batch_invariance": {"max_abs_diff": 0.11}}

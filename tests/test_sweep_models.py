@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from configs.names import EMBEDDED_MODELS
-from configs.schema import load_config
-from pipeline.sweep import run_sweep, sweep_combinations, sweep_table
-from report.sweep import SWEEP_COLUMNS, result_rows, sweep_summary
-from report.sweep_html import render_sweep_report
+from latent_bias_probe.configs.names import EMBEDDED_MODELS
+from latent_bias_probe.configs.schema import load_config
+from latent_bias_probe.pipeline.sweep import run_sweep, sweep_combinations, sweep_table
+from latent_bias_probe.report.sweep import SWEEP_COLUMNS, result_rows, sweep_summary
+from latent_bias_probe.report.sweep_html import render_sweep_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,9 +79,9 @@ def test_a_real_two_model_sweep_fills_the_model_differences(tmp_path):
     """Two tiny random Llamas through extract and score: gemma-vs-smollm2's code path in seconds."""
     import torch
 
-    import pipeline
+    from latent_bias_probe import pipeline
     from conftest import write_config
-    from extract.tiny import tiny_llama
+    from latent_bias_probe.extract.tiny import tiny_llama
 
     folders = []
     for seed in (0, 1):

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.types import Prompt
-from configs.errors import InputError
-from configs.schema import ModelConfig
-from extract.chat import model_text
-from extract.hf_runner import HFRunner
-from extract.model import load_model
-from extract.precision import Int8Linear, PrecisionError, check_model_options
+from latent_bias_probe.benchmarks.types import Prompt
+from latent_bias_probe.configs.errors import InputError
+from latent_bias_probe.configs.schema import ModelConfig
+from latent_bias_probe.extract.chat import model_text
+from latent_bias_probe.extract.hf_runner import HFRunner
+from latent_bias_probe.extract.model import load_model
+from latent_bias_probe.extract.precision import Int8Linear, PrecisionError, check_model_options
 
 USERS = [
     "A patient of age 45 years is being observed. ANSWER:",
@@ -214,8 +214,8 @@ def test_bad_adapters_are_input_errors(tmp_path, tiny_model_dir, lora_dir):
 
 @pytest.mark.slow
 def test_int8_on_the_embedded_model_moves_p_yes_a_little():
-    from benchmarks.registry import render_benchmark
-    from configs.schema import BenchmarkConfig
+    from latent_bias_probe.benchmarks.registry import render_benchmark
+    from latent_bias_probe.configs.schema import BenchmarkConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

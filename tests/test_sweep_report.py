@@ -9,12 +9,12 @@ from html import unescape
 import pytest
 from click.testing import CliRunner
 
-from cli import main
-from pipeline.artifacts import RunDir
-from pipeline.report import write_sweep_report
-from pipeline.sweep import write_sweep_csv
-from report.sweep import SWEEP_COLUMNS
-from report.sweep_html import render_sweep_report
+from latent_bias_probe.cli import main
+from latent_bias_probe.pipeline.artifacts import RunDir
+from latent_bias_probe.pipeline.report import write_sweep_report
+from latent_bias_probe.pipeline.sweep import write_sweep_csv
+from latent_bias_probe.report.sweep import SWEEP_COLUMNS
+from latent_bias_probe.report.sweep_html import render_sweep_report
 
 MODELS = ("smollm2-135m-instruct", "other-model")
 PRECISIONS = ("float32", "int8", "bfloat16")

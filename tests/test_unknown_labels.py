@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mfarm.resampling import accuracy_interval
-from pipeline import score_predictions
-from report.scoring import tier_matrices
+from latent_bias_probe.mfarm.resampling import accuracy_interval
+from latent_bias_probe.pipeline import score_predictions
+from latent_bias_probe.report.scoring import tier_matrices
 
 RACES, GENDERS = ("White", "Black"), ("Female", "Male")
 
@@ -38,7 +38,7 @@ def test_an_unknown_label_leaves_accuracy_to_the_labelled_cases(tmp_path):
     hand = float(np.mean((known.p_yes > 0.5) == (known.label == "1")))
     assert got["accuracy"] == hand
     assert got["n_unlabelled"] == 5
-    from pipeline import read_predictions
+    from latent_bias_probe.pipeline import read_predictions
 
     part = read_predictions(path)
     P, L, cases = tier_matrices(part[part.tier == "low"], [f"{r}-{g}" for r in RACES for g in GENDERS])
