@@ -123,7 +123,9 @@ def probe_sweep(
         "float32" (default, fast) or "float64".
     threads
         torch intra-op threads for the fit (restored afterwards); None: leave
-        torch's setting. On a busy machine 1 thread is often fastest.
+        torch's setting, except 1 thread for few prompts (4N ≤ d, fitted in
+        row-space coordinates), whose small products run 5-10x slower on two
+        threads of a busy machine. On a busy machine 1 thread is often fastest.
     """
     import torch
 
@@ -149,6 +151,8 @@ def probe_sweep(
     R = 2 if selectivity else 1
 
     step = L if not layer_batch else max(1, int(layer_batch))
+    if threads is None and 4 * N <= d:
+        threads = 1  # few prompts: small products, where a second thread only adds synchronisation
     saved_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(int(threads))
