@@ -33,15 +33,7 @@ def validate_run(run_dir: Path) -> tuple[list[str], list[str]]:
     elif read_manifest_format(run_dir) != MANIFEST_FORMAT:
         problems.append(f"{manifest}: not a {MANIFEST_FORMAT} manifest")
     for name, art in run.artifacts.items():
-        if not run.exists(name):
-            lines.append(f"{name:18} missing   ({art.producer} stage not run)")
-            continue
-        if run.is_fresh(name):
-            lines.append(f"{name:18} fresh")
-        else:
-            reason = run.why_stale(name)
-            lines.append(f"{name:18} STALE     ({reason})")
-            problems.append(f"{name} is stale: {reason}")
+        _artifact_state(run, name, f"{art.producer} stage not run", lines, problems)
     if not run.exists(RESULTS_NAME):
         problems.append(f"{RESULTS_NAME} missing")
     else:
@@ -63,14 +55,7 @@ def validate_sweep(sweep_dir: Path) -> tuple[list[str], list[str]]:
     if read_manifest_format(sweep_dir) != SWEEP_MANIFEST_FORMAT:
         problems.append(f"no {SWEEP_MANIFEST_FORMAT} {MANIFEST} (a sweep of an older version: run its config again)")
     for name, art in sweep.artifacts.items():
-        if not sweep.exists(name):
-            lines.append(f"{name:18} missing   ({art.producer} not run)")
-        elif sweep.is_fresh(name):
-            lines.append(f"{name:18} fresh")
-        else:
-            reason = sweep.why_stale(name)
-            lines.append(f"{name:18} STALE     ({reason})")
-            problems.append(f"{name} is stale: {reason}")
+        _artifact_state(sweep, name, f"{art.producer} not run", lines, problems)
     try:
         plan = json.loads((sweep_dir / PLAN_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -88,3 +73,15 @@ def validate_sweep(sweep_dir: Path) -> tuple[list[str], list[str]]:
         lines.append(f"{name}: {'valid' if not item_problems else item_problems[0]}")
         problems.extend(f"{name}: {p}" for p in item_problems)
     return problems, lines
+
+
+def _artifact_state(folder, name: str, why_missing: str, lines: list[str], problems: list[str]) -> None:
+    """One report line for an artifact of a run or sweep directory: missing, fresh or STALE (a problem)."""
+    if not folder.exists(name):
+        lines.append(f"{name:18} missing   ({why_missing})")
+    elif folder.is_fresh(name):
+        lines.append(f"{name:18} fresh")
+    else:
+        reason = folder.why_stale(name)
+        lines.append(f"{name:18} STALE     ({reason})")
+        problems.append(f"{name} is stale: {reason}")

@@ -215,6 +215,22 @@ def _mean_ci(per_case: np.ndarray, n_boot: int, level: float, seed: int) -> tupl
     return mean, [np.quantile(boot, q, axis=0), np.quantile(boot, 1 - q, axis=0)]
 
 
+def _per_case_units(store, prefix: str, cases, pairs, bar, compute, passes) -> dict:
+    """``{case: unit}``: each case's checkpointed unit ``prefix/case``, computed by ``compute(its pairs)``
+    when the checkpoint lacks it; the progress bar advances by ``passes(its pairs)``."""
+    out = {}
+    for case in cases:
+        mine = [p for p in pairs if p["case"] == case]
+        done = store.get(f"{prefix}/{case}")
+        if done is None:
+            done = compute(mine)
+            store.put(f"{prefix}/{case}", done)
+        out[case] = done
+        if bar is not None:
+            bar.update(passes(mine))
+    return out
+
+
 # ----------------------------------------------------------------------------- remedy
 
 
@@ -282,16 +298,11 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         bar.total = (bar.total or 0) + sum(len({p["tgt"] for p in pairs if p["case"] == c} | {p["src"] for p in pairs if p["case"] == c}) for c in cases) + len(texts)
         bar.refresh()
     start = time.perf_counter()
-    per_case = {}
-    for case in cases:
-        mine = [p for p in pairs if p["case"] == case]
-        done = store.get(f"components/attr/{case}")
-        if done is None:
-            done = attribute_case(runner, texts, mine, kinds, layers, heads, bs)
-            store.put(f"components/attr/{case}", done)
-        per_case[case] = done
-        if bar is not None:
-            bar.update(len({p["tgt"] for p in mine} | {p["src"] for p in mine}))
+    per_case = _per_case_units(
+        store, "components/attr", cases, pairs, bar,
+        lambda mine: attribute_case(runner, texts, mine, kinds, layers, heads, bs),
+        lambda mine: len({p["tgt"] for p in mine} | {p["src"] for p in mine}),
+    )
     attr_seconds = time.perf_counter() - start
     log.info("explain: component attribution of %d cases in %.1f s", len(cases), attr_seconds)
 
@@ -350,16 +361,11 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
     if bar is not None:
         bar.total += sum(len(chosen.get(p["attribute"], [])) for p in pairs if p["case"] in set(verify_cases))
         bar.refresh()
-    patched_case = {}
-    for case in verify_cases:
-        mine = [p for p in pairs if p["case"] == case]
-        done = store.get(f"components/patch/{case}")
-        if done is None:
-            done = patch_case(runner, texts, mine, kinds, feats, chosen, bs)
-            store.put(f"components/patch/{case}", done)
-        patched_case[case] = done
-        if bar is not None:
-            bar.update(sum(len(chosen.get(p["attribute"], [])) for p in mine))
+    patched_case = _per_case_units(
+        store, "components/patch", verify_cases, pairs, bar,
+        lambda mine: patch_case(runner, texts, mine, kinds, feats, chosen, bs),
+        lambda mine: sum(len(chosen.get(p["attribute"], [])) for p in mine),
+    )
     patch_seconds = time.perf_counter() - start
     log.info("explain: activation patching of %d components on %d cases in %.1f s", sum(map(len, chosen.values())), len(verify_cases), patch_seconds)
 
