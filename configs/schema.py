@@ -179,8 +179,8 @@ class ComponentsConfig:
     saturation: float = 0.95  # a head whose decision-position attention reaches this weight is also patched (AtP* check)
     saturated_max: int = 10  # at most this many such heads per attribute
     remedy: bool = True  # re-run the explained cases with the verified top components ablated and re-score
-    remedy_max: int = 5  # at most this many verified components are ablated (largest |share| first)
-    remedy_method: Literal["mean"] = "mean"  # mean ablation: the component's mean over BASE prompts at the same position kind
+    remedy_max: int = 5  # at most this many verified components that carry the gap are edited (largest patched share first)
+    remedy_method: Literal["mean", "erase"] = "mean"  # mean: replaced by its mean over BASE prompts at the same position kind; erase: its race x gender subspace (LEACE) set to BASE's
 
 
 @dataclass

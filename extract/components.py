@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -218,18 +218,21 @@ def unpad(t: torch.Tensor, attention_mask: torch.Tensor, row: int) -> torch.Tens
 
 @dataclass
 class ComponentEdit:
-    """Replace one component's activation at the ``(B, T)`` positions ``where`` by ``value``.
+    """Replace one component's activation at the ``(B, T)`` positions ``where``.
 
     ``kind``: ``"attn"`` (the whole output-projection input, i.e. the attention output),
-    ``"head"`` (its slice ``head``) or ``"mlp"`` (the MLP output); ``value``: ``(B, T, width)``
-    of that component (broadcastable, e.g. ``(width,)`` for a mean).
+    ``"head"`` (its slice ``head``) or ``"mlp"`` (the MLP output). The new activation is
+    ``value``, ``(B, T, width)`` of that component (broadcastable, e.g. ``(width,)`` for a
+    mean), or, with ``transform``, ``transform(a)`` of the activation ``a`` itself
+    (``(…, width)`` to the same shape, e.g. an eraser).
     """
 
     layer: int
     kind: str
     head: int | None
     where: torch.Tensor
-    value: torch.Tensor
+    value: torch.Tensor | None = None
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def _apply(h: torch.Tensor, edits: Sequence[ComponentEdit], d_head: int) -> torch.Tensor:
@@ -237,7 +240,10 @@ def _apply(h: torch.Tensor, edits: Sequence[ComponentEdit], d_head: int) -> torc
     for e in edits:
         mask = e.where.to(h.device)
         lo, hi = (e.head * d_head, (e.head + 1) * d_head) if e.kind == "head" else (0, h.shape[-1])
-        value = e.value.to(device=h.device, dtype=h.dtype).expand(*h.shape[:-1], hi - lo)
+        if e.transform is not None:
+            value = e.transform(out[..., lo:hi]).to(dtype=h.dtype)
+        else:
+            value = e.value.to(device=h.device, dtype=h.dtype).expand(*h.shape[:-1], hi - lo)
         out[..., lo:hi][mask] = value[mask]
     return out
 

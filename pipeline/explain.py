@@ -234,7 +234,7 @@ def _components(runner, part, p_yes: np.ndarray, cfg: Config, store, bar) -> dic
 
 
 def remedy_scores(sub, p_before: np.ndarray, p_after: np.ndarray, scoring) -> dict[str, Any]:
-    """Paired differences (ablated − unedited) of mFARM, FAB, accuracy, the largest group shift and each group's shift.
+    """Paired differences (edited − unedited) of mFARM, FAB, accuracy, the largest group shift, each group's shift and BASE's P(Yes).
 
     ``sub``: the rows (tier, case_id, variant, label) both P(Yes) arrays belong to; the
     differences and their intervals are ``probe compare``'s (:func:`pipeline.compare.compare_tables`).
@@ -256,7 +256,31 @@ def remedy_scores(sub, p_before: np.ndarray, p_after: np.ndarray, scoring) -> di
             diff[name] = {"value": tier[key]["diff"], "ci": tier[key]["ci"], "before": tier[key]["a"], "after": tier[key]["b"]}
     for shift in tier.get("mean_shift", []):
         diff[f"shift:{shift['group']}"] = {"value": shift["diff"], "ci": shift["ci"], "before": shift["a"], "after": shift["b"]}
+    diff["base_p_yes"] = base_change(sub, p_before, p_after, scoring)
     return diff
+
+
+def base_change(sub, p_before: np.ndarray, p_after: np.ndarray, scoring) -> dict[str, Any]:
+    """Mean BASE P(Yes), unedited and edited, and the paired difference with a case-bootstrap interval.
+
+    A remedy should remove the groups' shifts from BASE, not move BASE itself: a difference
+    whose interval excludes 0 means the edit changed the decision for every patient.
+    """
+    from latent_bias_probe.configs.names import BASE
+    from latent_bias_probe.mfarm.resampling import bootstrap_indices
+
+    base = np.asarray(sub["variant"]) == BASE
+    before, after = np.asarray(p_before, float)[base], np.asarray(p_after, float)[base]
+    if not base.any():
+        return {"value": None, "ci": None, "before": None, "after": None}
+    d = after - before
+    value = float(d.mean())
+    ci = None
+    if scoring.bootstrap and len(d) > 1:
+        boot = d[bootstrap_indices(len(d), scoring.bootstrap, scoring.seed)].mean(1)
+        q = (1 - scoring.ci_level) / 2
+        ci = [float(np.quantile(boot, q)), float(np.quantile(boot, 1 - q))]
+    return {"value": value, "ci": ci, "before": float(before.mean()), "after": float(after.mean())}
 
 
 def _read_fitted(path: Path, tiers, site: str, position: str) -> dict[str, tuple[np.ndarray, int, dict[str, np.ndarray]]]:

@@ -13,19 +13,22 @@ For one explained tier (:func:`component_tier`), on the traced pairs of the firs
    random control set of ``random`` others, and the heads whose attention from the
    decision position is saturated (below) are activation-patched for real on the pairs
    of the first ``verify_cases`` cases (one patched forward of the targets per
-   component). ``patched_share`` is pooled the same way; a component is ``verified``
+   component, from the patched block up: the blocks below it run once per batch). ``patched_share`` is pooled the same way; a component is ``verified``
    when its patched share has the estimate's sign and its interval excludes 0.
    ``component_agreement``: Spearman between estimated and patched shares over the
    patched components, and the top-k overlap (:func:`probes.attribution.agreement`).
 3. **What the heads read**: for every verified head, its attention weight from the
    decision position on the demographic tokens (summed over them), mean over the
    demographic prompts of the verified cases with a case-bootstrap interval.
-4. **Remedy**: the verified top (and saturated) components (at most ``remedy_max``, largest |patched share|
-   first, over both attributes) are mean-ablated — replaced at their position kind by
-   their mean over the BASE prompts at that kind — in every prompt of the explained
-   cases; the explain stage re-scores the edited P(Yes) against the unedited one with
-   ``probe compare``'s paired case bootstrap (mFARM, FAB, accuracy, the largest group
-   shift and each group's shift).
+4. **Remedy** (:func:`remedy_choice`): the verified top (and saturated) components whose
+   patched share is positive — they carry the gap — at most ``remedy_max``, largest
+   patched share first, over both attributes, are edited at their position kind in every
+   prompt of the explained cases: ``mean`` replaces them by their mean over the BASE
+   prompts at that kind; ``erase`` removes the race × gender subspace from them (a LEACE
+   eraser fitted on the demographic prompts, anchored at the BASE mean:
+   :func:`group_erasers`). The explain stage re-scores the edited P(Yes) against the
+   unedited one with ``probe compare``'s paired case bootstrap (mFARM, FAB, accuracy,
+   the largest group shift, each group's shift, and BASE's own P(Yes)).
 
 AtP* (Kramár et al. 2024) in part: the linear estimate can miss a component whose effect
 runs through a saturated softmax (a near-zero gradient); here every head whose mean
@@ -161,16 +164,26 @@ def _pooled(per_case: dict, pairs: Sequence[dict], field: str) -> dict[tuple, li
 # ----------------------------------------------------------------------------- verification
 
 
-def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, list[int]], batch_size: int) -> dict[str, Any]:
+def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, list[int]], batch_size: int,
+               reuse_prefix: bool = True) -> dict[str, Any]:
     """Activation-patched P(Yes) of one case's aligned pairs: ``{pair key: {aligned, p_target, p_source, patched}}``.
 
     ``patched[j]``: the target's P(Yes) with feature ``chosen[attribute][j]`` taken from the source;
     ``effect[j]``: that minus the unpatched target's.
+
+    A patch in block ℓ cannot change blocks 0..ℓ−1, so with ``reuse_prefix`` the targets'
+    blocks below each patched layer run once per batch (:class:`extract.prefix.PrefixRunner`)
+    and every patched forward runs only blocks ℓ..L−1 (the same P(Yes) to float32
+    round-off; a model whose output is not ``head(norm(h))`` falls back to full forwards).
     """
+    from latent_bias_probe.extract.prefix import CHECK_TOL, PrefixRunner
+
     out: dict[str, Any] = {}
+    prefix = PrefixRunner(runner) if reuse_prefix else None
     for attribute, features in chosen.items():
         mine = [p for p in pairs if p["attribute"] == attribute and _aligned(kinds[p["src"]], kinds[p["tgt"]])]
         layers = sorted({feats.unpack(f)[0] for f in features})
+        below = sorted({layer - 1 for layer in layers if layer > 0})
         for start in range(0, len(mine), batch_size):
             chunk = mine[start : start + batch_size]
             tgt = [texts[p["tgt"]] for p in chunk]
@@ -178,6 +191,13 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
             p_t = runner.forward(tgt).p_yes
             attn = runner.encode(tgt)["attention_mask"].cpu()
             width = attn.shape[1]
+            state = None
+            if prefix is not None and below:
+                state = prefix.prefix(tgt, below)
+                gap = float(np.abs(prefix.suffix(state, below[-1]) - p_t).max())
+                if gap > CHECK_TOL:
+                    log.warning("explain: a truncated forward differs from the full one by %.2g; patching runs full forwards", gap)
+                    prefix = state = None
             patched = np.empty((len(features), len(chunk)))
             for j, f in enumerate(features):
                 layer, kind, head, position = feats.unpack(f)
@@ -188,11 +208,11 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
                     d = value.shape[-1] // feats.heads
                     value = value[..., head * d : (head + 1) * d]
                 with edit_components(runner.model, [ComponentEdit(layer, kind, head, where, value)]):
-                    patched[j] = runner.forward(tgt).p_yes
+                    patched[j] = prefix.suffix(state, layer - 1) if state is not None and layer > 0 else runner.forward(tgt).p_yes
             for b, p in enumerate(chunk):
                 out[_key(p)] = {"aligned": True, "p_target": float(p_t[b]), "p_source": float(src.p_yes[b]), "patched": patched[:, b].tolist(),
                                  "effect": (patched[:, b] - p_t[b]).tolist()}
-            del src
+            del src, state
     return out
 
 
@@ -234,6 +254,41 @@ def _per_case_units(store, prefix: str, cases, pairs, bar, compute, passes) -> d
 # ----------------------------------------------------------------------------- remedy
 
 
+def remedy_choice(components: Sequence[dict[str, Any]], limit: int) -> list[tuple]:
+    """The components the remedy edits: ``(layer, kind, head, position)`` keys, at most ``limit``.
+
+    Candidates are the components verified over a whole attribute (``pair: "all"``), selected
+    as top or saturated (not the random controls), whose patched share is *positive*: patching
+    them moves the target towards the source, so they carry the gap (a negative share works
+    against it, and removing it would widen the gap). Largest patched share first; a
+    component verified for both attributes counts once.
+    """
+    ok = [c for c in components if c.get("pair") == "all" and c.get("verified") and c.get("selected") in ("top", "saturated")
+          and c.get("patched_share") is not None and c["patched_share"] > 0]
+    ok.sort(key=lambda c: -c["patched_share"])
+    picked: list[tuple] = []
+    for c in ok:
+        key = (c["layer"], c["kind"], c["head"], c["position"])
+        if key not in picked and len(picked) < limit:
+            picked.append(key)
+    return picked
+
+
+def _activations(batch, feats: Features, f: int, b: int, positions: Sequence[int]) -> torch.Tensor:
+    """Feature ``f``'s activation of row ``b`` of a :class:`ComponentBatch` at ``positions``: ``(n, width)``."""
+    layer, kind, head, _ = feats.unpack(f)
+    act = unpad(batch.mlp[layer] if kind == "mlp" else batch.z[layer], batch.attention_mask, b)
+    if kind == "head":
+        d = act.shape[-1] // feats.heads
+        act = act[:, head * d : (head + 1) * d]
+    return act[list(positions)]
+
+
+def _remedy_positions(kinds_i: dict, position: str) -> list[int]:
+    """The token indices a remedy edits at ``position`` (on BASE the demographic kind is its stand-in word)."""
+    return list(kinds_i[KIND_SOURCE[position]]) or list(kinds_i["decision"])
+
+
 def base_means(runner, texts, kinds, base_rows: Sequence[int], feats: Features, features: Sequence[int], batch_size: int) -> dict[int, torch.Tensor]:
     """Each feature's mean activation over the BASE prompts at its position kind (a mean of per-prompt means)."""
     layers = sorted({feats.unpack(f)[0] for f in features})
@@ -243,27 +298,61 @@ def base_means(runner, texts, kinds, base_rows: Sequence[int], feats: Features, 
         batch = capture_components(runner, [texts[i] for i in idx], layers)
         for b, i in enumerate(idx):
             for f in features:
-                layer, kind, head, position = feats.unpack(f)
-                act = unpad(batch.mlp[layer] if kind == "mlp" else batch.z[layer], batch.attention_mask, b)
-                if kind == "head":
-                    d = act.shape[-1] // feats.heads
-                    act = act[:, head * d : (head + 1) * d]
-                pos = list(kinds[i][KIND_SOURCE[position]]) or list(kinds[i]["decision"])
-                v = act[pos].mean(0).double()
+                v = _activations(batch, feats, f, b, _remedy_positions(kinds[i], feats.unpack(f)[3])).mean(0).double()
                 sums[f] = v if sums[f] is None else sums[f] + v
     return {f: (s / len(base_rows)).float() for f, s in sums.items()}
 
 
-def remedy_batch(runner, texts, idx, kinds, feats: Features, means: dict[int, torch.Tensor]) -> list[float]:
-    """P(Yes) of ``texts[idx]`` with every feature in ``means`` replaced by its mean at its position kind."""
+def group_erasers(runner, texts, kinds, rows: Sequence[int], groups: Sequence[int], n_groups: int, feats: Features,
+                  features: Sequence[int], means: dict[int, torch.Tensor], batch_size: int) -> dict[int, Any]:
+    """Per feature, a LEACE eraser of the race × gender groups, anchored at BASE.
+
+    Fitted (EleutherAI ``concept-erasure``'s ``LeaceFitter``, float64) on the feature's
+    activation at every position of its kind in the demographic prompts ``rows`` (class:
+    ``groups[j]``, one of ``n_groups``): no linear function of the edited activation tells
+    the groups apart. The eraser is x ↦ x − W⁺PW(x − μ) with μ the feature's BASE mean
+    (``means``) instead of the fitted mean, so the erased subspace is set to where BASE
+    sits in it and a group's shift from BASE through this component goes, while BASE's
+    own activation moves only by its deviation from its mean in that subspace.
+    """
+    from concept_erasure import LeaceEraser, LeaceFitter
+
+    layers = sorted({feats.unpack(f)[0] for f in features})
+    fitters: dict[int, Any] = {}
+    for start in range(0, len(rows), batch_size):
+        idx = list(rows[start : start + batch_size])
+        batch = capture_components(runner, [texts[i] for i in idx], layers)
+        for b, i in enumerate(idx):
+            for f in features:
+                x = _activations(batch, feats, f, b, _remedy_positions(kinds[i], feats.unpack(f)[3])).double()
+                if f not in fitters:
+                    fitters[f] = LeaceFitter(x.shape[-1], n_groups, dtype=torch.float64)
+                z = torch.nn.functional.one_hot(torch.full((x.shape[0],), int(groups[start + b])), n_groups).double()
+                fitters[f].update(x, z)
+    out = {}
+    for f, fitter in fitters.items():
+        e = fitter.eraser
+        out[f] = LeaceEraser(e.proj_left.float(), e.proj_right.float(), means[f].float())
+    return out
+
+
+def remedy_batch(runner, texts, idx, kinds, feats: Features, edits: dict[int, Any]) -> list[float]:
+    """P(Yes) of ``texts[idx]`` with every feature in ``edits`` edited at its position kind.
+
+    ``edits[f]``: a tensor (the feature is replaced by it, e.g. its BASE mean) or a callable
+    (the feature's activation is mapped through it, e.g. an eraser).
+    """
     chunk = [texts[i] for i in idx]
     attn = runner.encode(chunk)["attention_mask"].cpu()
-    edits = []
-    for f, mean in means.items():
+    out = []
+    for f, how in edits.items():
         layer, kind, head, position = feats.unpack(f)
         where = kind_mask([kinds[i] for i in idx], KIND_SOURCE[position], attn)
-        edits.append(ComponentEdit(layer, kind, head, where, mean))
-    with edit_components(runner.model, edits):
+        if isinstance(how, torch.Tensor):
+            out.append(ComponentEdit(layer, kind, head, where, value=how))
+        else:
+            out.append(ComponentEdit(layer, kind, head, where, transform=how))
+    with edit_components(runner.model, out):
         return runner.forward(chunk).p_yes.tolist()
 
 
@@ -363,7 +452,7 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
         bar.refresh()
     patched_case = _per_case_units(
         store, "components/patch", verify_cases, pairs, bar,
-        lambda mine: patch_case(runner, texts, mine, kinds, feats, chosen, bs),
+        lambda mine: patch_case(runner, texts, mine, kinds, feats, chosen, bs, cfg.explain.reuse_prefix),
         lambda mine: sum(len(chosen.get(p["attribute"], [])) for p in mine),
     )
     patch_seconds = time.perf_counter() - start
@@ -406,25 +495,28 @@ def component_tier(runner, sub: pd.DataFrame, races, genders, cfg, store, bar=No
     if have_att:
         out["component_attention"] = _heads_reading(att, verify_cases, verified, layers, n_boot, level, seed)
 
-    if not co.remedy or not verified:
+    if not co.remedy:
         out["remedy"] = None
         return out
     start = time.perf_counter()
-    picked, seen = [], set()
-    for c in verified:
-        f = feats.index(c["layer"], c["kind"], c["head"], c["position"])
-        if f not in seen and len(picked) < co.remedy_max:
-            picked.append(f)
-            seen.add(f)
+    picked = [feats.index(*key) for key in remedy_choice(components, co.remedy_max)]
+    if not picked:
+        out["remedy"] = None
+        return out
     is_base = (sub["variant"] == BASE).to_numpy()
-    means = None
+    edits = None
     p_after = np.empty(len(texts))
     for j, idx in enumerate(length_batches(runner, texts, bs)):
         done = store.get(f"components/remedy/{j}")
         if done is None:
-            if means is None:
-                means = base_means(runner, texts, kinds, np.flatnonzero(is_base).tolist(), feats, picked, bs)
-            done = remedy_batch(runner, texts, idx, kinds, feats, means)
+            if edits is None:
+                edits = base_means(runner, texts, kinds, np.flatnonzero(is_base).tolist(), feats, picked, bs)
+                if co.remedy_method == "erase":
+                    names = [f"{r}-{g}" for r in races for g in genders]
+                    rows = [i for i in range(len(texts)) if not is_base[i] and sub["variant"].iloc[i] in names]
+                    groups = [names.index(sub["variant"].iloc[i]) for i in rows]
+                    edits = group_erasers(runner, texts, kinds, rows, groups, len(names), feats, picked, edits, bs)
+            done = remedy_batch(runner, texts, idx, kinds, feats, edits)
             store.put(f"components/remedy/{j}", done)
         p_after[idx] = done
         if bar is not None:

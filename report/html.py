@@ -853,9 +853,19 @@ def component_sentence(e: Mapping[str, Any]) -> str:
     remedy = e.get("remedy") if isinstance(e.get("remedy"), Mapping) else None
     largest = get(remedy, "diff", "largest_shift") if remedy else None
     if isinstance(largest, Mapping) and finite(largest.get("value")) is not None:
-        text += (f"; ablating {len(_as_list(remedy.get('components')))} of them moves the largest group shift by "
+        text += (f"; {_remedy_verb(remedy)} {len(_as_list(remedy.get('components')))} of them moves the largest group shift by "
                  f"{num(largest.get('value'), 3)} {_ci_text(largest.get('ci'), 3)}")
+        base = get(remedy, "diff", "base_p_yes")
+        ci = base.get("ci") if isinstance(base, Mapping) else None
+        if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(finite(x) is not None for x in ci) and (ci[0] > 0 or ci[1] < 0):
+            text += (f", but it also moves BASE's P(Yes) by {num(base.get('value'), 3)} {_ci_text(ci, 3)}: the edit changes "
+                     f"the decision for every patient, not only the gap")
     return text + "."
+
+
+def _remedy_verb(remedy: Mapping[str, Any]) -> str:
+    """How the remedy edited its components, as a verb phrase."""
+    return "erasing the race × gender subspace of" if remedy.get("method") == "erase" else "mean-ablating"
 
 
 def _component_figures(block: _Block, name: str, e: Mapping[str, Any], ids: _Page) -> None:
@@ -894,7 +904,7 @@ def _component_figures(block: _Block, name: str, e: Mapping[str, Any], ids: _Pag
         ablated = ", ".join(_component_label(c) for c in _as_list(remedy.get("components")) if isinstance(c, Mapping))
         rows = [[str(k), num(get(v, "before"), 3), num(get(v, "after"), 3), num(get(v, "value"), 3), _ci_text(get(v, "ci"), 3)]
                 for k, v in remedy["diff"].items() if isinstance(v, Mapping)]
-        block.tables.append(Table([f"Score, {remedy.get('method')}-ablating {ablated}", "Unedited", "Ablated", "Difference", "Interval"], rows))
+        block.tables.append(Table([f"Score, {_remedy_verb(remedy)} {ablated}", "Unedited", "Edited", "Difference", "Interval"], rows))
     block.note = component_sentence(e)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -166,7 +168,72 @@ def test_the_remedy_removes_most_of_the_planted_shift(planted):
     for group in ("White-Female", "White-Male"):
         assert abs(diff[f"shift:{group}"]["value"]) < 0.02
     assert diff["largest_shift"]["value"] < -0.2
-    assert {"mfarm", "fab", "accuracy", "largest_shift"} <= set(diff)
+    assert {"mfarm", "fab", "accuracy", "largest_shift", "base_p_yes"} <= set(diff)
+    assert abs(diff["base_p_yes"]["value"]) < 0.01  # the plant does not act on BASE, nor does its removal
+
+
+def test_erasing_the_groups_subspace_removes_the_planted_shift_and_leaves_base():
+    loaded = wired(mlp=True)
+    table = _table(4)
+    cfg = _cfg()
+    cfg = replace(cfg, explain=replace(cfg.explain, components=replace(cfg.explain.components, remedy_method="erase")))
+    out = _run(loaded, table, cfg)
+    remedy = out["remedy"]
+    assert remedy["method"] == "erase" and len(remedy["components"]) == 3
+    from latent_bias_probe.pipeline.explain import remedy_scores
+
+    p = _p(loaded, table)
+    diff = remedy_scores(table, p, np.asarray(remedy.pop("p_yes")), cfg.scoring)
+    for group in ("Black-Female", "Black-Male"):
+        d = diff[f"shift:{group}"]
+        assert d["before"] < -0.2 and abs(d["after"]) < 0.1 * abs(d["before"]) and d["ci"][0] > 0
+    for group in ("White-Female", "White-Male"):
+        assert abs(diff[f"shift:{group}"]["after"]) < 0.02
+    assert abs(diff["base_p_yes"]["value"]) < 0.01
+
+
+def test_the_remedy_edits_only_verified_components_that_carry_the_gap():
+    from latent_bias_probe.probes.components import remedy_choice
+
+    def c(layer, share, verified=True, selected="top", pair="all", attribute="race"):
+        return {"layer": layer, "kind": "mlp", "head": None, "position": "decision", "attribute": attribute, "pair": pair,
+                "patched_share": share, "verified": verified, "selected": selected}
+
+    comps = [
+        c(1, 0.3), c(2, -0.9),  # a verified component that works against the gap is not removed
+        c(3, 0.8, selected="random"),  # a random control is not a finding
+        c(4, 0.5, verified=False), c(5, 0.9, pair="Black-Female>White-Female"),
+        c(6, 0.6, selected="saturated"), c(1, 0.4, attribute="gender"),  # layer 1 once, at its larger share
+        c(7, 0.1), c(8, 0.2),
+    ]
+    assert remedy_choice(comps, 3) == [(6, "mlp", None, "decision"), (1, "mlp", None, "decision"), (8, "mlp", None, "decision")]
+    assert remedy_choice(comps, 10) == [(6, "mlp", None, "decision"), (1, "mlp", None, "decision"), (8, "mlp", None, "decision"),
+                                        (7, "mlp", None, "decision")]
+    assert remedy_choice([c(2, -0.9)], 5) == []
+
+
+def test_patching_from_the_patched_block_up_equals_full_forwards():
+    from latent_bias_probe.probes.components import patch_case
+
+    table = _table(2)
+    loaded = tiny_llama(seed=3, n_layers=3)
+    runner = make_runner("hf", loaded)
+    texts = table["text"].tolist()
+    kinds = position_kinds(runner, texts, RACES, GENDERS)
+    pairs = plan_pairs(table, RACES, GENDERS, ["c30", "c45"])
+    feats = Features([0, 1, 2], 4)
+    chosen = {a: [feats.index(layer, kind, head, pos) for layer in (0, 1, 2) for kind, head in (("head", 1), ("mlp", None))
+                  for pos in ("demographic", "after", "decision")] for a in ("race", "gender")}
+    full, part = [], []
+    for case in ("c30", "c45"):  # a case at a time, as the explain stage patches
+        mine = [q for q in pairs if q["case"] == case]
+        full += list(patch_case(runner, texts, mine, kinds, feats, chosen, 3, reuse_prefix=False).values())
+        part += list(patch_case(runner, texts, mine, kinds, feats, chosen, 3, reuse_prefix=True).values())
+    assert len(full) == len(part) == 8
+    a = np.array([v["patched"] for v in full])
+    b = np.array([v["patched"] for v in part])
+    assert np.abs(a - np.array([v["p_target"] for v in full])[:, None]).max() > 1e-3  # the patches do something
+    assert np.abs(a - b).max() < 1e-5
 
 
 def test_attribution_equals_activation_patching_where_patching_is_linear():
@@ -261,7 +328,7 @@ def test_pooling_selection_and_verification_rules():
     ("explain.components.top_k=0", "explain.components.top_k: must lie in 1..10000, got 0"),
     ("explain.components.saturation=1.5", "explain.components.saturation: must be a number in (0, 1], got 1.5"),
     ("explain.components.layers=[]", "explain.components.layers: must not be empty (null: every layer)"),
-    ("explain.components.remedy_method=erase", "explain.components.remedy_method"),
+    ("explain.components.remedy_method=median", "explain.components.remedy_method"),
 ])
 def test_bad_component_settings_fail_in_one_line(tmp_path, tiny_model_dir, override, message):
     from conftest import write_config
@@ -325,7 +392,7 @@ def _patched(backend, table):
 def test_the_three_backends_agree_on_patching_and_ablation():
     table = _table(1)
     effects, ablated = _patched("hf", table)
-    assert np.abs(effects).max() > 1e-3 and np.abs(effects[:, 2]).max() == 0.0  # nothing after the last layer's "after" positions
+    assert np.abs(effects).max() > 1e-3 and np.abs(effects[:, 2]).max() < 1e-6  # nothing after the last layer's "after" positions
     for backend in ("nnsight", "transformer_lens"):
         e, a = _patched(backend, table)
         assert np.abs(e - effects).max() < 1e-5 and np.abs(a - ablated).max() < 1e-5, backend
