@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -74,16 +75,28 @@ def main() -> None:
     ap.add_argument("--verify-cases", type=int, default=None, help="default: the shipped explain.components.verify_cases")
     ap.add_argument("--top-k", type=int, default=None, help="default: the shipped explain.components.top_k")
     ap.add_argument("--backend", default="hf")
+    ap.add_argument("--remedy-method", default=None, choices=["mean", "erase", "both"],
+                    help="default: the shipped explain.components.remedy_method; both: each, on the same verification")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", default=None, help="also write the component results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     shipped = ExplainConfig()
-    cfg = load_config(args.config, [f"benchmark.tiers=[{args.tier}]", f"extract.backend={args.backend}"])
-    co = ComponentsConfig()
-    co.verify_cases = co.verify_cases if args.verify_cases is None else args.verify_cases
-    co.top_k = co.top_k if args.top_k is None else args.top_k
-    cfg.explain = ExplainConfig(max_cases=args.max_cases or shipped.max_cases, components=co)
+    max_cases = args.max_cases or shipped.max_cases
+    cfg = load_config(args.config, [f"benchmark.tiers=[{args.tier}]", f"extract.backend={args.backend}",
+                                    f"benchmark.n_cases={max(max_cases, 2)}"])  # enough cases for the explained ones
+    co = replace(
+        ComponentsConfig(),
+        verify_cases=ComponentsConfig().verify_cases if args.verify_cases is None else args.verify_cases,
+        top_k=ComponentsConfig().top_k if args.top_k is None else args.top_k,
+    )
+    methods = ["mean", "erase"] if args.remedy_method == "both" else [args.remedy_method or co.remedy_method]
+    cfg = replace(cfg, explain=ExplainConfig(max_cases=max_cases, components=replace(co, remedy_method=methods[0])))
     prompts = [p for p in render_benchmark(cfg.benchmark).prompts if p.tier == args.tier]
     keep = list(dict.fromkeys(p.case_id for p in prompts))[: cfg.explain.max_cases]
     prompts = [p for p in prompts if p.case_id in set(keep)]
@@ -126,10 +139,11 @@ def main() -> None:
         per = (t_patch - (t_att or t0)) / max(1, patched)
         print(f"verification: {t_patch - (t_att or t0):.1f} s for {patched} patched forwards ({per:.3f} s each) "
               f"on {out['component_cases']['verified']} cases")
-        full = per * n_feats * aligned
+        depth = (len(layers) + 1) / (2 * len(layers))  # blocks a patched forward runs, on average over every layer
+        full = (score_s / len(prompts)) * depth * n_feats * aligned
         print(f"activation patching every attributed component on every aligned pair: {n_feats} x {aligned} = "
-              f"{n_feats * aligned:,} patched forwards, about {full / 3600:.1f} h at that rate "
-              f"({full / max(t_attr, 1e-9):.0f}x the attribution)")
+              f"{n_feats * aligned:,} patched forwards, about {full / 3600:.1f} h at the scoring pass's rate per prompt "
+              f"x {depth:.2f} of the blocks ({full / max(t_attr, 1e-9):.0f}x the attribution)")
     print(f"component stage in all: {total:.1f} s")
     agree = out["component_agreement"]
     print(f"agreement (estimate vs patching, verified cases): Spearman {agree.get('spearman')}, "
@@ -144,15 +158,30 @@ def main() -> None:
     for h in out.get("component_attention") or []:
         print(f"head {h['layer']}.{h['head']} ({h['attribute']}): attention from the decision on the demographic words "
               f"{h['attention_demographic']:.3f} {_ci(h['ci'])}")
-    remedy = out.get("remedy")
-    if remedy:
+    t_remedy = last("components/remedy/")
+    if t_remedy is not None:
+        print(f"remedy ({methods[0]}): {t_remedy - (t_patch or t0):.1f} s")
+    outs = {methods[0]: out}
+    for method in methods[1:]:  # the same attribution and patching; only the remedy runs again
+        again = TimedStore()
+        again.items = {k: v for k, v in store.items.items() if not k.startswith("components/remedy/")}
+        other = replace(cfg, explain=replace(cfg.explain, components=replace(cfg.explain.components, remedy_method=method)))
+        t1 = time.perf_counter()
+        outs[method] = component_tier(runner, table, list(cfg.benchmark.races), list(cfg.benchmark.genders), other, again)
+        print(f"remedy ({method}): {time.perf_counter() - t1:.1f} s")
+    for method, result in outs.items():
+        remedy = result.get("remedy")
+        if not remedy:
+            print(f"remedy ({method}): no verified component carries the gap")
+            continue
         p_after = np.asarray(remedy.pop("p_yes"))
         remedy["diff"] = remedy_scores(table, p_yes, p_after, cfg.scoring)
-        print(f"remedy ({remedy['method']} ablation of {', '.join(_label(c) for c in remedy['components'])}) on {remedy['n_cases']} cases:")
+        print(f"remedy ({remedy['method']}: {', '.join(_label(c) for c in remedy['components'])}) on {remedy['n_cases']} cases:")
         for k, v in remedy["diff"].items():
+            if v.get("value") is None:
+                continue
             print(f"  {k:24s} {v['before']:+.4f} -> {v['after']:+.4f}  diff {v['value']:+.4f} {_ci(v['ci'])}")
-    else:
-        print("remedy: nothing verified to ablate")
+    out["remedies"] = {m: r.get("remedy") for m, r in outs.items()}
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, allow_nan=True) + "\n")
 

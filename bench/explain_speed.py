@@ -1,5 +1,8 @@
 """The explain stage's interventions: full re-runs against prefix reuse, in one run.
 
+``--components``: instead, component attribution of one tier timed beside activation
+patching of the same components (every option after it goes to ``bench/component_speed.py``).
+
 Renders one tier of a config's benchmark (the first --max-cases cases, default the
 config's ``explain.max_cases``), scores it once (P(Yes) and the decision-position
 activations, as the extraction would), takes the value axis, its layer ℓ* and the
@@ -144,5 +147,12 @@ def main() -> None:
     print(f"speed-up:      {full / fast:8.2f}x   (mean of {len(seconds[True])} run(s) each; largest |difference| between the explain results: {diff:.2g})")
 
 
+if __name__ == "__main__" and "--components" in sys.argv:
+    sys.argv.remove("--components")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from component_speed import main as component_main
+
+    component_main()
+    sys.exit(0)
 if __name__ == "__main__":
     main()
