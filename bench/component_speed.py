@@ -27,6 +27,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,9 @@ def main() -> None:
     shipped = ExplainConfig()
     cfg = load_config(args.config, [f"benchmark.tiers=[{args.tier}]", f"extract.backend={args.backend}"])
     co = ComponentsConfig()
-    co.verify_cases = co.verify_cases if args.verify_cases is None else args.verify_cases
-    co.top_k = co.top_k if args.top_k is None else args.top_k
-    cfg.explain = ExplainConfig(max_cases=args.max_cases or shipped.max_cases, components=co)
+    co = replace(co, verify_cases=co.verify_cases if args.verify_cases is None else args.verify_cases,
+                 top_k=co.top_k if args.top_k is None else args.top_k)
+    cfg = replace(cfg, explain=ExplainConfig(max_cases=args.max_cases or shipped.max_cases, components=co))
     prompts = [p for p in render_benchmark(cfg.benchmark).prompts if p.tier == args.tier]
     keep = list(dict.fromkeys(p.case_id for p in prompts))[: cfg.explain.max_cases]
     prompts = [p for p in prompts if p.case_id in set(keep)]
