@@ -31,6 +31,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -78,13 +79,13 @@ def main() -> None:
 
     shipped = ExplainConfig()
     cfg = load_config(args.config, [f"benchmark.tiers=[{args.tier}]", f"extract.backend={args.backend}"])
-    cfg.explain = ExplainConfig(
-        max_cases=args.max_cases or shipped.max_cases,
+    n_cases = args.max_cases or shipped.max_cases
+    cfg = replace(cfg, explain=ExplainConfig(
+        max_cases=n_cases,
         alphas=shipped.alphas if args.alphas == "default" else [float(a) for a in args.alphas.split(",")],
         position_erasure=args.position_erasure,
-    )
-    n_cases = cfg.explain.max_cases
-    cfg.explain.trace_cases = min(n_cases, shipped.trace_cases if args.trace_cases is None else args.trace_cases)
+        trace_cases=min(n_cases, shipped.trace_cases if args.trace_cases is None else args.trace_cases),
+    ))
     prompts = [p for p in render_benchmark(cfg.benchmark).prompts if p.tier == args.tier]
     keep = list(dict.fromkeys(p.case_id for p in prompts))[:n_cases]
     prompts = [p for p in prompts if p.case_id in set(keep)]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _prompts(n: int, model_name: str):
     from latent_bias_probe.benchmarks.registry import render_benchmark
-    from latent_bias_probe.configs.schema import Config
+    from latent_bias_probe.configs.schema import BenchmarkConfig, Config, ModelConfig
     from latent_bias_probe.extract.model import load_model
 
-    cfg = Config()
-    cfg.model.name = model_name
-    cfg.benchmark.n_cases = max(1, n // 39 + 1)
+    cfg = Config(model=ModelConfig(name=model_name), benchmark=BenchmarkConfig(n_cases=max(1, n // 39 + 1)))
     rendered = render_benchmark(cfg.benchmark)
     return cfg, rendered.prompts[:n], load_model
 
@@ -44,8 +43,7 @@ def _p_yes(cfg, prompts, device: str, dtype: str, batch_size: int) -> tuple[np.n
     from latent_bias_probe.extract.hf_runner import HFRunner
     from latent_bias_probe.extract.model import load_model
 
-    cfg.model.dtype = dtype
-    loaded = load_model(cfg.model, device=device)
+    loaded = load_model(replace(cfg.model, dtype=dtype), device=device)
     texts = [model_text(loaded.tokenizer, p) for p in prompts]
     runner = HFRunner(loaded)
     out = np.empty(len(texts))
@@ -84,8 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from latent_bias_probe.extract.hf_runner import HFRunner
     from latent_bias_probe.extract.model import load_model
 
-    cfg.model.dtype = "float32"
-    loaded = load_model(cfg.model, device="cuda")
+    loaded = load_model(replace(cfg.model, dtype="float32"), device="cuda")
     runner = HFRunner(loaded)
     from latent_bias_probe.extract.tl_runner import TLRunner
 

@@ -8,6 +8,11 @@ model (its depth) is checked by :func:`check_against_model` once it is known.
 
 The file itself must be UTF-8 YAML of at most :data:`MAX_CONFIG_BYTES`, a mapping at
 the top level, without duplicate keys and nested at most :data:`MAX_DEPTH` levels.
+
+Every section is a frozen dataclass: a loaded config cannot be changed in place
+(assigning to a field raises :class:`dataclasses.FrozenInstanceError`). A changed
+config is another object, made with :func:`dataclasses.replace`, so a function handed a
+config never alters its caller's.
 """
 
 from __future__ import annotations
@@ -59,7 +64,7 @@ class ConfigError(InputError, ValueError):
     """A configuration value is invalid; the message names file, key and value."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     """Which model to run and how."""
 
@@ -84,7 +89,7 @@ class ModelConfig:
     answer_cue: str = "Answer:"  # the plain format's last line, after which the model answers
 
 
-@dataclass
+@dataclass(frozen=True)
 class MimicOptions:
     """The numeric choices of the MIMIC-IV benchmark builders (docs/methods/mimic.md)."""
 
@@ -96,7 +101,7 @@ class MimicOptions:
     max_icd_codes: int = 15  # opioid: keep admissions with fewer ICD codes than this
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchmarkConfig:
     """Which cases to render, and how."""
 
@@ -121,7 +126,7 @@ class BenchmarkConfig:
     few_shot: int = 0
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExtractConfig:
     """Model inference."""
 
@@ -134,7 +139,7 @@ class ExtractConfig:
     batch_check: int = 24  # prompts re-run alone to measure batch dependence (batch_check.json); 0: off
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProbesConfig:
     """Linear probes, steering vectors and the value axis (Part B: docs/methods/probes.md)."""
 
@@ -145,7 +150,7 @@ class ProbesConfig:
     value_axis_layer: int | None = None  # None: the layer with the best held-out AUROC
 
 
-@dataclass
+@dataclass(frozen=True)
 class ScoringConfig:
     """mFARM scoring (Parts A and C: docs/methods/metrics.md)."""
 
@@ -166,7 +171,7 @@ class ScoringConfig:
     association_margin: float = 0.1
 
 
-@dataclass
+@dataclass(frozen=True)
 class ComponentsConfig:
     """Component attribution (attribution patching), its verification and the remedy (docs/components.md)."""
 
@@ -183,7 +188,7 @@ class ComponentsConfig:
     remedy_method: Literal["mean", "erase"] = "mean"  # mean: replaced by its mean over BASE prompts at the same position kind; erase: its race x gender subspace (LEACE) set to BASE's
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExplainConfig:
     """Causal explanations (B3: docs/methods/explain.md): steering dose-response and LEACE mediation."""
 
@@ -200,7 +205,7 @@ class ExplainConfig:
     components: ComponentsConfig = field(default_factory=ComponentsConfig)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ClusterConfig:
     """Sharded extraction through submitit (``probe run --executor --shards``)."""
 
@@ -217,7 +222,7 @@ class ClusterConfig:
     poll_s: float = 5.0  # how often the driver checks the jobs
 
 
-@dataclass
+@dataclass(frozen=True)
 class SweepConfig:
     """A grid of runs: every model x precision x adapter combination."""
 
@@ -227,7 +232,7 @@ class SweepConfig:
     reference: str | None = None  # the precision paired differences are taken against (default: the first listed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class MaskedConfig:
     """A masked-LM audit (``model.kind: masked``): templates, target words, PLL, corpus."""
 
@@ -241,9 +246,9 @@ class MaskedConfig:
     corpus_column: str | None = None  # the CSV column holding the text (default: "text")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """A whole job."""
+    """A whole job (frozen, like every section: change one with :func:`dataclasses.replace`)."""
 
     name: str = "job"
     seed: int = 0
@@ -527,8 +532,13 @@ def _unique_list(where: str, values: list[Any], what: str) -> None:
         raise ConfigError(f"{where}: duplicate entries in {_show(values)} ({what} {', '.join(dupes)} more than once)")
 
 
-def _check_values(cfg: Config, base_dir: Path) -> None:
-    """Checks beyond types: ranges, names, non-empty lists, files that must exist."""
+def _check_values(cfg: Config, base_dir: Path) -> Config:
+    """Checks beyond types: ranges, names, non-empty lists, files that must exist.
+
+    Returns the config with its data paths resolved (``benchmark.path``,
+    ``benchmark.data_dir``, ``masked.templates``, ``masked.corpus``): another object;
+    the config given is left as it is.
+    """
     b, x, pr, sc, ex = cfg.benchmark, cfg.extract, cfg.probes, cfg.scoring, cfg.explain
     _check_run_name("name", cfg.name)
     for where, seed in (
@@ -678,7 +688,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         path = _resolve(b.path, base_dir, "benchmark.path")
         if not _exists(path, "benchmark.path", b.path):
             raise ConfigError(f"benchmark.path: file not found: {b.path!r} (resolved to {path})")
-        b.path = str(path)
+        b = dataclasses.replace(b, path=str(path))
     if b.source == "mimic":
         if b.task not in ("ed_triage", "opioid"):
             raise ConfigError(f"benchmark.task: source 'mimic' needs task ed_triage or opioid, got {b.task!r}")
@@ -687,7 +697,7 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         data_dir = _resolve(b.data_dir, base_dir, "benchmark.data_dir")
         if not _exists(data_dir, "benchmark.data_dir", b.data_dir, "dir"):
             raise ConfigError(f"benchmark.data_dir: folder not found: {b.data_dir!r}")
-        b.data_dir = str(data_dir)
+        b = dataclasses.replace(b, data_dir=str(data_dir))
     if b.source == "csv" and b.task is None:
         raise ConfigError("benchmark.task: required for source 'csv' (ed_triage, opioid or qpain)")
 
@@ -713,14 +723,14 @@ def _check_values(cfg: Config, base_dir: Path) -> None:
         raise ConfigError(f"explain.prefix_memory_gb: must be a number in 0..1e6 (GiB), got {_show(ex.prefix_memory_gb)}")
     _check_components(ex.components)
 
-    if cfg.masked is not None:
-        _check_masked(cfg.masked, base_dir)
+    masked = None if cfg.masked is None else _check_masked(cfg.masked, base_dir)
     if cfg.extract.backend not in BACKEND_RUNNERS:
         raise ConfigError(f"extract.backend: expected one of {', '.join(repr(b) for b in BACKEND_RUNNERS)}, got {_show(cfg.extract.backend)}")
     if cfg.model.kind == "masked" and cfg.extract.backend != "hf":
         raise ConfigError(f"extract.backend: a masked model runs with the 'hf' backend only, got {cfg.extract.backend!r}")
     if cfg.model.kind == "masked" and cfg.model.attn_implementation == "batch_invariant":
         raise ConfigError("model.attn_implementation: 'batch_invariant' is for causal models (masked models attend both ways)")
+    return dataclasses.replace(cfg, benchmark=b, masked=masked)
 
 
 def _check_layer_list(key: str, layers: list[int] | None, null_means: str) -> None:
@@ -735,8 +745,11 @@ def _check_layer_list(key: str, layers: list[int] | None, null_means: str) -> No
         raise ConfigError(f"{key}: duplicate entries in {_show(layers)}")
 
 
-def _check_masked(mk: "MaskedConfig", base_dir: Path) -> None:
-    """The ``masked`` section: the template file exists, the target format has a slot, the corpus exists."""
+def _check_masked(mk: "MaskedConfig", base_dir: Path) -> "MaskedConfig":
+    """The ``masked`` section: the template file exists, the target format has a slot, the corpus exists.
+
+    Returns the section with the template file and the corpus resolved to absolute paths.
+    """
     _check_text("masked.templates", mk.templates)
     if mk.templates != "clinical":
         if not mk.templates.lower().endswith((".yaml", ".yml", ".csv")):
@@ -746,7 +759,7 @@ def _check_masked(mk: "MaskedConfig", base_dir: Path) -> None:
             path = _resolve(mk.templates, Path.cwd(), "masked.templates")
         if not _exists(path, "masked.templates", mk.templates) or path.is_dir():
             raise ConfigError(f"masked.templates: file not found: {mk.templates!r} (resolved to {path})")
-        mk.templates = str(path)
+        mk = dataclasses.replace(mk, templates=str(path))
     if mk.categories is not None:
         _unique_list("masked.categories", mk.categories, "category")
     _int_range("masked.n_templates", mk.n_templates, 2, 1_000_000, null="every template")
@@ -769,9 +782,10 @@ def _check_masked(mk: "MaskedConfig", base_dir: Path) -> None:
             raise ConfigError(f"masked.corpus: file or folder not found: {mk.corpus!r} (resolved to {path})")
         if not path.is_dir() and not mk.corpus.lower().endswith(".csv"):
             raise ConfigError(f"masked.corpus: expected a folder of .txt files or a .csv file, got {_show(mk.corpus)}")
-        mk.corpus = str(path)
+        mk = dataclasses.replace(mk, corpus=str(path))
     if mk.corpus_column is not None and (mk.corpus is None or not mk.corpus.lower().endswith(".csv")):
         raise ConfigError("masked.corpus_column: only for a .csv masked.corpus")
+    return mk
 
 
 def check_against_model(cfg: Config, n_layers: int, *, source: str | None = None) -> None:
@@ -952,8 +966,7 @@ def config_from_dict(data: dict[str, Any], base_dir: Path, source: str = "config
         if not isinstance(data, dict):
             raise ConfigError(f"expected a mapping of sections at the top level, got {_kind(data)}")
         _check_structure(data)
-        cfg = _build(Config, data, "")
-        _check_values(cfg, base_dir)
+        cfg = _check_values(_build(Config, data, ""), base_dir)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     return cfg

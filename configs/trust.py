@@ -8,6 +8,7 @@ code will run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,8 @@ def apply_trust(cfg: "Config", granted: bool, source: str) -> "Config":
     """Refuse a stored ``trust_remote_code: true`` unless ``granted``; with ``granted``, turn it on and warn.
 
     ``source`` names where ``cfg`` came from (the config file or run directory).
+    Returns the config to run with (with ``granted``, a copy with remote code on;
+    ``cfg`` itself is never changed).
     """
     if cfg.model.trust_remote_code and not granted:
         raise InputError(
@@ -31,5 +34,5 @@ def apply_trust(cfg: "Config", granted: bool, source: str) -> "Config":
         )
     if granted:
         log.warning("--trust-remote-code: Python code from the model folder %s will run in this process", cfg.model.name)
-        cfg.model.trust_remote_code = True
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, trust_remote_code=True))
     return cfg

@@ -9,8 +9,9 @@ Data flow (one module per stage; :mod:`pipeline.artifacts` declares every file):
                  │      └──► explain ──► explain.json (+ latent.mediation)
                  └──► report ──► report.html
 
-:func:`run` chains the stages of one job; :func:`pipeline.sweep.run_sweep` runs one
-job per model × precision × adapter. Importing this package does not import torch.
+:func:`run` runs the stages of one job as the stage table :data:`STAGE_TABLE`
+(:mod:`pipeline.stages`) lists them; :func:`pipeline.sweep.run_sweep` runs one job per
+model × precision × adapter. Importing this package does not import torch.
 
     >>> import pipeline
     >>> results = pipeline.run("configs/ed_triage_demo.yaml", "runs/try", limit_cases=5,
@@ -24,11 +25,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from latent_bias_probe.configs.errors import InputError
-from .artifacts import ARTIFACTS, STAGES, Artifact, RunDir
+from . import stages as _stages
+from .artifacts import ARTIFACTS, Artifact, RunDir
+from .stages import STAGE_TABLE, STAGES, Stage, StageCall, register_stage
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ARTIFACTS", "STAGES", "Artifact", "RunDir", "read_predictions", "run", "run_stage", "score_predictions"]
+__all__ = [
+    "ARTIFACTS", "STAGES", "STAGE_TABLE", "Artifact", "RunDir", "Stage", "StageCall", "read_predictions",
+    "register_stage", "run", "run_stage", "score_predictions",
+]
 
 
 def score_predictions(path: str | Path, **options: Any) -> dict[str, Any]:
@@ -67,76 +73,63 @@ def run(
     """Run the stages of one job into ``out_dir``; return the final ``results.json`` mapping.
 
     ``config`` is a :class:`configs.schema.Config` or the path of a YAML config.
-    ``stages`` is any subset of :data:`STAGES` (run in that order; ``explain``
-    needs ``fit``, since it uses the fitted directions). ``extract`` resumes an
-    existing cache; ``score`` assembles ``results.json`` from whatever is fresh.
+    ``stages`` names stages of the stage table (:mod:`pipeline.stages`; default
+    :data:`STAGES`), run in table order, each given only its record's config sections.
+    ``score`` always runs (its ``results.json`` is what this returns) and runs again
+    after any later stage that writes one of its inputs. ``extract`` resumes an
+    existing cache; without it ``out_dir`` must be a run directory already. A stage
+    whose record says why it is not needed here is passed over: ``fit`` when
+    ``probes.h5`` is fresh, ``explain`` without fresh probes (and ``fit`` not asked
+    for) or on a masked-LM audit.
     """
-    from .extract import Shard, run_extract
-    from .results import assemble_results
-
     from .outdir import check_out_name, require_run_dir
 
     check_out_name(out_dir)
     cfg = _as_config(config)
+    table = _stages.STAGE_TABLE  # read at call time: a registered stage counts
     wanted = set(stages)
-    unknown = wanted - set(STAGES)
+    unknown = wanted - set(table)
     if unknown:
-        raise InputError(f"stages: unknown {sorted(unknown)} (known: {', '.join(STAGES)})")
-    if "explain" in wanted and "fit" not in wanted and not RunDir(out_dir).is_fresh("probes.h5"):
-        wanted.discard("explain")
-    if "extract" in wanted:
-        if cfg.extract.threads:
-            import torch
+        raise InputError(f"stages: unknown {sorted(unknown)} (known: {', '.join(table)})")
+    scorer = table[ARTIFACTS[_stages.RESULTS].producer]
+    wanted.add(scorer.name)
+    selected = [stage for stage in table.values() if stage.name in wanted]
+    if all(stage.inputs for stage in selected):  # no stage here starts a run directory
+        require_run_dir(out_dir)
+    feeds = set(ARTIFACTS[_stages.RESULTS].inputs + ARTIFACTS[_stages.RESULTS].optional)
 
-            torch.set_num_threads(cfg.extract.threads)
-        result = run_extract(
-            cfg, out_dir, limit_cases=limit_cases, shard=Shard.parse(shard) if shard else None,
+    def call(stage: Stage) -> StageCall:
+        return StageCall(
+            Path(out_dir), _stages.stage_config(stage, cfg), limit_cases=limit_cases, shard=shard,
             overwrite=overwrite, progress=progress,
         )
-        log.info(
-            "extract: %d prompts (%d computed now) in %.1f s -> %s",
-            result.n_prompts, result.n_computed, result.seconds, result.cache_path,
-        )
-    else:
-        require_run_dir(out_dir)
-    if "explain" in wanted and RunDir(out_dir).exists("masked.json"):
-        log.info("explain: skipped (a masked-LM audit has no Yes/No decision to steer)")
-        wanted.discard("explain")
-    results = assemble_results(out_dir)
-    if "fit" in wanted and RunDir(out_dir).is_fresh("probes.h5"):
-        log.info("fit: %s is fresh (same cache and settings), kept", Path(out_dir) / "probes.h5")
-    elif "fit" in wanted:
-        from .fit import run_fit
 
-        results = run_fit(out_dir, cfg)
-    if "explain" in wanted:
-        from .explain import run_explain
-
-        run_explain(out_dir, cfg=cfg, progress=progress)
-        results = assemble_results(out_dir)
-    if "report" in wanted:
-        from .report import write_report
-
-        log.info("report: %s", write_report(out_dir))
+    results: dict[str, Any] = {}
+    for stage in selected:
+        why = stage.skip(RunDir(out_dir), frozenset(wanted)) if stage.skip else None
+        if why:
+            log.info("%s: skipped (%s)", stage.name, why)
+            continue
+        value = stage.function(call(stage))
+        if stage is scorer:
+            results = value
+        elif results and feeds & set(stage.outputs):  # results.json was assembled before this stage's output
+            results = scorer.function(call(scorer))
     return results
 
 
 def run_stage(stage: str, run_dir: str | Path, **options: Any) -> Any:
-    """Run one later stage on an existing run directory (``score``, ``fit``, ``explain``, ``report``)."""
-    if stage == "score":
-        from .results import assemble_results
+    """Run one stage that reads an existing run directory (``score``, ``fit``, ``explain``, ``report``); return what it returns.
 
-        return assemble_results(run_dir)
-    if stage == "fit":
-        from .fit import run_fit
-
-        return run_fit(run_dir, **options)
-    if stage == "explain":
-        from .explain import run_explain
-
-        return run_explain(run_dir, **options)
-    if stage == "report":
-        from .report import write_report
-
-        return write_report(run_dir)
-    raise InputError(f"stage {stage!r}: run_stage takes score, fit, explain or report (extract needs a config: use run)")
+    The stage reads its settings from the run's ``config.json``; ``options`` go to its
+    function (``fit``: ``cfg``; ``explain``: ``layers``, ``alphas``, ``cfg``,
+    ``trust_remote_code``, ``progress``).
+    """
+    table = _stages.STAGE_TABLE
+    entry = table.get(stage)
+    if entry is None or not entry.inputs:
+        later = [s.name for s in table.values() if s.inputs]
+        first = [s.name for s in table.values() if not s.inputs]
+        takes = ", ".join(later[:-1]) + f" or {later[-1]}" if len(later) > 1 else ", ".join(later)
+        raise InputError(f"stage {stage!r}: run_stage takes {takes} ({', '.join(first)} needs a config: use run)")
+    return entry.function(StageCall(Path(run_dir), None, options=options))

@@ -72,7 +72,8 @@ _warned: set[str] = set()
 class Artifact:
     """One file of a run directory.
 
-    ``inputs`` are artifact file names or ``config:<section>`` keys; an input in
+    ``producer`` is the stage that writes it (:data:`pipeline.stages.STAGE_TABLE`;
+    ``adopted`` in a manifest: recorded as found). ``inputs`` are artifact file names or ``config:<section>`` keys; an input in
     ``optional`` may be absent (then it is not recorded), all others must be fresh
     when the artifact is written.
     """
@@ -114,8 +115,6 @@ ARTIFACTS: dict[str, Artifact] = {
         Artifact("report.html", "report", ("results.json",), optional=("explain.json",), description="the auditor report"),
     )
 }
-#: the order stages run in
-STAGES = ("extract", "score", "fit", "explain", "report")
 
 SWEEP_ARTIFACTS: dict[str, Artifact] = {
     a.path: a

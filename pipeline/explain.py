@@ -19,6 +19,7 @@ A tqdm bar counts intervention forward passes (prompt × intervention) with the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -30,6 +31,7 @@ from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.files import atomic_write_text
 from latent_bias_probe.configs.names import PRIMARY_SITE
 from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.configs.sections import ConfigSections, replace_sections
 from latent_bias_probe.configs.version import TOOLKIT_VERSION
 from .artifacts import RunDir
 from .lock import run_lock
@@ -133,14 +135,17 @@ def run_explain(
     run_dir: str | Path,
     layers: list[int] | None = None,
     alphas: list[float] | None = None,
-    cfg: Config | None = None,
+    cfg: ConfigSections | Config | None = None,
     trust_remote_code: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the explain stage on a fitted run directory; write explain.json, re-assemble results.json.
 
-    ``layers`` and ``alphas`` override ``explain.layers`` and ``explain.alphas`` for
-    this call (and are recorded in explain.json). A run whose config enables remote
+    ``cfg``: the sections the stage table gives explain (``model``, ``benchmark``,
+    ``extract``, ``scoring``, ``explain``: :mod:`pipeline.stages`), or a whole config;
+    None: the run's own ``config.json``. ``layers`` and ``alphas`` override
+    ``explain.layers`` and ``explain.alphas`` for this call (and are recorded in
+    explain.json); ``cfg`` itself is never changed. A run whose config enables remote
     model code is refused unless ``trust_remote_code`` (:mod:`configs.trust`).
     """
     run = RunDir(run_dir)
@@ -150,7 +155,7 @@ def run_explain(
         return _run_explain(run, layers, alphas, cfg, trust_remote_code, progress)
 
 
-def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_code: bool, progress: bool = True) -> dict[str, Any]:
+def _run_explain(run: RunDir, layers, alphas, cfg: ConfigSections | Config | None, trust_remote_code: bool, progress: bool = True) -> dict[str, Any]:
     from latent_bias_probe.configs.trust import apply_trust
     from latent_bias_probe.extract.cache import Cache
     from .results import load_run_config
@@ -166,10 +171,12 @@ def _run_explain(run: RunDir, layers, alphas, cfg: Config | None, trust_remote_c
             state = run.why_stale(name)
             raise InputError(f"{run / name}: {state} (run 'probe fit {run.path}' first)")
     layers_key = "--layers" if layers is not None else "explain.layers"
-    if alphas is not None:
-        cfg.explain.alphas = list(alphas)
-    if layers is not None:
-        cfg.explain.layers = list(layers)
+    if alphas is not None or layers is not None:  # this call's settings: a copy, the caller's config stays as it is
+        cfg = replace_sections(cfg, explain=dataclasses.replace(
+            cfg.explain,
+            alphas=list(alphas) if alphas is not None else cfg.explain.alphas,
+            layers=list(layers) if layers is not None else cfg.explain.layers,
+        ))
     site, position = PRIMARY_SITE
     fitted = _read_fitted(run / "probes.h5", cfg.explain.tiers or cfg.benchmark.tiers[:1], site, position)
 

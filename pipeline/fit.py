@@ -19,6 +19,7 @@ import numpy as np
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.names import PRIMARY_SITE, tier_order
 from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.configs.sections import ConfigSections
 from .artifacts import RunDir
 from .lock import run_lock
 from .probes_file import LATENT_ATTR, PROBES_FORMAT, PROBES_NAME, read_latent, read_latent_matrices, write_probes  # noqa: F401 (re-exported)
@@ -27,9 +28,11 @@ log = logging.getLogger(__name__)
 
 
 
-def run_fit(run_dir: str | Path, cfg: Config | None = None) -> dict[str, Any]:
+def run_fit(run_dir: str | Path, cfg: ConfigSections | Config | None = None) -> dict[str, Any]:
     """Fit Part B on ``run_dir/cache.h5``; write ``probes.h5``; re-assemble and return ``results.json``.
 
+    ``cfg``: the sections the stage table gives fit (``probes`` and ``scoring``:
+    :mod:`pipeline.stages`), or a whole config; None: the run's own ``config.json``.
     Works on any cache in the documented layout: a cache no manifest lists is
     adopted as it is, and without ``config.json`` the defaults apply (and are
     recorded there).
@@ -42,7 +45,7 @@ def run_fit(run_dir: str | Path, cfg: Config | None = None) -> dict[str, Any]:
         return _run_fit(run, cfg)
 
 
-def _run_fit(run: RunDir, cfg: Config | None) -> dict[str, Any]:
+def _run_fit(run: RunDir, cfg: ConfigSections | Config | None) -> dict[str, Any]:
     from latent_bias_probe.extract.cache import Cache
     from .results import assemble_results
     from .runconfig import load_run_config, save_run_config

@@ -12,14 +12,19 @@ from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.files import atomic_path
 from latent_bias_probe.configs.names import BASE
 from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.configs.sections import ConfigSections
 
 PROBES_FORMAT = "latent-bias-probes/1"
 PROBES_NAME = "probes.h5"
 LATENT_ATTR = "latent"
 
 
-def write_probes(path: Path, tier_results: dict[str, Any], cfg: Config) -> Path:
-    """Write fitted directions, probe curves and each tier's ``latent`` summary to HDF5 (no pickle), atomically."""
+def write_probes(path: Path, tier_results: dict[str, Any], cfg: Config | ConfigSections) -> Path:
+    """Write fitted directions, probe curves and each tier's ``latent`` summary to HDF5 (no pickle), atomically.
+
+    The root attribute ``config`` records ``cfg`` as JSON: the sections :func:`pipeline.run` gives
+    the fit stage, or the whole config of ``probe fit DIR``.
+    """
     import h5py
 
     with atomic_path(path, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:

@@ -53,7 +53,7 @@ import hashlib
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -227,27 +227,23 @@ def item_config(cfg: Config, item: SweepItem) -> Config:
     first call (about half a minute for a small model), and ``model.name`` is that
     folder.
     """
-    new = copy.deepcopy(cfg)
-    new.sweep = None
-    new.name = f"{cfg.name}__{item.name}"
-    m = new.model
-    m.name = item.model
-    if item.model != cfg.model.name:
-        m.revision = None
     p = item.precision
     _check_precision(p)
+    base = copy.deepcopy(cfg)  # no list or mapping shared with the sweep's config
+    m = replace(base.model, name=item.model, revision=cfg.model.revision if item.model == cfg.model.name else None)
     if p in PRECISION_SETTINGS:
-        m.dtype, m.quantization = PRECISION_SETTINGS[p]
+        dtype, quantization = PRECISION_SETTINGS[p]
+        m = replace(m, dtype=dtype, quantization=quantization)
     else:
-        m.dtype, m.quantization = "float32", "none"
+        m = replace(m, dtype="float32", quantization="none")
         if p == "gguf":
-            m.name = _gguf_of_model(item.model, m)
+            m = replace(m, name=_gguf_of_model(item.model, m))
         else:
             from latent_bias_probe.extract.model import gguf_model_dir
 
-            m.name = str(gguf_model_dir(Path(p[5:]).expanduser().resolve(), m))
-    m.adapter = None if item.adapter is None else str(Path(item.adapter).expanduser().resolve())
-    return new
+            m = replace(m, name=str(gguf_model_dir(Path(p[5:]).expanduser().resolve(), m)))
+    m = replace(m, adapter=None if item.adapter is None else str(Path(item.adapter).expanduser().resolve()))
+    return replace(base, sweep=None, name=f"{cfg.name}__{item.name}", model=m)
 
 
 def check_sweep(cfg: Config) -> list[tuple[SweepItem, Config]]:

@@ -17,6 +17,7 @@ import pandas as pd
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.names import BASE, PRIMARY_SITE, PROBE_TARGETS
 from latent_bias_probe.configs.schema import Config
+from latent_bias_probe.configs.sections import ConfigSections
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +36,13 @@ def fit_tier(
     prompts: pd.DataFrame,
     p_yes: np.ndarray,
     groups: list[str],
-    cfg: Config,
+    cfg: Config | ConfigSections,
 ) -> dict[str, Any]:
     """Fit everything of Part B for one tier.
 
     ``acts`` maps (site, position) to activations ``(n_layers, N, d)`` of the tier's
-    prompts (rows aligned with ``prompts`` and ``p_yes``). Returns the fitted
+    prompts (rows aligned with ``prompts`` and ``p_yes``). ``cfg``: a config, or its
+    ``probes`` and ``scoring`` sections (the only ones read). Returns the fitted
     objects per (site, position) plus the JSON-able ``latent`` mapping.
     """
     from .latent_fairness import latent_score_matrix, latent_value_fairness

@@ -259,6 +259,30 @@ def test_only_pipeline_writes_into_a_run_directory(tmp_path, tiny_model_dir):
     assert {n.split(".")[1] if n.startswith(".") else n for n, _ in writers} >= {"results.json", "artifacts.json"}
 
 
+def test_no_stage_takes_the_whole_config_unless_its_record_says_so():
+    """Each stage of the table is given the config sections its record names; only a record that
+    says why (``whole_config``) is given the whole Config, and the table's stage functions pass on
+    what they are given, never a config of their own."""
+    from latent_bias_probe.configs.schema import Config
+    from latent_bias_probe.configs.sections import ConfigSections
+    from latent_bias_probe.pipeline.stages import STAGE_TABLE, stage_config
+
+    cfg = Config()
+    whole = []
+    for stage in STAGE_TABLE.values():
+        given = stage_config(stage, cfg)
+        if stage.sections is None:
+            assert stage.whole_config.strip() and given is cfg, stage.name
+            whole.append(stage.name)
+        else:
+            assert isinstance(given, ConfigSections) and given.names == stage.sections, stage.name
+    assert whole == ["extract"]
+    tree = ast.parse((ROOT / "pipeline" / "stages.py").read_text(encoding="utf-8"))
+    loaders = {"load_config", "load_run_config", "config_from_dict", "Config", "_as_config"}
+    built = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) in loaders]
+    assert not built, f"pipeline/stages.py builds a config at lines {built}"
+
+
 VOCABULARY = ("BASE", "TIERS", "SITES", "POSITIONS", "SCORE_KEYS", "PRECISIONS", "DTYPES", "QUANTIZATIONS", "BACKENDS",
               "STORAGE_DTYPES", "TASKS", "DEFAULT_RACES", "DEFAULT_GENDERS")
 

@@ -69,11 +69,10 @@ def test_recorded_artifacts_are_fresh_until_an_input_changes(run):
 
 
 def test_a_config_section_change_invalidates_only_its_dependants(run):
-    from latent_bias_probe.configs.schema import Config
+    from latent_bias_probe.configs.schema import Config, ProbesConfig
     from latent_bias_probe.pipeline.results import save_run_config
 
-    cfg = Config()
-    cfg.probes.seed = 5
+    cfg = Config(probes=ProbesConfig(seed=5))
     save_run_config(run, cfg)
     assert run.is_fresh("cache.h5") and run.is_fresh("predictions.csv")
     assert not run.is_fresh("probes.h5") and run.why_stale("probes.h5") == "made from another config:probes"

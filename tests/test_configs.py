@@ -62,3 +62,28 @@ def test_batch_size_does_not_change_cache_identity():
 def test_invalid_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
         load_config(CONFIGS / "ed_triage_demo.yaml", [override])
+
+
+def test_a_loaded_config_cannot_be_assigned_to():
+    """Configs are frozen: a change is another object (dataclasses.replace), the loaded one stays as it is."""
+    import dataclasses
+
+    from latent_bias_probe.configs.hashes import extraction_sha256, run_config_sha256, section_sha256
+
+    cfg = load_config(CONFIGS / "ed_triage_demo.yaml")
+    for target, name in ((cfg, "name"), (cfg, "probes"), (cfg.probes, "seed"), (cfg.explain.components, "top_k"), (cfg.benchmark.mimic, "seed")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(target, name, getattr(target, name))
+    changed = dataclasses.replace(cfg, probes=dataclasses.replace(cfg.probes, seed=9))
+    assert cfg.probes.seed == 0 and changed.probes.seed == 9
+    assert section_sha256(changed, "probes") != section_sha256(cfg, "probes")
+    assert section_sha256(changed, "scoring") == section_sha256(cfg, "scoring")
+    assert extraction_sha256(changed) == extraction_sha256(cfg) and run_config_sha256(changed) != run_config_sha256(cfg)
+
+
+def test_the_cache_identity_of_the_default_config_is_unchanged():
+    """The extraction hash of the defaults, as caches made before record it (a change would refuse to resume them)."""
+    from latent_bias_probe.configs.hashes import extraction_sha256
+    from latent_bias_probe.configs.schema import Config
+
+    assert extraction_sha256(Config()) == "74552d8321699276bb1f6da299d239962ed464c81cac7ecccea55a87a9633d5c"

@@ -52,6 +52,7 @@ def test_marked_pages_are_found():
         "extending/backend.md",
         "extending/model-family.md",
         "extending/metric.md",
+        "extending/stage.md",
     } <= names
 
 
@@ -89,6 +90,8 @@ REGISTRIES = [
     ("latent_bias_probe.configs.names", "BACKEND_RUNNERS"),
     ("latent_bias_probe.extract.families", "FAMILIES"),
     ("latent_bias_probe.mfarm.metrics", "METRICS"),
+    ("latent_bias_probe.pipeline.artifacts", "ARTIFACTS"),
+    ("latent_bias_probe.pipeline.stages", "STAGE_TABLE"),
 ]
 
 
@@ -102,7 +105,7 @@ def registries():
         registry.update(copy) if isinstance(registry, dict) else registry.extend(copy)
 
 
-@pytest.mark.parametrize("name", ["benchmark-source", "backend", "model-family", "metric"])
+@pytest.mark.parametrize("name", ["benchmark-source", "backend", "model-family", "metric", "stage"])
 def test_extension_guide_runs(name, tmp_path, monkeypatch, registries):
     monkeypatch.chdir(tmp_path)
     page = DOCS / "extending" / f"{name}.md"

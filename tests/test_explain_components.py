@@ -89,11 +89,9 @@ def wired(mlp: bool = True, bias: float = 1.0, answer: float = 3.0, readout: flo
 
 def _cfg(top_k=6, random=4, verify=4, bootstrap=200) -> Config:
     cfg = Config()
-    cfg.scoring.bootstrap = bootstrap
-    cfg.extract.batch_size = 8
-    co = cfg.explain.components
-    co.top_k, co.random, co.verify_cases, co.remedy_max = top_k, random, verify, 3
-    return cfg
+    co = replace(cfg.explain.components, top_k=top_k, random=random, verify_cases=verify, remedy_max=3)
+    return replace(cfg, scoring=replace(cfg.scoring, bootstrap=bootstrap), extract=replace(cfg.extract, batch_size=8),
+                   explain=replace(cfg.explain, components=co))
 
 
 def _run(loaded, table, cfg, backend="hf", store=None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from latent_bias_probe.configs.schema import ComponentsConfig, Config, ExplainConfig
@@ -10,10 +12,8 @@ from latent_bias_probe.pipeline.plan import explain_cost, kept_fraction
 
 def _cfg(**explain) -> Config:
     cfg = Config()
-    cfg.benchmark.races = ["White", "Black", "Hispanic", "Asian"]
-    cfg.benchmark.genders = ["Female", "Male", "Intersex"]
-    cfg.explain = ExplainConfig(**explain)
-    return cfg
+    benchmark = replace(cfg.benchmark, races=["White", "Black", "Hispanic", "Asian"], genders=["Female", "Male", "Intersex"])
+    return replace(cfg, benchmark=benchmark, explain=ExplainConfig(**explain))
 
 
 def test_passes_at_the_shipped_defaults():

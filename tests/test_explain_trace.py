@@ -335,7 +335,7 @@ def _flat_numbers(x, out):
 def test_the_mediation_continues_from_its_fitting_pass_with_the_same_numbers(tiny, monkeypatch):
     """The fitting pass's captures serve as the erased runs' prefixes: same explain result, one pass fewer per prompt."""
     from latent_bias_probe.probes import causal as causal
-    from latent_bias_probe.configs.schema import Config, ExplainConfig
+    from latent_bias_probe.configs.schema import Config, ExplainConfig, ExtractConfig
     from latent_bias_probe.extract.hf_runner import score_prompts
     from latent_bias_probe.probes.steering import SteeringVectors
 
@@ -356,10 +356,9 @@ def test_the_mediation_continues_from_its_fitting_pass_with_the_same_numbers(tin
     steering = {g: sv.vectors[:, j] for j, g in enumerate(sv.groups)}
     results, passes = {}, {}
     for name, reuse, memory in (("kept", True, 4.0), ("re-run", True, 0.0), ("full", False, 4.0)):
-        cfg = Config()
-        cfg.extract.batch_size = 4
-        cfg.explain = ExplainConfig(max_cases=3, alphas=[-4.0, 0.0, 4.0], trace_cases=1, trace_layers=[1, 3],
-                                    position_erasure=True, prefix_memory_gb=memory)
+        cfg = Config(extract=ExtractConfig(batch_size=4),
+                     explain=ExplainConfig(max_cases=3, alphas=[-4.0, 0.0, 4.0], trace_cases=1, trace_layers=[1, 3],
+                                           position_erasure=True, prefix_memory_gb=memory))
         results[name] = causal.explain_tier(runner, tiny.model, table, scored["p_yes"], h, axis, 2, steering, cfg, [0, 2, 3],
                                             reuse_prefix=reuse, races=RACES, genders=GENDERS)
         passes[name] = made[-1].passes

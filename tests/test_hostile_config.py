@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -291,10 +292,10 @@ def test_check_against_model(tmp_path):
     check_against_model(cfg, 6)
     with pytest.raises(ConfigError, match=r"x.yaml: probes.value_axis_layer: must lie in 0..4 .*has 5 layers.*got 5"):
         check_against_model(cfg, 5, source="x.yaml")
-    cfg.probes.value_axis_layer = None
+    cfg = replace(cfg, probes=replace(cfg.probes, value_axis_layer=None))
     with pytest.raises(ConfigError, match=r"^explain.layers: \[5\] out of range 0..4"):
         check_against_model(cfg, 5)
-    cfg.explain.layers = None
+    cfg = replace(cfg, explain=replace(cfg.explain, layers=None))
     check_against_model(cfg, 1)
     with pytest.raises(ValueError):
         check_against_model(cfg, 0)

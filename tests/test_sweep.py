@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from latent_bias_probe.configs.errors import InputError
 from latent_bias_probe.configs.hashes import run_config_sha256
-from latent_bias_probe.configs.schema import Config, ModelConfig, SweepConfig, load_config
+from latent_bias_probe.configs.schema import BenchmarkConfig, Config, ModelConfig, SweepConfig, load_config
 from latent_bias_probe.pipeline.sweep import SweepItem, item_config, run_sweep, sweep_combinations, sweep_table
 from latent_bias_probe.report.sweep import sweep_columns, sweep_summary
 
@@ -21,10 +22,10 @@ SCORE_KEYS = ("mean_difference", "absolute_deviation", "variance_heterogeneity",
 
 
 def _cfg(models=(), precisions=("float32",), adapters=(None,), tiers=("high", "medium", "low"), name="smollm2-135m-instruct") -> Config:
-    cfg = Config(name="job", model=ModelConfig(name=name, revision="main"))
-    cfg.benchmark.tiers = list(tiers)
-    cfg.sweep = SweepConfig(models=list(models), precisions=list(precisions), adapters=list(adapters))
-    return cfg
+    return Config(
+        name="job", model=ModelConfig(name=name, revision="main"), benchmark=BenchmarkConfig(tiers=list(tiers)),
+        sweep=SweepConfig(models=list(models), precisions=list(precisions), adapters=list(adapters)),
+    )
 
 
 # --------------------------------------------------------------------------- planning
@@ -234,7 +235,7 @@ def test_run_sweep_resumes_skipping_complete_runs(tmp_path):
     assert (out / "sweep.csv").read_text() == first
 
     # results of another config (e.g. more tiers or another seed) are not taken as complete
-    cfg.benchmark.seed = 99
+    cfg = replace(cfg, benchmark=replace(cfg.benchmark, seed=99))
     job4 = FakeJob()
     run_sweep(cfg, out, job4)
     assert len(job4.calls) == 2
@@ -363,8 +364,7 @@ def test_a_tier_the_renderer_dropped_counts_as_done(tmp_path, monkeypatch):
     from latent_bias_probe.pipeline.artifacts import RunDir
     from latent_bias_probe.pipeline.sweep import is_complete
 
-    icfg = _cfg()
-    icfg.sweep = None
+    icfg = replace(_cfg(), sweep=None)
     monkeypatch.setattr(RunDir, "is_fresh", lambda self, name: True)  # freshness is tested in test_artifacts
     results = {"run_config_sha256": run_config_sha256(icfg), "tiers": {"high": {}, "medium": {}}}
     (tmp_path / "results.json").write_text(json.dumps(results))
@@ -387,8 +387,7 @@ def test_a_combination_stopped_during_explain_is_not_complete(tmp_path, monkeypa
     from latent_bias_probe.pipeline.artifacts import RunDir
     from latent_bias_probe.pipeline.sweep import is_complete
 
-    icfg = _cfg()
-    icfg.sweep = None
+    icfg = replace(_cfg(), sweep=None)
     present = {"results.json", "probes.h5"}
     monkeypatch.setattr(RunDir, "is_fresh", lambda self, name: name in present)
     results = {"run_config_sha256": run_config_sha256(icfg), "tiers": {t: {} for t in icfg.benchmark.tiers}}
