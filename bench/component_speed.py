@@ -17,7 +17,7 @@ and the mean-ablation remedy re-scored against the unedited P(Yes)
   interval, verified), the agreement, the heads' reading and the remedy's paired differences.
 
     .venv/bin/python bench/component_speed.py [--config configs/ed_triage_demo.yaml] [--tier high]
-        [--max-cases 30] [--verify-cases 8] [--top-k 20] [--backend hf] [--json out.json]
+        [--max-cases 30] [--verify-cases 8] [--top-k 20] [--backend hf] [--device cpu] [--json out.json]
 """
 
 from __future__ import annotations
@@ -58,6 +58,19 @@ class TimedStore(MemoryStore):
         self.when[key] = time.perf_counter()
 
 
+def tier_table(cfg, tier: str, loaded):
+    """The explained cases' prompts of one tier (the first ``cfg.explain.max_cases``), as the explain stage tables them."""
+    import pandas as pd
+
+    prompts = [p for p in render_benchmark(cfg.benchmark).prompts if p.tier == tier]
+    keep = set(list(dict.fromkeys(p.case_id for p in prompts))[: cfg.explain.max_cases])
+    prompts = [p for p in prompts if p.case_id in keep]
+    return pd.DataFrame({"case_id": [p.case_id for p in prompts], "variant": [p.variant for p in prompts],
+                         "race": [p.race for p in prompts], "gender": [p.gender for p in prompts],
+                         "text": [model_text(loaded.tokenizer, p) for p in prompts],
+                         "label": np.array([p.label for p in prompts], dtype=np.int8), "tier": tier})
+
+
 def _label(c) -> str:
     what = f"head {c['layer']}.{c['head']}" if c["kind"] == "head" else f"{c['kind']} {c['layer']}"
     return f"{what} @ {c['position']}"
@@ -78,6 +91,7 @@ def main() -> None:
     ap.add_argument("--remedy-method", default=None, choices=["mean", "erase", "both"],
                     help="default: the shipped explain.components.remedy_method; both: each, on the same verification")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--device", default="cpu", help="torch device of the model (cuda on a GPU machine)")
     ap.add_argument("--json", default=None, help="also write the component results here")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -97,17 +111,10 @@ def main() -> None:
     )
     methods = ["mean", "erase"] if args.remedy_method == "both" else [args.remedy_method or co.remedy_method]
     cfg = replace(cfg, explain=ExplainConfig(max_cases=max_cases, components=replace(co, remedy_method=methods[0])))
-    prompts = [p for p in render_benchmark(cfg.benchmark).prompts if p.tier == args.tier]
-    keep = list(dict.fromkeys(p.case_id for p in prompts))[: cfg.explain.max_cases]
-    prompts = [p for p in prompts if p.case_id in set(keep)]
-    loaded = load_model(cfg.model)
+    loaded = load_model(cfg.model, device=args.device)
     runner = make_runner(cfg.extract.backend, loaded)
-    import pandas as pd
-
-    table = pd.DataFrame({"case_id": [p.case_id for p in prompts], "variant": [p.variant for p in prompts],
-                          "race": [p.race for p in prompts], "gender": [p.gender for p in prompts],
-                          "text": [model_text(loaded.tokenizer, p) for p in prompts],
-                          "label": np.array([p.label for p in prompts], dtype=np.int8), "tier": args.tier})
+    table = tier_table(cfg, args.tier, loaded)
+    prompts, keep = table["text"].tolist(), list(dict.fromkeys(table["case_id"]))
     start = time.perf_counter()
     p_yes = score_prompts(runner, table["text"].tolist(), cfg.extract.batch_size, progress=False)["p_yes"]
     score_s = time.perf_counter() - start

@@ -10,6 +10,10 @@ Run on a CUDA machine (``python bench/gpu_check.py --prompts 256``); prints one 
    hit all alike): our extractor (hf backend, activations of every layer at the last
    position), a plain Hugging Face loop computing full logits, and TransformerLens
    ``run_with_cache`` caching every ``hook_resid_post``.
+4. Component attribution on the GPU (``--component-cases``, default 4; 0 skips it): the
+   explain stage's attribution, verification of the top 5 components and 2 random controls
+   on 1 case, and the remedy, on ``cuda`` and on ``cpu`` in float32: the wall time of each
+   and the largest difference of the estimated and the patched shares (target < 1e-3).
 
 Default model: the embedded SmolLM2-135M-Instruct (``--model`` for a local folder).
 Exits 2 with a message when CUDA is not available.
@@ -58,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompts", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--noise-sample", type=int, default=64)
+    parser.add_argument("--component-cases", type=int, default=4)
     args = parser.parse_args(argv)
 
     import torch
@@ -111,7 +116,52 @@ def main(argv: list[str] | None = None) -> int:
             times[name] += time.perf_counter() - t0
     for name, seconds in times.items():
         print(f"| throughput {name} | {tokens / seconds:,.0f} tokens/s | {times['tl_run_with_cache'] / seconds:.2f}x TransformerLens |")
+    if args.component_cases:
+        for line in component_check(args.model, args.component_cases, ("cuda", "cpu")):
+            print(line)
     return 0
+
+
+def component_check(model_name: str, n_cases: int, devices: tuple[str, str]) -> list[str]:
+    """Component attribution, verification and remedy of ``n_cases`` high-tier cases on two devices: times and differences."""
+    from latent_bias_probe.configs.schema import BenchmarkConfig, ComponentsConfig, Config, ExplainConfig, ModelConfig
+    from latent_bias_probe.extract.backends import make_runner
+    from latent_bias_probe.extract.model import load_model
+    from latent_bias_probe.probes.causal import MemoryStore
+    from latent_bias_probe.probes.components import component_tier
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from component_speed import tier_table
+
+    components = ComponentsConfig(top_k=5, random=2, saturated_max=2, verify_cases=1)
+    cfg = Config(model=ModelConfig(name=model_name, dtype="float32"), benchmark=BenchmarkConfig(n_cases=max(2, n_cases), tiers=["high"]),
+                 explain=ExplainConfig(max_cases=max(2, n_cases), components=components))
+    results, seconds = {}, {}
+    for device in devices:
+        loaded = load_model(cfg.model, device=device)
+        runner = make_runner("hf", loaded)
+        table = tier_table(cfg, "high", loaded)
+        start = time.perf_counter()
+        results[device] = component_tier(runner, table, list(cfg.benchmark.races), list(cfg.benchmark.genders), cfg, MemoryStore())
+        seconds[device] = time.perf_counter() - start
+    a, b = (results[d] for d in devices)
+
+    def shares(out, key):
+        return {(c["layer"], c["kind"], c["head"], c["position"], c["attribute"], c["pair"]): c[key]
+                for c in out["components"] if c.get(key) is not None}
+
+    lines = [f"| components, {n_cases} cases: {d} | {seconds[d]:.1f} s |" for d in devices]
+    for key in ("share", "patched_share"):
+        x, y = shares(a, key), shares(b, key)
+        common = sorted(set(x) & set(y))
+        gap = max((abs(x[k] - y[k]) for k in common), default=float("nan"))
+        lines.append(f"| components {key}, {devices[0]} vs {devices[1]} | max |diff| {gap:.2e} over {len(common)} "
+                     f"(only on one: {len(set(x) ^ set(y))}) |")
+    ra, rb = a.get("remedy"), b.get("remedy")
+    if ra and rb:
+        d = np.abs(np.asarray(ra["p_yes"]) - np.asarray(rb["p_yes"])).max()
+        lines.append(f"| remedy P(Yes), {devices[0]} vs {devices[1]} | max |diff| {d:.2e} |")
+    return lines
 
 
 if __name__ == "__main__":

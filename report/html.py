@@ -855,12 +855,29 @@ def component_sentence(e: Mapping[str, Any]) -> str:
     if isinstance(largest, Mapping) and finite(largest.get("value")) is not None:
         text += (f"; {_remedy_verb(remedy)} {len(_as_list(remedy.get('components')))} of them moves the largest group shift by "
                  f"{num(largest.get('value'), 3)} {_ci_text(largest.get('ci'), 3)}")
+        mfarm = get(remedy, "diff", "mfarm")
+        if isinstance(mfarm, Mapping) and finite(mfarm.get("value")) is not None:
+            text += f" and mFARM by {num(mfarm.get('value'), 3)} {_ci_text(mfarm.get('ci'), 3)}"
+        spread = _shift_spread(remedy["diff"])
+        if spread is not None and spread[1] > spread[0] and (finite(largest.get("value")) or 0) < 0:
+            text += (f"; it brings the groups closer together but moves them all away from BASE (mean |shift| "
+                     f"{num(spread[0], 3)} before, {num(spread[1], 3)} after)")
         base = get(remedy, "diff", "base_p_yes")
         ci = base.get("ci") if isinstance(base, Mapping) else None
         if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(finite(x) is not None for x in ci) and (ci[0] > 0 or ci[1] < 0):
             text += (f", but it also moves BASE's P(Yes) by {num(base.get('value'), 3)} {_ci_text(ci, 3)}: the edit changes "
                      f"the decision for every patient, not only the gap")
     return text + "."
+
+
+def _shift_spread(diff: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The groups' mean |shift from BASE| before and after a remedy (None without finite per-group shifts)."""
+    pairs = [(finite(v.get("before")), finite(v.get("after"))) for k, v in diff.items()
+             if str(k).startswith("shift:") and isinstance(v, Mapping)]
+    pairs = [(b, a) for b, a in pairs if b is not None and a is not None]
+    if not pairs:
+        return None
+    return sum(abs(b) for b, _ in pairs) / len(pairs), sum(abs(a) for _, a in pairs) / len(pairs)
 
 
 def _remedy_verb(remedy: Mapping[str, Any]) -> str:

@@ -372,6 +372,21 @@ def test_the_report_draws_the_components_and_says_what_was_found():
     assert "head 1.3 at the decision position" in section and "0.620" in section  # the heads' reading
     assert "shift:Black-Female" in section and "mean-ablating MLP 2 at the decision position" in section
     assert "BASE's P(Yes)" not in section  # no base_p_yes in this remedy: nothing said about it
+    assert "mFARM by" not in section and "closer together" not in section  # neither an mFARM change nor a common shift given
+
+    # the groups move together, away from BASE: the largest shift falls, every group's |shift| grows, mFARM falls
+    diff = explain["tiers"]["high"]["remedy"]["diff"]
+    diff["mfarm"] = {"value": -0.268, "ci": [-0.459, 0.047], "before": 0.812, "after": 0.544}
+    diff["shift:White-Female"] = {"value": 0.02, "ci": [0.017, 0.023], "before": -0.0085, "after": 0.0116}
+    section = unescape(render_report(synthetic_results(), explain))
+    assert "moves the largest group shift by -0.051 [-0.060, -0.040] and mFARM by -0.268 [-0.459, 0.047]." in section
+    assert "closer together" not in section  # the groups' mean |shift| fell (0.032 to 0.008): no common shift
+    diff["shift:Black-Female"].update(before=-0.005, after=0.012)
+    section = unescape(render_report(synthetic_results(), explain))
+    assert ("moves the largest group shift by -0.051 [-0.060, -0.040] and mFARM by -0.268 [-0.459, 0.047]; it brings the "
+            "groups closer together but moves them all away from BASE (mean |shift| 0.007 before, 0.012 after)") in section
+    del diff["mfarm"], diff["shift:White-Female"]
+    diff["shift:Black-Female"].update(before=-0.055, after=-0.004)
 
     remedy = explain["tiers"]["high"]["remedy"]
     remedy["method"] = "erase"
