@@ -853,7 +853,9 @@ def component_sentence(e: Mapping[str, Any]) -> str:
     remedy = e.get("remedy") if isinstance(e.get("remedy"), Mapping) else None
     largest = get(remedy, "diff", "largest_shift") if remedy else None
     if isinstance(largest, Mapping) and finite(largest.get("value")) is not None:
-        text += (f"; {_remedy_verb(remedy)} {len(_as_list(remedy.get('components')))} of them moves the largest group shift by "
+        n_cases = remedy.get("n_cases")
+        on = f" on {n_cases} cases" if isinstance(n_cases, int) and not isinstance(n_cases, bool) else ""
+        text += (f"; {_remedy_verb(remedy)} {len(_as_list(remedy.get('components')))} of them{on} moves the largest group shift by "
                  f"{num(largest.get('value'), 3)} {_ci_text(largest.get('ci'), 3)}")
         mfarm = get(remedy, "diff", "mfarm")
         if isinstance(mfarm, Mapping) and finite(mfarm.get("value")) is not None:

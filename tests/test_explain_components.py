@@ -368,7 +368,7 @@ def test_the_report_draws_the_components_and_says_what_was_found():
     assert section.count("Components: race") == 3  # a heat map per position kind
     assert ("The largest verified component of the race gap is MLP 2 at the decision position, which carries 0.90 [0.70, 1.10] "
             "of it when patched alone (2 verified in all); estimates and activation patching agree with Spearman ρ 0.81") in section
-    assert "ablating 1 of them moves the largest group shift by -0.051 [-0.060, -0.040]" in section
+    assert "ablating 1 of them on 30 cases moves the largest group shift by -0.051 [-0.060, -0.040]" in section
     assert "head 1.3 at the decision position" in section and "0.620" in section  # the heads' reading
     assert "shift:Black-Female" in section and "mean-ablating MLP 2 at the decision position" in section
     assert "BASE's P(Yes)" not in section  # no base_p_yes in this remedy: nothing said about it
@@ -393,7 +393,7 @@ def test_the_report_draws_the_components_and_says_what_was_found():
     remedy["diff"]["base_p_yes"] = {"value": -0.2, "ci": [-0.25, -0.15], "before": 0.7, "after": 0.5}
     html = render_report(synthetic_results(), explain)
     section = unescape(html[html.index('<section id="explain">'): html.index('<section id="provenance">')])
-    assert ("erasing the race × gender subspace of 1 of them moves the largest group shift by -0.051 [-0.060, -0.040], but it "
+    assert ("erasing the race × gender subspace of 1 of them on 30 cases moves the largest group shift by -0.051 [-0.060, -0.040], but it "
             "also moves BASE's P(Yes) by -0.200 [-0.250, -0.150]: the edit changes the decision for every patient") in section
 
 
