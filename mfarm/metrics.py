@@ -118,14 +118,18 @@ def batched_output_scores(Ps: np.ndarray, alpha: float = 0.05, correction: str =
     Metrics with a ``rows`` function are evaluated for all b at once (the same test
     decisions and floating-point operations as the scalar function; agreement to
     1e-12 is the contract); the others, and every metric with fewer than 3 cases,
-    loop over the resamples."""
+    loop over the distinct matrices among the resamples."""
     Ps, alpha = _check_batch(Ps, alpha, correction)
     B, n, _ = Ps.shape
     out = {key: np.empty(B) for key in METRICS}
     for key, metric in METRICS.items():
         if metric.rows is None or n < _MIN_BATCH_N:
+            seen: dict[bytes, float] = {}  # a resample of few cases repeats (2 cases: 4 distinct of any B): score each once
             for b in range(B):
-                out[key][b] = metric.score(Ps[b], alpha, correction)
+                seen_key = Ps[b].tobytes()
+                if seen_key not in seen:
+                    seen[seen_key] = metric.score(Ps[b], alpha, correction)
+                out[key][b] = seen[seen_key]
             continue
         for start in range(0, B, _CHUNK):
             X = Ps[start : start + _CHUNK]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import stats as st
@@ -228,6 +230,24 @@ def test_batched_equals_loop_with_few_groups(k):
 def test_batched_equals_loop_for_tiny_n(n):
     rng = np.random.default_rng(40 + n)
     assert_same_scores(np.round(rng.uniform(size=(3, n, 5)), 1))
+
+
+def test_batched_scores_each_distinct_resample_of_two_cases_once(monkeypatch):
+    from latent_bias_probe.mfarm import metrics as M
+
+    rng = np.random.default_rng(7)
+    P = rng.uniform(size=(2, 13))
+    idx = rng.integers(0, 2, size=(200, 2))  # 200 bootstrap resamples of 2 cases: 4 distinct matrices
+    Ps = P[idx]
+    calls = []
+    score = M.METRICS["mean_difference"].score
+    monkeypatch.setitem(M.METRICS, "mean_difference", replace(M.METRICS["mean_difference"],
+                        score=lambda *a: calls.append(1) or score(*a)))
+    got = M.batched_output_scores(Ps)
+    assert len(calls) == len({tuple(i) for i in idx.tolist()}) == 4
+    for b in range(len(Ps)):
+        want = M.output_scores(Ps[b])
+        assert all(got[key][b] == want[key] for key in want)
 
 
 def test_batched_mean_difference_equals_loop_on_latent_scores():
