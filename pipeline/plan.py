@@ -251,7 +251,7 @@ def format_plan(plan: Plan | MaskedPlan) -> list[str]:
     for tier, n in plan.prompts_by_tier.items():
         shots = plan.few_shot_tokens_by_tier.get(tier)
         lines.append(f"  tier {tier}: {n} prompts, {plan.tokens_by_tier[tier]:,} tokens"
-                     + (f" ({shots:,} of them in the {plan.few_shot} few-shot examples)" if shots is not None else ""))
+                     + (f" ({shots:,} of them in the {plan.few_shot} few-shot example{'s' if plan.few_shot != 1 else ''})" if shots is not None else ""))
     total = sum(plan.bytes_by_site.values())
     for key, n in plan.bytes_by_site.items():
         lines.append(f"  cache acts/{key}: {_bytes(n)}")
