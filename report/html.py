@@ -846,10 +846,16 @@ def component_sentence(e: Mapping[str, Any]) -> str:
                       f"{pct(agree.get('top_k_overlap'), 0)}") if rho is not None else "the estimates were not checked against patching"
     if not verified:
         return f"No component's patched effect was distinguishable from zero; {agreement_text}."
-    lead = verified[0]
-    text = (f"The largest verified component of the {lead.get('attribute')} gap is {_component_label(lead)}, which carries "
-            f"{num(lead.get('patched_share'), 2)} {_ci_text(lead.get('patched_ci'))} of it when patched alone "
-            f"({len(verified)} verified in all); {agreement_text}")
+    by_attribute: dict[str, list[Mapping[str, Any]]] = {}
+    for c in verified:  # largest |patched share| first, so each attribute's lead comes first
+        by_attribute.setdefault(str(c.get("attribute")), []).append(c)
+    parts = []
+    for attribute, mine in by_attribute.items():
+        lead = mine[0]
+        what = f"The largest verified component of the {attribute} gap is" if not parts else f"of the {attribute} gap,"
+        parts.append(f"{what} {_component_label(lead)}, which carries {num(lead.get('patched_share'), 2)} "
+                     f"{_ci_text(lead.get('patched_ci'))} of it when patched alone ({len(mine)} verified)")
+    text = "; ".join(parts) + f"; {agreement_text}"
     remedy = e.get("remedy") if isinstance(e.get("remedy"), Mapping) else None
     largest = get(remedy, "diff", "largest_shift") if remedy else None
     if isinstance(largest, Mapping) and finite(largest.get("value")) is not None:

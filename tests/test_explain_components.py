@@ -367,7 +367,7 @@ def test_the_report_draws_the_components_and_says_what_was_found():
     section = html[html.index('<section id="explain">'): html.index('<section id="provenance">')]
     assert section.count("Components: race") == 3  # a heat map per position kind
     assert ("The largest verified component of the race gap is MLP 2 at the decision position, which carries 0.90 [0.70, 1.10] "
-            "of it when patched alone (2 verified in all); estimates and activation patching agree with Spearman ρ 0.81") in section
+            "of it when patched alone (2 verified); estimates and activation patching agree with Spearman ρ 0.81") in section
     assert "ablating 1 of them on 30 cases moves the largest group shift by -0.051 [-0.060, -0.040]" in section
     assert "head 1.3 at the decision position" in section and "0.620" in section  # the heads' reading
     assert "shift:Black-Female" in section and "mean-ablating MLP 2 at the decision position" in section
@@ -419,3 +419,21 @@ def test_the_three_backends_agree_on_patching_and_ablation():
     for backend in ("nnsight", "transformer_lens"):
         e, a = _patched(backend, table)
         assert np.abs(e - effects).max() < 1e-5 and np.abs(a - ablated).max() < 1e-5, backend
+
+
+def test_the_sentence_names_the_lead_component_of_each_attribute():
+    from latent_bias_probe.report.html import component_sentence
+
+    def comp(attribute, layer, kind, position, patched, selected="top"):
+        return {"layer": layer, "kind": kind, "head": None, "position": position, "attribute": attribute, "pair": "all",
+                "share": patched, "ci": [patched - 0.1, patched + 0.1], "patched_share": patched,
+                "patched_ci": [patched - 0.05, patched + 0.05], "verified": True, "selected": selected}
+
+    e = {"components": [comp("race", 29, "mlp", "decision", 0.72), comp("race", 26, "mlp", "decision", 0.59),
+                        comp("gender", 0, "mlp", "demographic", 0.92), comp("race", 3, "mlp", "after", 2.0, selected="random")],
+         "component_agreement": {"spearman": 0.99, "top_k_overlap": 0.95, "k": 20}}
+    assert component_sentence(e) == (
+        "The largest verified component of the gender gap is MLP 0 at the demographic words, which carries 0.92 [0.87, 0.97] "
+        "of it when patched alone (1 verified); of the race gap, MLP 29 at the decision position, which carries 0.72 "
+        "[0.67, 0.77] of it when patched alone (2 verified); estimates and activation patching agree with Spearman ρ 0.99 "
+        "and top-20 overlap 95%.")  # a random control is never the lead, nor counted
