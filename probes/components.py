@@ -175,11 +175,19 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
     blocks below each patched layer run once per batch (:class:`extract.prefix.PrefixRunner`)
     and every patched forward runs only blocks ℓ..L−1 (the same P(Yes) to float32
     round-off; a model whose output is not ``head(norm(h))`` falls back to full forwards).
+    A patch at the decision position cannot change any earlier position either, so (also
+    with ``reuse_prefix``) the targets' first T−1 tokens run once per batch with the KV
+    cache and each such patched forward runs the last token alone
+    (:class:`extract.last_token.LastTokenRunner`; checked against the full forward per
+    batch, full forwards when it differs).
     """
+    from latent_bias_probe.extract.last_token import LastTokenRunner
     from latent_bias_probe.extract.prefix import CHECK_TOL, PrefixRunner
 
     out: dict[str, Any] = {}
     prefix = PrefixRunner(runner) if reuse_prefix else None
+    # a TransformerLens bridge rewires the blocks: the model's own KV cache does not reproduce its forward
+    last = LastTokenRunner(runner) if reuse_prefix and getattr(runner, "backend", None) != "transformer_lens" else None
     for attribute, features in chosen.items():
         mine = [p for p in pairs if p["attribute"] == attribute and _aligned(kinds[p["src"]], kinds[p["tgt"]])]
         layers = sorted({feats.unpack(f)[0] for f in features})
@@ -198,6 +206,17 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
                 if gap > CHECK_TOL:
                     log.warning("explain: a truncated forward differs from the full one by %.2g; patching runs full forwards", gap)
                     prefix = state = None
+            tail = None
+            if last is not None and width > 1 and any(feats.unpack(f)[3] == "decision" for f in features):
+                try:
+                    tail = last.prepare(tgt)
+                    gap = last.check(tail, p_t)
+                except (RuntimeError, TypeError, ValueError, AttributeError, NotImplementedError) as err:
+                    tail, gap = None, f"not run ({type(err).__name__}: {err})"
+                if tail is None or gap > CHECK_TOL:
+                    log.warning("explain: a last-token forward over the KV cache differs from the full one by %s; "
+                                "decision-position patches run as the others", gap if isinstance(gap, str) else f"{gap:.2g}")
+                    last = tail = None
             patched = np.empty((len(features), len(chunk)))
             for j, f in enumerate(features):
                 layer, kind, head, position = feats.unpack(f)
@@ -207,12 +226,16 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
                 if kind == "head":
                     d = value.shape[-1] // feats.heads
                     value = value[..., head * d : (head + 1) * d]
+                if tail is not None and position == "decision":  # the last column alone: the one position the forward runs
+                    with edit_components(runner.model, [ComponentEdit(layer, kind, head, where[:, -1:], value[:, -1:])]):
+                        patched[j] = last.run(tail)
+                    continue
                 with edit_components(runner.model, [ComponentEdit(layer, kind, head, where, value)]):
                     patched[j] = prefix.suffix(state, layer - 1) if state is not None and layer > 0 else runner.forward(tgt).p_yes
             for b, p in enumerate(chunk):
                 out[_key(p)] = {"aligned": True, "p_target": float(p_t[b]), "p_source": float(src.p_yes[b]), "patched": patched[:, b].tolist(),
                                  "effect": (patched[:, b] - p_t[b]).tolist()}
-            del src, state
+            del src, state, tail
     return out
 
 

@@ -211,8 +211,13 @@ def test_the_remedy_edits_only_verified_components_that_carry_the_gap():
     assert remedy_choice([c(2, -0.9)], 5) == []
 
 
-def test_patching_from_the_patched_block_up_equals_full_forwards():
+def test_patching_from_the_patched_block_up_equals_full_forwards(monkeypatch):
+    from latent_bias_probe.extract.last_token import LastTokenRunner
     from latent_bias_probe.probes.components import patch_case
+
+    last_runs = []
+    run = LastTokenRunner.run
+    monkeypatch.setattr(LastTokenRunner, "run", lambda self, state: last_runs.append(1) or run(self, state))
 
     table = _table(2)
     loaded = tiny_llama(seed=3, n_layers=3)
@@ -233,6 +238,8 @@ def test_patching_from_the_patched_block_up_equals_full_forwards():
     b = np.array([v["patched"] for v in part])
     assert np.abs(a - np.array([v["p_target"] for v in full])[:, None]).max() > 1e-3  # the patches do something
     assert np.abs(a - b).max() < 1e-5
+    # decision-position patches ran the last token alone: 2 features x 2 attributes per batch, plus each batch's check
+    assert len(last_runs) >= 2 * 2 * 2
 
 
 def test_attribution_equals_activation_patching_where_patching_is_linear():

@@ -98,6 +98,30 @@ def tiny_gemma(tmp_path_factory):
     return load_model(ModelConfig(name=str(folder)))
 
 
+def test_last_token_forwards_over_the_kv_cache_equal_full_forwards(tiny_gemma):
+    """Llama and Gemma (sliding-window and full-attention caches): the unedited last token over the cached
+    first T-1 equals the full forward, and an edit at the last position equals the same edit in a full forward."""
+    from latent_bias_probe.extract.components import ComponentEdit, edit_components
+    from latent_bias_probe.extract.last_token import LastTokenRunner
+
+    for loaded in (tiny_llama(seed=3), tiny_gemma):  # a fresh Llama: a TransformerLens bridge rewires the shared one
+        runner = make_runner("hf", loaded)
+        texts = _prompts(loaded, 1)["text"].tolist()[:5]  # left-padded: different lengths
+        full = runner.forward(texts).p_yes
+        last = LastTokenRunner(runner)
+        state = last.prepare(texts)
+        assert last.check(state, full) < 1e-5 and last.check(state, full) < 1e-5  # the cache copy is left as it was
+        width = runner.encode(texts)["attention_mask"].shape[1]
+        where = torch.zeros(len(texts), width, dtype=torch.bool)
+        where[:, -1] = True
+        value = torch.randn(len(texts), width, loaded.model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+        with edit_components(loaded.model, [ComponentEdit(1, "mlp", None, where, value)]):
+            edited_full = runner.forward(texts).p_yes
+        with edit_components(loaded.model, [ComponentEdit(1, "mlp", None, where[:, -1:], value[:, -1:])]):
+            edited_last = last.run(state)
+        assert np.abs(edited_full - full).max() > 1e-3 and np.abs(edited_full - edited_last).max() < 1e-5
+
+
 def test_prefix_reuse_on_gemma_passes_each_block_kind_its_own_mask_and_rotary(tiny_gemma):
     """Gemma's sliding-window and full-attention blocks get different arguments: reuse must keep both."""
     from latent_bias_probe.extract.prefix import Prefix, PrefixRunner, block_kinds
