@@ -116,7 +116,7 @@ def main() -> None:
     table = tier_table(cfg, args.tier, loaded)
     prompts, keep = table["text"].tolist(), list(dict.fromkeys(table["case_id"]))
     start = time.perf_counter()
-    p_yes = score_prompts(runner, table["text"].tolist(), cfg.extract.batch_size, progress=False)["p_yes"]
+    p_yes = score_prompts(runner, prompts, cfg.extract.batch_size, progress=False)["p_yes"]
     score_s = time.perf_counter() - start
     print(f"{loaded.name} ({args.backend}): {loaded.n_layers} layers, {len(keep)} cases x {len(prompts) // max(1, len(keep))} "
           f"variants = {len(prompts)} prompts ({args.tier} tier); one scoring pass {score_s:.1f} s "

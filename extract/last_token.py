@@ -51,7 +51,7 @@ class LastTokenRunner:
             raise ValueError("last-token forwards need at least two tokens")
         head = {k: v[:, :-1] for k, v in batch.items()}
         with torch.inference_mode():
-            out = self.model(**head, use_cache=True, **self._keep())
+            out = self.model(**{**self.runner._model_kwargs(head), "use_cache": True})
         cache = getattr(out, "cache", None)
         if cache is None:
             cache = getattr(out, "past_key_values", None)
@@ -63,19 +63,15 @@ class LastTokenRunner:
 
     def run(self, state: LastTokenState) -> np.ndarray:
         """P(Yes) (float64, (B,)) of the last token run alone over a copy of the cache (edits in effect apply)."""
-        kwargs: dict[str, Any] = {"input_ids": state.last_ids, "attention_mask": state.attention_mask,
-                                  self._cache_kw: copy.deepcopy(state.cache), "use_cache": True}
+        batch = {"input_ids": state.last_ids, "attention_mask": state.attention_mask}
         if state.position_ids is not None:
-            kwargs["position_ids"] = state.position_ids
+            batch["position_ids"] = state.position_ids
+        kwargs = {**self.runner._model_kwargs(batch), self._cache_kw: copy.deepcopy(state.cache), "use_cache": True}
         with torch.inference_mode():
-            logits = self.model(**kwargs, **self._keep()).logits[:, -1, :]
+            logits = self.model(**kwargs).logits[:, -1, :]
         p_yes, _, _, _ = score_logits(logits, self.runner.yes_ids, self.runner.no_ids)
         return p_yes.cpu().numpy().astype(np.float64)
 
     def check(self, state: LastTokenState, full: np.ndarray) -> float:
         """max |P(Yes)| difference between the unedited last-token forward and ``full`` (the runner's full forward)."""
         return float(np.abs(self.run(state) - np.asarray(full, dtype=np.float64)).max())
-
-    def _keep(self) -> dict[str, int]:
-        keep = getattr(self.runner, "_keep_kw", None)
-        return {keep: 1} if keep else {}

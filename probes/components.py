@@ -208,15 +208,9 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
                     prefix = state = None
             tail = None
             if last is not None and width > 1 and any(feats.unpack(f)[3] == "decision" for f in features):
-                try:
-                    tail = last.prepare(tgt)
-                    gap = last.check(tail, p_t)
-                except (RuntimeError, TypeError, ValueError, AttributeError, NotImplementedError) as err:
-                    tail, gap = None, f"not run ({type(err).__name__}: {err})"
-                if tail is None or gap > CHECK_TOL:
-                    log.warning("explain: a last-token forward over the KV cache differs from the full one by %s; "
-                                "decision-position patches run as the others", gap if isinstance(gap, str) else f"{gap:.2g}")
-                    last = tail = None
+                tail = _last_token_state(last, tgt, p_t)
+                if tail is None:
+                    last = None
             patched = np.empty((len(features), len(chunk)))
             for j, f in enumerate(features):
                 layer, kind, head, position = feats.unpack(f)
@@ -237,6 +231,22 @@ def patch_case(runner, texts, pairs, kinds, feats: Features, chosen: dict[str, l
                                  "effect": (patched[:, b] - p_t[b]).tolist()}
             del src, state, tail
     return out
+
+
+def _last_token_state(last, texts, p_full: np.ndarray):
+    """``last.prepare(texts)`` when its unedited P(Yes) matches ``p_full`` (the full forward's); else None, with a warning."""
+    from latent_bias_probe.extract.prefix import CHECK_TOL
+
+    try:
+        state = last.prepare(texts)
+        gap = last.check(state, p_full)
+    except (RuntimeError, TypeError, ValueError, AttributeError, NotImplementedError) as err:
+        state, gap = None, f"not run ({type(err).__name__}: {err})"
+    if state is not None and gap <= CHECK_TOL:
+        return state
+    log.warning("explain: a last-token forward over the KV cache differs from the full one by %s; "
+                "decision-position patches run as the others", gap if isinstance(gap, str) else f"{gap:.2g}")
+    return None
 
 
 def attention_case(runner, texts, rows: Sequence[int], kinds, layers) -> dict[str, Any]:

@@ -857,25 +857,31 @@ def component_sentence(e: Mapping[str, Any]) -> str:
                      f"{_ci_text(lead.get('patched_ci'))} of it when patched alone ({len(mine)} verified)")
     text = "; ".join(parts) + f"; {agreement_text}"
     remedy = e.get("remedy") if isinstance(e.get("remedy"), Mapping) else None
-    largest = get(remedy, "diff", "largest_shift") if remedy else None
-    if isinstance(largest, Mapping) and finite(largest.get("value")) is not None:
-        n_cases = remedy.get("n_cases")
-        on = f" on {n_cases} cases" if isinstance(n_cases, int) and not isinstance(n_cases, bool) else ""
-        text += (f"; {_remedy_verb(remedy)} {len(_as_list(remedy.get('components')))} of them{on} moves the largest group shift by "
-                 f"{num(largest.get('value'), 3)} {_ci_text(largest.get('ci'), 3)}")
-        mfarm = get(remedy, "diff", "mfarm")
-        if isinstance(mfarm, Mapping) and finite(mfarm.get("value")) is not None:
-            text += f" and mFARM by {num(mfarm.get('value'), 3)} {_ci_text(mfarm.get('ci'), 3)}"
-        spread = _shift_spread(remedy["diff"])
-        if spread is not None and spread[1] > spread[0] and (finite(largest.get("value")) or 0) < 0:
-            text += (f"; it brings the groups closer together but moves them all away from BASE (mean |shift| "
-                     f"{num(spread[0], 3)} before, {num(spread[1], 3)} after)")
-        base = get(remedy, "diff", "base_p_yes")
-        ci = base.get("ci") if isinstance(base, Mapping) else None
-        if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(finite(x) is not None for x in ci) and (ci[0] > 0 or ci[1] < 0):
-            text += (f", but it also moves BASE's P(Yes) by {num(base.get('value'), 3)} {_ci_text(ci, 3)}: the edit changes "
-                     f"the decision for every patient, not only the gap")
-    return text + "."
+    return text + (_remedy_clause(remedy) if remedy else "") + "."
+
+
+def _remedy_clause(remedy: Mapping[str, Any]) -> str:
+    """What the remedy did to the largest group shift, mFARM, the groups' distance from BASE and BASE itself ("" without a shift)."""
+    largest = get(remedy, "diff", "largest_shift")
+    if not isinstance(largest, Mapping) or finite(largest.get("value")) is None:
+        return ""
+    n_cases = remedy.get("n_cases")
+    on = f" on {n_cases} cases" if isinstance(n_cases, int) and not isinstance(n_cases, bool) else ""
+    text = (f"; {_remedy_verb(remedy)} {len(_as_list(remedy.get('components')))} of them{on} moves the largest group shift by "
+            f"{num(largest.get('value'), 3)} {_ci_text(largest.get('ci'), 3)}")
+    mfarm = get(remedy, "diff", "mfarm")
+    if isinstance(mfarm, Mapping) and finite(mfarm.get("value")) is not None:
+        text += f" and mFARM by {num(mfarm.get('value'), 3)} {_ci_text(mfarm.get('ci'), 3)}"
+    spread = _shift_spread(remedy["diff"])
+    if spread is not None and spread[1] > spread[0] and (finite(largest.get("value")) or 0) < 0:
+        text += (f"; it brings the groups closer together but moves them all away from BASE (mean |shift| "
+                 f"{num(spread[0], 3)} before, {num(spread[1], 3)} after)")
+    base = get(remedy, "diff", "base_p_yes")
+    ci = base.get("ci") if isinstance(base, Mapping) else None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(finite(x) is not None for x in ci) and (ci[0] > 0 or ci[1] < 0):
+        text += (f", but it also moves BASE's P(Yes) by {num(base.get('value'), 3)} {_ci_text(ci, 3)}: the edit changes "
+                 f"the decision for every patient, not only the gap")
+    return text
 
 
 def _shift_spread(diff: Mapping[str, Any]) -> tuple[float, float] | None:
